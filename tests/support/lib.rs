@@ -1,0 +1,534 @@
+//! Test support: an isolated PostgreSQL database per test, moto-backed S3
+//! and SQS resources with unique names, the real AWS CLI for uploads, and
+//! the real daemon binary as a child process.
+//!
+//! Nothing here mocks anything: every test talks to a real PostgreSQL and to
+//! moto over HTTP. `scripts/test` provides:
+//! - `USERFEED_TEST_DATABASE_URL`: a maintenance database to create test
+//!   databases from (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! - `USERFEED_TEST_AWS_ENDPOINT`: the moto server;
+//! - `USERFEED_TEST_AWS_CLI`: the pinned `aws` executable.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+
+/// A name unique across parallel tests and processes.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}{}x{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos % 100_000
+    )
+}
+
+fn admin_url() -> String {
+    std::env::var("USERFEED_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, migrated database, dropped when the value is dropped.
+pub struct TestDb {
+    /// Connection pool to it.
+    pub db: DatabaseConnection,
+    /// Its URL (for the daemon).
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a new database.
+    pub async fn new() -> anyhow::Result<Self> {
+        let name = unique("uf_test_");
+        let admin = Database::connect(admin_url())
+            .await
+            .context("connecting to the test PostgreSQL")?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .context("creating the test database")?;
+        admin.close().await.ok();
+        let base = admin_url();
+        let url = match base.rfind('/') {
+            Some(i) => format!("{}/{}", &base[..i], name),
+            None => bail!("USERFEED_TEST_DATABASE_URL has no database part"),
+        };
+        let db = Database::connect(url.clone()).await?;
+        userfeed::db::migrate(&db).await?;
+        Ok(TestDb { db, url, name })
+    }
+
+    /// Runs one scalar query returning an i64.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .expect("a row");
+        row.try_get_by_index::<i64>(0)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs a query returning text rows (first column joined per row by `|`).
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter()
+            .map(|r| {
+                r.try_get_by_index::<String>(0)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any async context we can rely on; use a small
+        // runtime on a plain thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let admin = Database::connect(admin_url()).await.ok()?;
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// The moto endpoint.
+pub fn moto_endpoint() -> String {
+    std::env::var("USERFEED_TEST_AWS_ENDPOINT")
+        .expect("USERFEED_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test")
+}
+
+/// SDK configuration pointed at moto.
+pub async fn sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto_endpoint())
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+/// A bucket and a queue of its own, wired with an S3 → SQS notification.
+pub struct Aws {
+    /// S3 client (path style).
+    pub s3: aws_sdk_s3::Client,
+    /// SQS client.
+    pub sqs: aws_sdk_sqs::Client,
+    /// Bucket name.
+    pub bucket: String,
+    /// Queue URL.
+    pub queue_url: String,
+}
+
+impl Aws {
+    /// Creates the bucket, the queue and the notification.
+    pub async fn new() -> anyhow::Result<Self> {
+        let sdk = sdk().await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let bucket = unique("uf-b-").replace('_', "-");
+        let queue_name = unique("uf-q-");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .context("create bucket")?;
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&queue_name)
+            .send()
+            .await
+            .context("create queue")?
+            .queue_url
+            .context("queue url")?;
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                    .cloned()
+            })
+            .context("queue arn")?;
+        use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+        s3.put_bucket_notification_configuration()
+            .bucket(&bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(arn)
+                            .events(Event::S3ObjectCreated)
+                            .build()?,
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .context("put notification")?;
+        Ok(Aws {
+            s3,
+            sqs,
+            bucket,
+            queue_url,
+        })
+    }
+
+    /// Puts an object with the SDK (for integration tests; end-to-end tests
+    /// use [`aws_cp`]).
+    pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) -> anyhow::Result<()> {
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.into()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Takes every message currently visible on the queue.
+    pub async fn drain(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await?;
+            let msgs = got.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                return Ok(out);
+            }
+            for m in msgs {
+                if let Some(h) = m.receipt_handle {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(h)
+                        .send()
+                        .await?;
+                }
+                out.push(m.body.unwrap_or_default());
+            }
+        }
+    }
+
+    /// Sends a raw message body to the queue.
+    pub async fn send(&self, body: &str) -> anyhow::Result<()> {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Messages visible plus in flight, per SQS's approximate counters.
+    pub async fn queue_depth(&self) -> anyhow::Result<i64> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        let n = |k: A| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(n(A::ApproximateNumberOfMessages) + n(A::ApproximateNumberOfMessagesNotVisible))
+    }
+}
+
+/// Uploads a local file with the real AWS CLI, as a customer would.
+pub async fn aws_cp(file: &std::path::Path, bucket: &str, key: &str) -> anyhow::Result<()> {
+    let cli = std::env::var("USERFEED_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
+    let out = tokio::process::Command::new(cli)
+        .args([
+            "--endpoint-url",
+            &moto_endpoint(),
+            "s3",
+            "cp",
+            "--only-show-errors",
+        ])
+        .arg(file)
+        .arg(format!("s3://{bucket}/{key}"))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .await
+        .context("running the aws CLI")?;
+    if !out.status.success() {
+        bail!("aws s3 cp failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Writes `contents` to a fresh temporary file and returns its path.
+pub fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("uf-files-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes. This waits for
+/// an outcome; it does not assert on timing.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The daemon binary built by `cargo build -p userfeed`.
+pub fn daemon_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/userfeed");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p userfeed` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `userfeed serve` child process; killed when dropped.
+pub struct Daemon {
+    /// The child.
+    pub child: tokio::process::Child,
+    /// Its HTTP address.
+    pub http: String,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// Environment for a daemon against `db` and `aws`, fast polling for tests.
+pub fn daemon_env(db: &TestDb, aws: &Aws) -> Vec<(String, String)> {
+    [
+        ("USERFEED_DATABASE_URL", db.url.as_str()),
+        ("USERFEED_INTAKE_QUEUE_URL", aws.queue_url.as_str()),
+        ("USERFEED_INTAKE_WAIT_TIME_SECONDS", "1"),
+        ("USERFEED_AWS_ENDPOINT_URL", &moto_endpoint()),
+        ("USERFEED_AWS_S3_FORCE_PATH_STYLE", "true"),
+        ("USERFEED_JOBS_POLL_INTERVAL_MS", "100"),
+        ("USERFEED_JOBS_SHUTDOWN_GRACE_SECONDS", "10"),
+        ("USERFEED_LOG_FORMAT", "json"),
+        ("USERFEED_LOG_LEVEL", "info"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+impl Daemon {
+    /// Starts `userfeed serve` with `env` (plus a free HTTP port).
+    pub async fn start(env: &[(String, String)]) -> anyhow::Result<Self> {
+        let port = free_port();
+        let http = format!("127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("{}.log", unique("userfeed-daemon-")));
+        let log_file = std::fs::File::create(&log)?;
+        let child = tokio::process::Command::new(daemon_binary())
+            .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("USERFEED_HTTP_BIND", &http)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning userfeed serve")?;
+        let d = Daemon { child, http, log };
+        let addr = d.http.clone();
+        wait_for("the daemon's /healthz", Duration::from_secs(20), || {
+            let addr = addr.clone();
+            async move {
+                http_get(&addr, "/healthz")
+                    .await
+                    .ok()
+                    .filter(|(s, _)| *s == 200)
+            }
+        })
+        .await;
+        Ok(d)
+    }
+
+    /// GET `path` on the daemon's HTTP port.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        http_get(&self.http, path).await
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("daemon running");
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{sig} {pid} failed");
+    }
+
+    /// Peak resident memory (VmHWM) in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.child.id().expect("daemon running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+}
+
+/// A minimal HTTP/1.0 GET over loopback (status, body).
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Runs the `userfeed` binary with `args` against `db_url`; returns stdout.
+pub async fn cli(db_url: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new(daemon_binary())
+        .args(args)
+        .env("USERFEED_DATABASE_URL", db_url)
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "userfeed {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// A CSV with a header and `n` generated employees `E{i}` / `user{i}@example.com`.
+pub fn employees_csv(n: usize, with_status: bool) -> String {
+    let mut s = String::from(if with_status {
+        "Employee ID,Work Email,First Name,Last Name,Status\n"
+    } else {
+        "Employee ID,Work Email,First Name,Last Name\n"
+    });
+    for i in 0..n {
+        if with_status {
+            s.push_str(&format!(
+                "E{i},user{i}@example.com,First{i},Last{i},Active\n"
+            ));
+        } else {
+            s.push_str(&format!("E{i},user{i}@example.com,First{i},Last{i}\n"));
+        }
+    }
+    s
+}
+
+/// The standard mapping for [`employees_csv`] files.
+pub const MAPPING: &str = r#"
+[columns]
+external_id = "Employee ID"
+email = "Work Email"
+first_name = "First Name"
+last_name = "Last Name"
+"#;
+
+/// [`MAPPING`] plus the status column.
+pub const MAPPING_WITH_STATUS: &str = r#"
+[columns]
+external_id = "Employee ID"
+email = "Work Email"
+first_name = "First Name"
+last_name = "Last Name"
+status = "Status"
+"#;

@@ -1,0 +1,339 @@
+//! Applying one upload: stream the object, validate each row, stage, merge
+//! into users in batch transactions, then deactivate and finish atomically.
+//!
+//! Three phases, each a series of short transactions (none spans the stream):
+//! 1. **Stage**: rows are parsed, validated and written to `upload_rows` in
+//!    batches. A file that turns out broken (encoding, structure) fails here
+//!    having changed no user at all.
+//! 2. **Merge**: staged rows are applied to `users` batch by batch. Unchanged
+//!    rows are not written.
+//! 3. **Finish**: one transaction deactivates the absent (when the file has
+//!    no status column), deletes the staging rows and marks the upload
+//!    succeeded. An upload that fails before this point deactivates nobody.
+//!
+//! Every transaction starts with the lease fence, so a worker that lost its
+//! lease cannot write. [`ApplyStore`] is the database seam: the portable
+//! sea-orm implementation here, faster backend-specific ones beside it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{self, entity::upload, queries};
+use crate::map::{BoundMapping, MatchKey, RowError, RowOutcome, StagedRow};
+use crate::parse::{CsvStream, ParseError};
+use crate::source::{ObjectReader, ObjectRef, SourceError};
+use crate::tenants::Tenant;
+
+pub mod portable;
+
+/// The right to write for one attempt of one upload.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lease {
+    /// The upload.
+    pub upload_id: i64,
+    /// The fencing token of this attempt.
+    pub token: i64,
+    /// Lease length, renewed by each fenced write.
+    pub seconds: f64,
+}
+
+/// Row counts of an upload, as shown in its history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    /// Data rows read from the file.
+    pub rows_read: u64,
+    /// Users created.
+    pub created: u64,
+    /// Users whose details or status changed.
+    pub updated: u64,
+    /// Rows that matched a user with nothing to change.
+    pub unchanged: u64,
+    /// Users deactivated for being absent from the file.
+    pub deactivated: u64,
+    /// Rows rejected (see the upload's errors).
+    pub rejected: u64,
+}
+
+/// What a tenant contributes to applying a file.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantRules {
+    /// Tenant id.
+    pub tenant_id: i64,
+    /// Identity field.
+    pub match_key: MatchKey,
+}
+
+/// A storage failure while applying.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The fence refused the write: another worker owns the upload now.
+    #[error("the lease was lost to another worker")]
+    LeaseLost,
+    /// Database failure.
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// The storage side of applying an upload. Implementations must start every
+/// transaction with [`fence`].
+#[async_trait]
+pub trait ApplyStore: Send + Sync {
+    /// Starts an attempt: drops what an earlier attempt staged or reported.
+    async fn begin(&self, lease: &Lease) -> Result<(), ApplyError>;
+
+    /// Stages a batch of valid-key rows and records rows rejected outright.
+    async fn stage(
+        &self,
+        lease: &Lease,
+        rows: &[StagedRow],
+        rejected: &[RowError],
+        progress: &Progress,
+    ) -> Result<(), ApplyError>;
+
+    /// Merges up to `limit` staged rows after line `after` into users.
+    /// Returns the last line merged, or `None` when nothing was left.
+    async fn merge(
+        &self,
+        lease: &Lease,
+        rules: &TenantRules,
+        has_status: bool,
+        after: i64,
+        limit: usize,
+        progress: &mut Progress,
+    ) -> Result<Option<i64>, ApplyError>;
+
+    /// Deactivates the absent (when asked), drops the staging rows and marks
+    /// the upload succeeded, all in one transaction.
+    async fn finish(
+        &self,
+        lease: &Lease,
+        rules: &TenantRules,
+        deactivate_absent: bool,
+        progress: &mut Progress,
+    ) -> Result<(), ApplyError>;
+}
+
+/// Checks, inside the caller's transaction, that `lease` still holds, and
+/// extends it. The row lock taken here is held until commit, so no claim can
+/// interleave with the rest of the transaction.
+pub async fn fence<C: ConnectionTrait>(c: &C, lease: &Lease) -> Result<(), ApplyError> {
+    let res = c
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            queries::RENEW_LEASE,
+            [
+                lease.upload_id.into(),
+                lease.token.into(),
+                lease.seconds.into(),
+            ],
+        ))
+        .await?;
+    if res.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(ApplyError::LeaseLost)
+    }
+}
+
+/// Writes the counters of a running upload (inside a fenced transaction).
+pub async fn write_counters<C: ConnectionTrait>(
+    c: &C,
+    upload_id: i64,
+    p: &Progress,
+) -> Result<(), DbErr> {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    c.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        queries::SET_COUNTERS,
+        [
+            upload_id.into(),
+            n(p.rows_read).into(),
+            n(p.created).into(),
+            n(p.updated).into(),
+            n(p.unchanged).into(),
+            n(p.deactivated).into(),
+            n(p.rejected).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Why an upload attempt did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The upload cannot succeed as it is: the reason is for the customer.
+    #[error("{0}")]
+    Fail(String),
+    /// Worth retrying later (network, database unavailable).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Another worker owns the upload now; stop without writing.
+    #[error("lease lost")]
+    LeaseLost,
+    /// The process is shutting down; hand the upload back.
+    #[error("interrupted by shutdown")]
+    Interrupted,
+}
+
+impl From<ApplyError> for UploadError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::LeaseLost => UploadError::LeaseLost,
+            ApplyError::Db(e) if db::is_transient(&e) => UploadError::Transient(e.to_string()),
+            ApplyError::Db(e) => UploadError::Fail(format!("internal database error: {e}")),
+        }
+    }
+}
+
+impl From<ParseError> for UploadError {
+    fn from(e: ParseError) -> Self {
+        if e.is_transient() {
+            UploadError::Transient(e.to_string())
+        } else {
+            UploadError::Fail(e.to_string())
+        }
+    }
+}
+
+impl From<SourceError> for UploadError {
+    fn from(e: SourceError) -> Self {
+        if e.is_transient() {
+            UploadError::Transient(e.to_string())
+        } else {
+            UploadError::Fail(e.to_string())
+        }
+    }
+}
+
+/// Everything one attempt needs.
+pub struct Pipeline {
+    /// Where the bytes come from.
+    pub reader: Arc<dyn ObjectReader>,
+    /// Where the rows go.
+    pub store: Arc<dyn ApplyStore>,
+    /// Rows per batch transaction.
+    pub batch_size: usize,
+}
+
+/// Signals that stop an attempt between batches.
+#[derive(Clone, Default)]
+pub struct Stops {
+    /// Process shutdown: hand the upload back.
+    pub shutdown: CancellationToken,
+    /// The heartbeat found the lease gone: stop writing.
+    pub lease_lost: CancellationToken,
+}
+
+impl Stops {
+    fn check(&self) -> Result<(), UploadError> {
+        if self.lease_lost.is_cancelled() {
+            Err(UploadError::LeaseLost)
+        } else if self.shutdown.is_cancelled() {
+            Err(UploadError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Pipeline {
+    /// Runs one attempt of `upload` for `tenant` under `lease`. On success
+    /// the upload is already marked succeeded; on error nothing about the
+    /// upload's state has been written (the caller records the outcome).
+    /// `progress` holds the counts so far either way.
+    pub async fn run(
+        &self,
+        lease: &Lease,
+        upload: &upload::Model,
+        tenant: &Tenant,
+        stops: &Stops,
+        progress: &mut Progress,
+    ) -> Result<(), UploadError> {
+        let mapping = tenant.mapping.as_ref().ok_or_else(|| {
+            UploadError::Fail(format!(
+                "tenant {:?} has no column mapping yet; set one with `userfeed mapping set`",
+                tenant.slug
+            ))
+        })?;
+        let rules = TenantRules {
+            tenant_id: tenant.id,
+            match_key: tenant.match_key,
+        };
+        let object = ObjectRef {
+            bucket: upload.bucket.clone(),
+            key: upload.object_key.clone(),
+            version_id: upload.version_id.clone(),
+            etag: upload.etag.clone(),
+        };
+        let body = self.reader.open(&object).await?;
+        let mut csv = CsvStream::open(body.reader).await?;
+        let bound = BoundMapping::bind(mapping, tenant.match_key, csv.header())
+            .map_err(|e| UploadError::Fail(e.to_string()))?;
+
+        self.store.begin(lease).await?;
+        *progress = Progress::default();
+
+        // Phase 1: stage.
+        let mut staged = Vec::with_capacity(self.batch_size);
+        let mut rejected = Vec::new();
+        while let Some((line, fields)) = csv.next_row().await? {
+            progress.rows_read += 1;
+            match bound.row(line, &fields) {
+                RowOutcome::Staged(r) => staged.push(r),
+                RowOutcome::Rejected(e) => {
+                    progress.rejected += 1;
+                    rejected.push(e);
+                }
+            }
+            if staged.len() + rejected.len() >= self.batch_size {
+                stops.check()?;
+                self.store
+                    .stage(lease, &staged, &rejected, progress)
+                    .await?;
+                staged.clear();
+                rejected.clear();
+            }
+        }
+        stops.check()?;
+        self.store
+            .stage(lease, &staged, &rejected, progress)
+            .await?;
+        drop(staged);
+
+        // Phase 2: merge.
+        let mut after = 0;
+        while let Some(last) = self
+            .store
+            .merge(
+                lease,
+                &rules,
+                bound.has_status(),
+                after,
+                self.batch_size,
+                progress,
+            )
+            .await?
+        {
+            after = last;
+            stops.check()?;
+        }
+
+        // Phase 3: deactivate and finish, atomically.
+        self.store
+            .finish(lease, &rules, !bound.has_status(), progress)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Backoff before retry number `attempt` (1-based) of a transient failure:
+/// 5 s, 10 s, 20 s, ... capped at 5 minutes.
+pub fn retry_delay(attempt: i32) -> Duration {
+    let exp = attempt.clamp(1, 7) as u32 - 1;
+    Duration::from_secs((5u64 << exp).min(300))
+}

@@ -1,0 +1,410 @@
+//! The portable [`ApplyStore`]: sea-orm entities and a few plain statements,
+//! a bounded number of queries per batch (no per-row reads; one write per
+//! changed row).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sea_orm::sea_query::{Expr, Func};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DbBackend, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait,
+};
+use serde_json::{Map, Value};
+
+use super::{ApplyError, ApplyStore, Lease, Progress, TenantRules, fence, write_counters};
+use crate::db::entity::{upload_row, upload_row_error, user};
+use crate::db::queries;
+use crate::map::{MatchKey, RowError, StagedRow};
+
+/// [`ApplyStore`] over any sea-orm connection.
+#[derive(Clone)]
+pub struct PortableStore {
+    db: DatabaseConnection,
+}
+
+impl PortableStore {
+    /// Wraps a connection pool.
+    pub fn new(db: DatabaseConnection) -> Self {
+        PortableStore { db }
+    }
+}
+
+fn error_models(upload_id: i64, errors: &[RowError]) -> Vec<upload_row_error::ActiveModel> {
+    errors
+        .iter()
+        .map(|e| upload_row_error::ActiveModel {
+            upload_id: Set(upload_id),
+            line: Set(e.line as i64),
+            column_name: Set(e.column.clone()),
+            severity: Set("error".into()),
+            message: Set(e.message.clone()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+async fn exec<C: sea_orm::ConnectionTrait>(
+    c: &C,
+    sql: &str,
+    id: i64,
+) -> Result<u64, sea_orm::DbErr> {
+    Ok(c.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [id.into()],
+    ))
+    .await?
+    .rows_affected())
+}
+
+#[async_trait]
+impl ApplyStore for PortableStore {
+    async fn begin(&self, lease: &Lease) -> Result<(), ApplyError> {
+        let txn = self.db.begin().await?;
+        fence(&txn, lease).await?;
+        exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
+        exec(&txn, queries::DELETE_ROW_ERRORS, lease.upload_id).await?;
+        write_counters(&txn, lease.upload_id, &Progress::default()).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    async fn stage(
+        &self,
+        lease: &Lease,
+        rows: &[StagedRow],
+        rejected: &[RowError],
+        progress: &Progress,
+    ) -> Result<(), ApplyError> {
+        let txn = self.db.begin().await?;
+        fence(&txn, lease).await?;
+        if !rows.is_empty() {
+            let models = rows.iter().map(|r| upload_row::ActiveModel {
+                upload_id: Set(lease.upload_id),
+                line: Set(r.line as i64),
+                match_key: Set(r.match_key.clone()),
+                email: Set(r.email.clone()),
+                external_id: Set(r.external_id.clone()),
+                first_name: Set(r.first_name.clone()),
+                last_name: Set(r.last_name.clone()),
+                active: Set(r.active),
+                profile: Set(r.profile.clone().map(Value::Object)),
+                error_column: Set(r.error.as_ref().and_then(|e| e.column.clone())),
+                error_message: Set(r.error.as_ref().map(|e| e.message.clone())),
+            });
+            upload_row::Entity::insert_many(models).exec(&txn).await?;
+        }
+        if !rejected.is_empty() {
+            upload_row_error::Entity::insert_many(error_models(lease.upload_id, rejected))
+                .exec(&txn)
+                .await?;
+        }
+        write_counters(&txn, lease.upload_id, progress).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    async fn merge(
+        &self,
+        lease: &Lease,
+        rules: &TenantRules,
+        has_status: bool,
+        after: i64,
+        limit: usize,
+        progress: &mut Progress,
+    ) -> Result<Option<i64>, ApplyError> {
+        let txn = self.db.begin().await?;
+        fence(&txn, lease).await?;
+        let rows = upload_row::Entity::find()
+            .filter(upload_row::Column::UploadId.eq(lease.upload_id))
+            .filter(upload_row::Column::Line.gt(after))
+            .order_by_asc(upload_row::Column::Line)
+            .limit(limit as u64)
+            .all(&txn)
+            .await?;
+        let Some(last) = rows.last().map(|r| r.line) else {
+            txn.commit().await?;
+            return Ok(None);
+        };
+
+        // Rows repeating a key seen on an earlier line of the same file.
+        let dup_rows = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                queries::EARLIER_DUPLICATES,
+                [lease.upload_id.into(), after.into(), last.into()],
+            ))
+            .await?;
+        let mut earlier: HashMap<i64, i64> = HashMap::new();
+        for r in dup_rows {
+            earlier.insert(r.try_get("", "line")?, r.try_get("", "earlier")?);
+        }
+
+        // Existing users, by key, and owners of emails / external IDs the
+        // batch wants to use (for collision checks).
+        let lower_email = || Expr::expr(Func::lower(Expr::col(user::Column::Email)));
+        let emails: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.email.as_ref().map(|e| e.to_lowercase()))
+            .collect();
+        let ext_ids: Vec<String> = rows.iter().filter_map(|r| r.external_id.clone()).collect();
+        let base = || user::Entity::find().filter(user::Column::TenantId.eq(rules.tenant_id));
+        let found = base()
+            .filter(
+                lower_email()
+                    .is_in(emails.clone())
+                    .or(user::Column::ExternalId.is_in(ext_ids.clone())),
+            )
+            .all(&txn)
+            .await?;
+        let mut by_email: HashMap<String, user::Model> = HashMap::new();
+        let mut by_ext: HashMap<String, user::Model> = HashMap::new();
+        for u in found {
+            if let Some(x) = &u.external_id {
+                by_ext.insert(x.clone(), u.clone());
+            }
+            by_email.insert(u.email.to_lowercase(), u);
+        }
+
+        // Emails / external IDs taken by rows earlier in this batch.
+        let mut claimed_email: HashMap<String, i64> = HashMap::new();
+        let mut claimed_ext: HashMap<String, i64> = HashMap::new();
+        let mut errors: Vec<RowError> = Vec::new();
+        let mut inserts: Vec<user::ActiveModel> = Vec::new();
+        let now = Utc::now();
+        let reject =
+            |errors: &mut Vec<RowError>, line: i64, column: Option<String>, message: String| {
+                errors.push(RowError {
+                    line: line as u64,
+                    column,
+                    message,
+                });
+            };
+
+        for row in &rows {
+            if let Some(msg) = &row.error_message {
+                reject(&mut errors, row.line, row.error_column.clone(), msg.clone());
+                continue;
+            }
+            if let Some(first) = earlier.get(&row.line) {
+                reject(
+                    &mut errors,
+                    row.line,
+                    None,
+                    format!(
+                        "duplicate of line {first}: the same person appears twice; this row was skipped"
+                    ),
+                );
+                continue;
+            }
+            let existing = match rules.match_key {
+                MatchKey::Email => by_email.get(&row.match_key),
+                MatchKey::ExternalId => by_ext.get(&row.match_key),
+            };
+            let email_lc = row.email.as_ref().map(|e| e.to_lowercase());
+            let my_id = existing.map(|u| u.id);
+
+            // Collisions: a value this row wants that belongs to someone else.
+            if let Some(e) = &email_lc {
+                let owner = by_email.get(e).map(|u| u.id);
+                if (owner.is_some() && owner != my_id)
+                    || claimed_email.get(e).is_some_and(|l| *l != row.line)
+                {
+                    reject(
+                        &mut errors,
+                        row.line,
+                        None,
+                        format!(
+                            "email {:?} already belongs to another user",
+                            row.email.as_deref().unwrap_or("")
+                        ),
+                    );
+                    continue;
+                }
+            }
+            if let Some(x) = &row.external_id {
+                let owner = by_ext.get(x).map(|u| u.id);
+                if (owner.is_some() && owner != my_id)
+                    || claimed_ext.get(x).is_some_and(|l| *l != row.line)
+                {
+                    reject(
+                        &mut errors,
+                        row.line,
+                        None,
+                        format!("external ID {x:?} already belongs to another user"),
+                    );
+                    continue;
+                }
+            }
+            if let Some(e) = email_lc {
+                claimed_email.insert(e, row.line);
+            }
+            if let Some(x) = &row.external_id {
+                claimed_ext.insert(x.clone(), row.line);
+            }
+
+            // Without a status column everyone in the file is active.
+            let want_active = if has_status {
+                row.active.unwrap_or(true)
+            } else {
+                true
+            };
+            let new_profile = row.profile.as_ref().and_then(|p| p.as_object());
+
+            match existing {
+                None => {
+                    let Some(email) = row.email.clone() else {
+                        reject(
+                            &mut errors,
+                            row.line,
+                            None,
+                            "email is required to create a user".into(),
+                        );
+                        continue;
+                    };
+                    let mut profile = Map::new();
+                    merge_profile(&mut profile, new_profile);
+                    inserts.push(user::ActiveModel {
+                        tenant_id: Set(rules.tenant_id),
+                        email: Set(email),
+                        external_id: Set(row.external_id.clone()),
+                        first_name: Set(row.first_name.clone().unwrap_or_default()),
+                        last_name: Set(row.last_name.clone().unwrap_or_default()),
+                        active: Set(want_active),
+                        profile: Set(Value::Object(profile)),
+                        feed_managed: Set(true),
+                        created_by_upload_id: Set(Some(lease.upload_id)),
+                        last_changed_upload_id: Set(Some(lease.upload_id)),
+                        created_at: Set(now),
+                        updated_at: Set(now),
+                        deactivated_at: Set((!want_active).then_some(now)),
+                        ..Default::default()
+                    });
+                    progress.created += 1;
+                }
+                Some(u) => {
+                    let mut am = user::ActiveModel {
+                        id: Set(u.id),
+                        ..Default::default()
+                    };
+                    let mut changed = false;
+                    if let Some(e) = &row.email
+                        && *e != u.email
+                    {
+                        am.email = Set(e.clone());
+                        changed = true;
+                    }
+                    // An empty external ID cell never erases a stored one.
+                    if let Some(x) = &row.external_id
+                        && u.external_id.as_ref() != Some(x)
+                    {
+                        am.external_id = Set(Some(x.clone()));
+                        changed = true;
+                    }
+                    if let Some(f) = &row.first_name
+                        && *f != u.first_name
+                    {
+                        am.first_name = Set(f.clone());
+                        changed = true;
+                    }
+                    if let Some(l) = &row.last_name
+                        && *l != u.last_name
+                    {
+                        am.last_name = Set(l.clone());
+                        changed = true;
+                    }
+                    if want_active != u.active {
+                        am.active = Set(want_active);
+                        am.deactivated_at = Set((!want_active).then_some(now));
+                        changed = true;
+                    }
+                    if new_profile.is_some() {
+                        let mut profile = u.profile.as_object().cloned().unwrap_or_default();
+                        merge_profile(&mut profile, new_profile);
+                        if Value::Object(profile.clone()) != u.profile {
+                            am.profile = Set(Value::Object(profile));
+                            changed = true;
+                        }
+                    }
+                    if changed {
+                        am.updated_at = Set(now);
+                        am.last_changed_upload_id = Set(Some(lease.upload_id));
+                        am.update(&txn).await?;
+                        progress.updated += 1;
+                    } else {
+                        progress.unchanged += 1;
+                    }
+                }
+            }
+        }
+        if !inserts.is_empty() {
+            user::Entity::insert_many(inserts).exec(&txn).await?;
+        }
+        progress.rejected += errors.len() as u64;
+        if !errors.is_empty() {
+            upload_row_error::Entity::insert_many(error_models(lease.upload_id, &errors))
+                .exec(&txn)
+                .await?;
+        }
+        write_counters(&txn, lease.upload_id, progress).await?;
+        txn.commit().await?;
+        Ok(Some(last))
+    }
+
+    async fn finish(
+        &self,
+        lease: &Lease,
+        rules: &TenantRules,
+        deactivate_absent: bool,
+        progress: &mut Progress,
+    ) -> Result<(), ApplyError> {
+        let txn = self.db.begin().await?;
+        fence(&txn, lease).await?;
+        if deactivate_absent {
+            let sql = match rules.match_key {
+                MatchKey::Email => queries::DEACTIVATE_ABSENT_BY_EMAIL,
+                MatchKey::ExternalId => queries::DEACTIVATE_ABSENT_BY_EXTERNAL_ID,
+            };
+            let res = txn
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    sql,
+                    [rules.tenant_id.into(), lease.upload_id.into()],
+                ))
+                .await?;
+            progress.deactivated = res.rows_affected();
+        }
+        exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
+        write_counters(&txn, lease.upload_id, progress).await?;
+        let done = txn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                queries::SUCCEED,
+                [lease.upload_id.into(), lease.token.into()],
+            ))
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(ApplyError::LeaseLost);
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// Applies a row's profile values: a value sets the field, an empty cell
+/// clears it; fields the file does not map are kept.
+fn merge_profile(profile: &mut Map<String, Value>, new: Option<&Map<String, Value>>) {
+    for (k, v) in new.into_iter().flatten() {
+        match v.as_str() {
+            Some("") => {
+                profile.remove(k);
+            }
+            _ => {
+                profile.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}

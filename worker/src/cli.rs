@@ -1,0 +1,263 @@
+//! The `userfeed` command line.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sea_orm::DatabaseConnection;
+
+use crate::config::{Config, LogConfig, LogFormat};
+use crate::map::{Mapping, MatchKey};
+use crate::{report, tenants};
+
+/// Userfeed turns HRIS CSV drops in S3 into platform users.
+#[derive(Debug, Parser)]
+#[command(name = "userfeed", version, about)]
+pub struct Cli {
+    /// Configuration file layered over the defaults (environment variables
+    /// `USERFEED_<SECTION>_<KEY>` override both).
+    #[arg(long, global = true, env = "USERFEED_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: intake, workers, health and metrics endpoints.
+    Serve {
+        /// Apply pending migrations first (convenient in development; in
+        /// production run `userfeed migrate` as a separate step).
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Apply database migrations (safe to run repeatedly).
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage a tenant's column mapping.
+    #[command(subcommand)]
+    Mapping(MappingCmd),
+    /// Upload history.
+    #[command(subcommand)]
+    Uploads(UploadsCmd),
+    /// Users.
+    #[command(subcommand)]
+    Users(UsersCmd),
+}
+
+/// `--json` for listing commands.
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `userfeed tenant ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant with its S3 drop location.
+    Add {
+        /// Short unique name (lowercase letters, digits, dashes).
+        slug: String,
+        /// Bucket the tenant's files are dropped in.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix owned by the tenant (a trailing `/` is added).
+        #[arg(long)]
+        prefix: String,
+        /// How people are matched across files.
+        #[arg(long = "match-on", value_enum, default_value = "email")]
+        match_on: MatchKey,
+    },
+    /// List tenants.
+    List(Output),
+}
+
+/// `userfeed mapping ...`
+#[derive(Debug, Subcommand)]
+pub enum MappingCmd {
+    /// Set a tenant's mapping from a TOML file (see docs/csv-format.md).
+    Set {
+        /// Tenant slug.
+        slug: String,
+        /// Mapping TOML file.
+        file: PathBuf,
+    },
+    /// Print a tenant's mapping as TOML.
+    Show {
+        /// Tenant slug.
+        slug: String,
+    },
+}
+
+/// `userfeed uploads ...`
+#[derive(Debug, Subcommand)]
+pub enum UploadsCmd {
+    /// A tenant's uploads, newest first.
+    List {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// How many to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// One upload with its row errors.
+    Show {
+        /// Upload id.
+        id: i64,
+        /// Row errors to show at most.
+        #[arg(long, default_value_t = 200)]
+        errors: u64,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+/// `userfeed users ...`
+#[derive(Debug, Subcommand)]
+pub enum UsersCmd {
+    /// A tenant's users.
+    List {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+/// Parses arguments and runs the command.
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { migrate } => {
+            crate::telemetry::init_logging(&cfg.log);
+            crate::daemon::serve(cfg, migrate).await
+        }
+        other => {
+            // Admin commands log only warnings, as text, to stderr.
+            crate::telemetry::init_logging(&LogConfig {
+                format: LogFormat::Text,
+                level: "warn".into(),
+            });
+            let db = crate::db::connect(&cfg.database).await.with_context(|| {
+                format!(
+                    "connecting to {}",
+                    crate::config::redact_url(&cfg.database.url)
+                )
+            })?;
+            admin(&db, other).await
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn admin(db: &DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Serve { .. } => unreachable!("handled by run"),
+        Command::Migrate => {
+            crate::db::migrate(db)
+                .await
+                .context("applying migrations")?;
+            println!("migrations applied");
+        }
+        Command::Tenant(TenantCmd::Add {
+            slug,
+            bucket,
+            prefix,
+            match_on,
+        }) => {
+            let t = tenants::add(db, &slug, &bucket, &prefix, match_on).await?;
+            println!(
+                "tenant {} created: s3://{}/{} (matching on {})",
+                t.slug,
+                t.bucket,
+                t.key_prefix,
+                t.match_key.as_str()
+            );
+        }
+        Command::Tenant(TenantCmd::List(out)) => {
+            let list = tenants::list(db).await?;
+            if out.json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.slug.clone(),
+                            format!("s3://{}/{}", t.bucket, t.key_prefix),
+                            t.match_key.as_str().into(),
+                            if t.mapping.is_some() {
+                                "set".into()
+                            } else {
+                                "none".into()
+                            },
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    report::table(&["TENANT", "DROP LOCATION", "MATCH ON", "MAPPING"], &rows)
+                );
+            }
+        }
+        Command::Mapping(MappingCmd::Set { slug, file }) => {
+            let tenant = tenants::by_slug(db, &slug).await?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading mapping file {}", file.display()))?;
+            let mapping = Mapping::from_toml(&text, tenant.match_key)
+                .with_context(|| format!("in {}", file.display()))?;
+            tenants::set_mapping(db, &slug, &mapping).await?;
+            println!("mapping of {slug} updated");
+        }
+        Command::Mapping(MappingCmd::Show { slug }) => {
+            match tenants::by_slug(db, &slug).await?.mapping {
+                Some(m) => print!("{}", m.to_toml()),
+                None => bail!("tenant {slug:?} has no mapping yet"),
+            }
+        }
+        Command::Uploads(UploadsCmd::List { tenant, limit, out }) => {
+            let t = tenants::by_slug(db, &tenant).await?;
+            let list = report::uploads(db, t.id, limit).await?;
+            if out.json {
+                print_json(&list)?
+            } else {
+                print!("{}", report::uploads_table(&list))
+            }
+        }
+        Command::Uploads(UploadsCmd::Show { id, errors, out }) => {
+            let Some(d) = report::upload_detail(db, id, errors).await? else {
+                bail!("no upload {id}")
+            };
+            if out.json {
+                print_json(&d)?
+            } else {
+                print!("{}", report::upload_text(&d))
+            }
+        }
+        Command::Users(UsersCmd::List { tenant, out }) => {
+            let t = tenants::by_slug(db, &tenant).await?;
+            let list = report::users(db, t.id).await?;
+            if out.json {
+                print_json(&list)?
+            } else {
+                print!("{}", report::users_table(&list))
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! Configuration: `config/default.toml` values, overridden by `--config FILE`,
+//! overridden by `USERFEED_<SECTION>_<KEY>` environment variables.
+//!
+//! The doc comments on these structs are the configuration reference
+//! (`docs/configuration.md` mirrors them).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// The built-in defaults, the same file that ships as `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Everything the daemon and the CLI read at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where users, uploads and the queue of record live.
+    pub database: DatabaseConfig,
+    /// AWS region, endpoint override and S3 addressing.
+    pub aws: AwsConfig,
+    /// The SQS queue that receives S3 `ObjectCreated` notifications.
+    pub intake: IntakeConfig,
+    /// Claiming and running uploads.
+    pub jobs: JobsConfig,
+    /// Parsing and applying files.
+    pub apply: ApplyConfig,
+    /// The health, readiness and metrics endpoint.
+    pub http: HttpConfig,
+    /// Log output.
+    pub log: LogConfig,
+}
+
+/// `[database]`
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// PostgreSQL connection URL. Usually set through `USERFEED_DATABASE_URL`
+    /// because it may hold a password; it is never logged.
+    pub url: String,
+    /// Largest number of pooled connections this process opens.
+    pub max_connections: u32,
+    /// How long to wait for a connection from the pool, in seconds.
+    pub acquire_timeout_seconds: u64,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_seconds", &self.acquire_timeout_seconds)
+            .finish()
+    }
+}
+
+/// `[aws]`. Credentials are never configured here: the AWS SDK's default
+/// chain reads them (environment, web identity / IRSA, instance profile).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// AWS region of the bucket and the queue.
+    pub region: String,
+    /// Endpoint override for S3-compatible emulators (moto, LocalStack).
+    /// Empty means the real AWS endpoints.
+    pub endpoint_url: String,
+    /// Path-style S3 addressing (`http://host/bucket/key`); needed by emulators.
+    pub s3_force_path_style: bool,
+}
+
+/// `[intake]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// URL of the SQS queue S3 notifications are sent to. Empty disables intake
+    /// (the daemon then only runs uploads already recorded).
+    pub queue_url: String,
+    /// SQS long-poll wait, 0 to 20 seconds.
+    pub wait_time_seconds: u32,
+    /// Messages per receive, 1 to 10.
+    pub max_messages: u32,
+    /// Visibility timeout asked for on receive, in seconds: how long a message
+    /// stays hidden while it is being recorded before SQS redelivers it.
+    pub visibility_timeout_seconds: u32,
+}
+
+/// `[jobs]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// How many uploads this process runs at once (each of a different tenant).
+    pub concurrency: usize,
+    /// Lease length in seconds. A worker renews its lease every third of this;
+    /// an upload whose lease ran out (its worker died) is claimed again.
+    pub lease_seconds: u64,
+    /// How often an idle worker looks for a claimable upload, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Attempts before an upload that keeps failing transiently (or keeps
+    /// losing its worker) is marked failed.
+    pub max_attempts: i32,
+    /// Seconds a stopping daemon waits for running uploads to hand back or
+    /// finish after SIGTERM. Keep it below the pod's
+    /// `terminationGracePeriodSeconds`.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// `[apply]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyConfig {
+    /// Rows per batch transaction, 1 to 5000.
+    pub batch_size: usize,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub bind: SocketAddr,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` (one object per line, for log pipelines) or `text` (for people).
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `userfeed=debug,info`.
+    /// `RUST_LOG`, when set, wins.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// A configuration that could not be loaded; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value has the wrong type, a key is unknown, or a file is unreadable.
+    #[error("configuration error: {0}")]
+    Load(String),
+    /// A value parsed but is out of range.
+    #[error("configuration error: `{key}` {problem}")]
+    Invalid {
+        /// The dotted key, e.g. `jobs.concurrency`.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("USERFEED_"))
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid {
+                    key: "--config",
+                    problem: format!("file {} does not exist", path.display()),
+                });
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        // USERFEED_JOBS_LEASE_SECONDS -> jobs.lease_seconds: sections are one
+        // word, so the first underscore separates section from key.
+        let env = env.map(|k| k.as_str().to_lowercase().replacen('_', ".", 1).into());
+        let cfg: Config = fig.merge(env).extract().map_err(describe)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &'static str, problem: impl Into<String>) -> Result<(), ConfigError> {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.into(),
+            })
+        }
+        if self.database.url.trim().is_empty() {
+            return bad("database.url", "must be set (USERFEED_DATABASE_URL)");
+        }
+        if !(self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return bad("database.url", "must be a postgres:// URL");
+        }
+        if self.database.max_connections < 2 {
+            return bad("database.max_connections", "must be at least 2");
+        }
+        if self.intake.wait_time_seconds > 20 {
+            return bad("intake.wait_time_seconds", "must be between 0 and 20");
+        }
+        if !(1..=10).contains(&self.intake.max_messages) {
+            return bad("intake.max_messages", "must be between 1 and 10");
+        }
+        if self.jobs.concurrency == 0 {
+            return bad("jobs.concurrency", "must be at least 1");
+        }
+        if self.jobs.lease_seconds < 3 {
+            return bad("jobs.lease_seconds", "must be at least 3");
+        }
+        if self.jobs.max_attempts < 1 {
+            return bad("jobs.max_attempts", "must be at least 1");
+        }
+        if !(1..=5000).contains(&self.apply.batch_size) {
+            return bad("apply.batch_size", "must be between 1 and 5000");
+        }
+        if self.aws.region.trim().is_empty() {
+            return bad("aws.region", "must be set");
+        }
+        Ok(())
+    }
+
+    /// The lease length.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.jobs.lease_seconds)
+    }
+}
+
+/// figment's own message names environment keys in a form our key mapping
+/// garbles; build one from the error's real key path and source instead.
+fn describe(err: figment::Error) -> ConfigError {
+    let msgs: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let from = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{from}", e.kind)
+            } else {
+                format!("`{key}`: {}{from}", e.kind)
+            }
+        })
+        .collect();
+    ConfigError::Load(msgs.join("; "))
+}
+
+/// The URL with any password replaced, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        // figment's Jail isolates the process environment per test.
+        let mut out = None;
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            out = Some(Config::load_from(None, Env::prefixed("USERFEED_")));
+            Ok(())
+        });
+        out.expect("jail ran")
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let cfg = env_with(&[]).expect("defaults are valid");
+        assert_eq!(cfg.intake.wait_time_seconds, 20);
+        assert_eq!(cfg.intake.max_messages, 10);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let cfg = env_with(&[
+            ("USERFEED_JOBS_LEASE_SECONDS", "7"),
+            ("USERFEED_DATABASE_URL", "postgres://u:pw@h/db"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.jobs.lease_seconds, 7);
+        assert_eq!(cfg.database.url, "postgres://u:pw@h/db");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = env_with(&[("USERFEED_JOBS_CONCURRENCY", "lots")]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`jobs.concurrency`"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_names_the_key() {
+        let err = env_with(&[("USERFEED_APPLY_BATCH_SIZE", "0")]).unwrap_err();
+        assert!(err.to_string().contains("apply.batch_size"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err = env_with(&[("USERFEED_JOBS_CONCURENCY", "3")]).unwrap_err();
+        assert!(err.to_string().contains("concurency"), "{err}");
+    }
+
+    #[test]
+    fn database_password_is_redacted_in_debug_output() {
+        let cfg =
+            env_with(&[("USERFEED_DATABASE_URL", "postgres://app:s3cret@db:5432/uf")]).unwrap();
+        let shown = format!("{:?}", cfg.database);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db:5432/uf"), "{shown}");
+    }
+}

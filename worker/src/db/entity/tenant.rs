@@ -1,0 +1,21 @@
+//! `tenants`: one customer organisation and its S3 drop location.
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+/// A tenant row.
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[sea_orm(table_name = "tenants")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub slug: String,
+    pub bucket: String,
+    pub key_prefix: String,
+    pub match_key: String,
+    pub mapping: Option<Json>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

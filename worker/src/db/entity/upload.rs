@@ -1,0 +1,39 @@
+//! `uploads`: one S3 object version to apply; the queue of record.
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+/// An upload row.
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[sea_orm(table_name = "uploads")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub tenant_id: i64,
+    pub source: String,
+    pub bucket: String,
+    pub object_key: String,
+    pub object_identity: String,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub event_time: Option<DateTimeUtc>,
+    pub state: String,
+    pub attempts: i32,
+    pub not_before: Option<DateTimeUtc>,
+    pub lease_owner: Option<String>,
+    pub lease_token: i64,
+    pub lease_expires_at: Option<DateTimeUtc>,
+    pub queued_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub finished_at: Option<DateTimeUtc>,
+    pub rows_read: i64,
+    pub rows_created: i64,
+    pub rows_updated: i64,
+    pub rows_unchanged: i64,
+    pub rows_deactivated: i64,
+    pub rows_rejected: i64,
+    pub failure_reason: Option<String>,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,27 @@
+//! `users`: platform users of a tenant.
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+
+/// A user row.
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub tenant_id: i64,
+    pub email: String,
+    pub external_id: Option<String>,
+    pub first_name: String,
+    pub last_name: String,
+    pub active: bool,
+    pub profile: Json,
+    pub feed_managed: bool,
+    pub created_by_upload_id: Option<i64>,
+    pub last_changed_upload_id: Option<i64>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub deactivated_at: Option<DateTimeUtc>,
+}
+
+impl ActiveModelBehavior for ActiveModel {}

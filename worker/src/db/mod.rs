@@ -1,0 +1,64 @@
+//! Database access: connection, migrations, entities and named queries.
+//!
+//! Everything goes through sea-orm's [`DatabaseConnection`]. Statements that
+//! only PostgreSQL can run (the claim query's `SKIP LOCKED`, later `COPY`)
+//! are named constants in [`queries`], each with the reason it looks the way
+//! it does.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use userfeed_migrations::MigratorTrait;
+
+use crate::config::DatabaseConfig;
+
+pub mod entity;
+pub mod queries;
+
+/// Opens the connection pool. Nothing is logged about the URL beyond its
+/// redacted form.
+pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(cfg.url.clone());
+    opts.max_connections(cfg.max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_seconds))
+        .connect_timeout(Duration::from_secs(cfg.acquire_timeout_seconds))
+        .sqlx_logging(false);
+    Database::connect(opts).await
+}
+
+/// Applies pending migrations; a no-op when the schema is current.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    userfeed_migrations::Migrator::up(db, None).await
+}
+
+/// True when the error means "the database could not be reached or the
+/// connection broke", i.e. worth retrying later rather than failing an upload.
+pub fn is_transient(err: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Database(db) => {
+                    // 57P01 admin_shutdown (pg_terminate_backend, restart),
+                    // 08xxx connection exceptions, 40001/40P01 serialization
+                    // failure and deadlock, 53300 too many connections.
+                    let code = db.code().unwrap_or_default();
+                    code.starts_with("08")
+                        || code.starts_with("57P")
+                        || code == "40001"
+                        || code == "40P01"
+                        || code == "53300"
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}

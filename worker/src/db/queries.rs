@@ -1,0 +1,175 @@
+//! Every hand-written SQL statement, named, with why it looks the way it does.
+//!
+//! Times are the database's `now()`, never a pod's clock: leases are compared
+//! across pods, and one clock (the server's) makes skew between pods
+//! irrelevant.
+
+/// Claims the next runnable upload, at most one per tenant at a time.
+///
+/// `$1` lease owner (pod/worker name), `$2` lease length in seconds.
+///
+/// How it works:
+/// 1. `heads` is the oldest unfinished upload of every tenant. Only that one
+///    may run: a tenant's files are full lists and must apply in arrival
+///    order. It reads only the partial index `uploads_runnable_idx`, so the
+///    (ever-growing) history of finished uploads is never scanned.
+/// 2. A head is claimable when it is queued (and past any retry backoff) or
+///    when it is running under a lease that has expired (its worker died).
+///    A head that is running under a live lease blocks its whole tenant.
+/// 3. `FOR UPDATE SKIP LOCKED` makes concurrent claimers take different rows
+///    instead of queueing behind each other. When a locked row changed under
+///    us, PostgreSQL re-checks the `u.` conditions on the new version, so a
+///    head another worker just claimed or finished is skipped, not re-run.
+/// 4. The claim bumps `lease_token`: the fencing token every later write of
+///    this attempt must present.
+///
+/// Alternatives measured or considered:
+/// - A per-tenant advisory lock: works, but the lock lives in a session, so
+///   it ties the claim to one pooled connection for the whole upload and
+///   cannot express "expired".
+/// - `SELECT ... FOR UPDATE SKIP LOCKED` on the tenant row: needs a
+///   transaction open for the whole upload, which the design forbids (no
+///   transaction spans a streaming file).
+/// - Claiming without the `heads` restriction and relying on the unique index
+///   `uploads_one_running_per_tenant` alone: correct, but under contention
+///   most attempts would end in a unique violation. The index stays as the
+///   last line of defence; a violation is treated as "nothing claimed".
+pub const CLAIM: &str = r#"
+WITH heads AS (
+    SELECT DISTINCT ON (tenant_id) id
+    FROM uploads
+    WHERE state IN ('queued', 'running')
+    ORDER BY tenant_id, id
+),
+candidate AS (
+    SELECT u.id
+    FROM uploads u
+    JOIN heads h ON h.id = u.id
+    WHERE (u.state = 'queued' AND (u.not_before IS NULL OR u.not_before <= now()))
+       OR (u.state = 'running' AND u.lease_expires_at < now())
+    ORDER BY u.id
+    LIMIT 1
+    FOR UPDATE OF u SKIP LOCKED
+)
+UPDATE uploads u
+SET state = 'running',
+    attempts = u.attempts + 1,
+    lease_owner = $1,
+    lease_token = u.lease_token + 1,
+    lease_expires_at = now() + make_interval(secs => $2),
+    started_at = now(),
+    not_before = NULL
+FROM candidate c
+WHERE u.id = c.id
+RETURNING u.id, u.tenant_id, u.lease_token, u.attempts, u.failure_reason
+"#;
+
+/// Renews a lease, and doubles as the fence at the start of every batch
+/// transaction: it matches only while the upload is still running under the
+/// caller's token, and the row lock it takes is held to commit, so a
+/// re-claim cannot interleave with the batch.
+///
+/// `$1` upload id, `$2` lease token, `$3` lease seconds.
+pub const RENEW_LEASE: &str = r#"
+UPDATE uploads
+SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE id = $1 AND lease_token = $2 AND state = 'running'
+"#;
+
+/// Progress counters, written in each batch transaction so the history shows
+/// a running upload's progress. `$1` id, `$2..$8` counters.
+pub const SET_COUNTERS: &str = r#"
+UPDATE uploads
+SET rows_read = $2, rows_created = $3, rows_updated = $4, rows_unchanged = $5,
+    rows_deactivated = $6, rows_rejected = $7
+WHERE id = $1
+"#;
+
+/// Gives an upload back to the queue: on shutdown (`$4` = 1, the attempt
+/// does not count) or after a transient error (`$4` = 0, with a backoff of
+/// `$3` seconds). `$5` is the reason, kept for the history.
+pub const HAND_BACK: &str = r#"
+UPDATE uploads
+SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+    not_before = now() + make_interval(secs => $3),
+    attempts = GREATEST(attempts - $4, 0),
+    failure_reason = $5
+WHERE id = $1 AND lease_token = $2 AND state = 'running'
+"#;
+
+/// Ends an upload as failed, with the reason the customer's admin will read.
+/// `$1` id, `$2` token, `$3` reason.
+pub const FAIL: &str = r#"
+UPDATE uploads
+SET state = 'failed', lease_owner = NULL, lease_expires_at = NULL,
+    finished_at = now(), failure_reason = $3
+WHERE id = $1 AND lease_token = $2 AND state = 'running'
+"#;
+
+/// Ends an upload as succeeded. Runs in the same transaction as the
+/// deactivation, so either both happen or neither. `$1` id, `$2` token.
+pub const SUCCEED: &str = r#"
+UPDATE uploads
+SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL,
+    finished_at = now(), failure_reason = NULL
+WHERE id = $1 AND lease_token = $2 AND state = 'running'
+"#;
+
+/// Records an upload for an object version; does nothing when that version
+/// was recorded before (SQS delivers at least once).
+/// Returns the new id, or no row for a duplicate.
+pub const RECORD_UPLOAD: &str = r#"
+INSERT INTO uploads (tenant_id, source, bucket, object_key, object_identity,
+                     version_id, etag, size_bytes, event_time)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (bucket, object_key, object_identity) DO NOTHING
+RETURNING id
+"#;
+
+/// Queue depth for the metrics: queued and running counts and the age of the
+/// oldest queued upload in seconds. Reads the partial index only.
+pub const QUEUE_STATS: &str = r#"
+SELECT count(*) FILTER (WHERE state = 'queued') AS queued,
+       count(*) FILTER (WHERE state = 'running') AS running,
+       COALESCE(EXTRACT(EPOCH FROM now() - min(queued_at) FILTER (WHERE state = 'queued')), 0)::float8
+           AS oldest_queued_age_s
+FROM uploads
+WHERE state IN ('queued', 'running')
+"#;
+
+/// Deactivates feed-managed users of the tenant missing from the upload's
+/// file, when matching on email. One set-based statement (an anti-join on the
+/// staged keys) instead of a per-user loop. `$1` tenant, `$2` upload.
+pub const DEACTIVATE_ABSENT_BY_EMAIL: &str = r#"
+UPDATE users u
+SET active = FALSE, deactivated_at = now(), updated_at = now(), last_changed_upload_id = $2
+WHERE u.tenant_id = $1 AND u.feed_managed AND u.active
+  AND NOT EXISTS (SELECT 1 FROM upload_rows r
+                  WHERE r.upload_id = $2 AND r.match_key = lower(u.email))
+"#;
+
+/// As [`DEACTIVATE_ABSENT_BY_EMAIL`], matching on external ID.
+pub const DEACTIVATE_ABSENT_BY_EXTERNAL_ID: &str = r#"
+UPDATE users u
+SET active = FALSE, deactivated_at = now(), updated_at = now(), last_changed_upload_id = $2
+WHERE u.tenant_id = $1 AND u.feed_managed AND u.active
+  AND NOT EXISTS (SELECT 1 FROM upload_rows r
+                  WHERE r.upload_id = $2 AND r.match_key = u.external_id)
+"#;
+
+/// For each staged row in `($2, $3]`, the first earlier line of the same file
+/// with the same key: such a row is a duplicate and is rejected.
+pub const EARLIER_DUPLICATES: &str = r#"
+SELECT r.line, min(e.line) AS earlier
+FROM upload_rows r
+JOIN upload_rows e ON e.upload_id = r.upload_id AND e.match_key = r.match_key AND e.line < r.line
+WHERE r.upload_id = $1 AND r.line > $2 AND r.line <= $3
+GROUP BY r.line
+"#;
+
+/// Drops an upload's staged rows (at the start of every attempt and at the end).
+pub const DELETE_STAGED: &str = "DELETE FROM upload_rows WHERE upload_id = $1";
+
+/// Drops row errors of an earlier attempt, so a retried upload reports each
+/// problem once.
+pub const DELETE_ROW_ERRORS: &str = "DELETE FROM upload_row_errors WHERE upload_id = $1";

@@ -1,0 +1,30 @@
+//! Userfeed: turns each organisation's nightly HRIS CSV drop into users.
+//!
+//! The modules follow the data's path:
+//! [`intake`] (queue notifications become upload rows) → [`jobs`] (workers
+//! claim uploads under a lease) → [`source`] (the object is streamed) →
+//! [`parse`] / [`map`] (CSV rows become validated records) → [`apply`]
+//! (staged, merged and finished in batch transactions) → [`report`] (the
+//! upload history people read).
+//!
+//! Around them: [`config`], [`db`] (connection, migrations, entities, named
+//! queries), [`tenants`] (routing and the isolation boundary), [`telemetry`]
+//! (logs and metrics as typed events), [`health`] and [`http`] (probes and
+//! metrics), [`daemon`] (process wiring and shutdown) and [`cli`].
+
+pub mod apply;
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod intake;
+pub mod jobs;
+pub mod map;
+pub mod parse;
+pub mod report;
+pub mod source;
+pub mod telemetry;
+pub mod tenants;

@@ -1,0 +1,577 @@
+//! The tenant's mapping from CSV headers to platform fields, and the
+//! validation that turns one CSV row into a [`StagedRow`] or a rejection.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Which field identifies a person across files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchKey {
+    /// The email address, compared case-insensitively.
+    Email,
+    /// The HR system's employee ID, compared exactly (after trimming).
+    #[value(name = "external_id")]
+    ExternalId,
+}
+
+impl MatchKey {
+    /// The name stored in the database and shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchKey::Email => "email",
+            MatchKey::ExternalId => "external_id",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "email" => Some(MatchKey::Email),
+            "external_id" => Some(MatchKey::ExternalId),
+            _ => None,
+        }
+    }
+}
+
+/// A mapping file (TOML), as documented in `docs/csv-format.md`:
+///
+/// ```toml
+/// [columns]
+/// email = "Work Email"
+/// external_id = "Employee Number"
+/// first_name = "First Name"
+/// last_name = "Last Name"
+/// status = "Status"          # optional
+///
+/// [profile]
+/// department = "Department"  # custom profile field -> CSV header
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// Platform field -> CSV header.
+    #[serde(default)]
+    pub columns: Columns,
+    /// Custom profile field -> CSV header.
+    #[serde(default)]
+    pub profile: BTreeMap<String, String>,
+}
+
+/// The platform fields a CSV column can map to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Columns {
+    /// Email address (required: every user needs one).
+    pub email: Option<String>,
+    /// The HR system's employee ID.
+    pub external_id: Option<String>,
+    /// Given name.
+    pub first_name: Option<String>,
+    /// Family name.
+    pub last_name: Option<String>,
+    /// `1`/`Active` or `0`/`Inactive`. When mapped, it decides each user's
+    /// status and nobody is deactivated for being absent.
+    pub status: Option<String>,
+    /// Manager emails separated by `|` (applied by a later release).
+    pub managers: Option<String>,
+    /// Platform group IDs separated by `|` (applied by a later release).
+    pub groups: Option<String>,
+    /// Roles separated by `|` (applied by a later release).
+    pub roles: Option<String>,
+}
+
+/// A mapping that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    /// The TOML does not parse or has unknown keys.
+    #[error("mapping is not valid TOML: {0}")]
+    Toml(String),
+    /// A required column is not mapped.
+    #[error("mapping must map `{0}` to a CSV column")]
+    Required(&'static str),
+    /// A header is used for two fields.
+    #[error("CSV column {0:?} is mapped to more than one field")]
+    Reused(String),
+    /// A profile field name is unusable.
+    #[error("profile field name {0:?} must be 1-64 letters, digits or underscores")]
+    BadProfileKey(String),
+}
+
+impl Mapping {
+    /// Parses and checks a mapping file for a tenant matching on `key`.
+    pub fn from_toml(text: &str, key: MatchKey) -> Result<Self, MappingError> {
+        let m: Mapping = toml::from_str(text).map_err(|e| MappingError::Toml(e.to_string()))?;
+        m.check(key)?;
+        Ok(m)
+    }
+
+    /// Renders the mapping as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks the mapping is usable for a tenant matching on `key`.
+    pub fn check(&self, key: MatchKey) -> Result<(), MappingError> {
+        if self.columns.email.is_none() {
+            return Err(MappingError::Required("email"));
+        }
+        if key == MatchKey::ExternalId && self.columns.external_id.is_none() {
+            return Err(MappingError::Required("external_id"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (_, header) in self.mapped() {
+            if !seen.insert(normalise_header(header)) {
+                return Err(MappingError::Reused(header.to_string()));
+            }
+        }
+        for k in self.profile.keys() {
+            let ok = !k.is_empty()
+                && k.len() <= 64
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(MappingError::BadProfileKey(k.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every (field, header) pair the mapping uses.
+    fn mapped(&self) -> Vec<(Field, &str)> {
+        let c = &self.columns;
+        let mut out = Vec::new();
+        for (field, header) in [
+            (Field::Email, &c.email),
+            (Field::ExternalId, &c.external_id),
+            (Field::FirstName, &c.first_name),
+            (Field::LastName, &c.last_name),
+            (Field::Status, &c.status),
+            (Field::Managers, &c.managers),
+            (Field::Groups, &c.groups),
+            (Field::Roles, &c.roles),
+        ] {
+            if let Some(h) = header {
+                out.push((field, h.as_str()));
+            }
+        }
+        for (k, h) in &self.profile {
+            out.push((Field::Profile(k.clone()), h.as_str()));
+        }
+        out
+    }
+}
+
+/// Headers compare ignoring case and surrounding spaces.
+pub fn normalise_header(h: &str) -> String {
+    h.trim().to_lowercase()
+}
+
+/// A platform field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Field {
+    Email,
+    ExternalId,
+    FirstName,
+    LastName,
+    Status,
+    Managers,
+    Groups,
+    Roles,
+    Profile(String),
+}
+
+/// The file's header lacks mapped columns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the file's header is missing mapped column(s) {missing:?}; expected {expected:?}, found {found:?}"
+)]
+pub struct HeaderMismatch {
+    /// Mapped headers absent from the file.
+    pub missing: Vec<String>,
+    /// Every mapped header.
+    pub expected: Vec<String>,
+    /// The file's header as read.
+    pub found: Vec<String>,
+}
+
+/// A mapping bound to one file's header: field -> column index.
+#[derive(Debug, Clone)]
+pub struct BoundMapping {
+    key: MatchKey,
+    header_len: usize,
+    email: (usize, String),
+    external_id: Option<(usize, String)>,
+    first_name: Option<(usize, String)>,
+    last_name: Option<(usize, String)>,
+    status: Option<(usize, String)>,
+    profile: Vec<(String, usize, String)>,
+}
+
+impl BoundMapping {
+    /// Binds `mapping` to `header`; fails naming the missing columns.
+    pub fn bind(
+        mapping: &Mapping,
+        key: MatchKey,
+        header: &[String],
+    ) -> Result<Self, HeaderMismatch> {
+        let index: BTreeMap<String, usize> = header
+            .iter()
+            .enumerate()
+            .rev() // the first occurrence of a repeated header wins
+            .map(|(i, h)| (normalise_header(h), i))
+            .collect();
+        let mapped = mapping.mapped();
+        let missing: Vec<String> = mapped
+            .iter()
+            .filter(|(_, h)| !index.contains_key(&normalise_header(h)))
+            .map(|(_, h)| h.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(HeaderMismatch {
+                missing,
+                expected: mapped.iter().map(|(_, h)| h.to_string()).collect(),
+                found: header.to_vec(),
+            });
+        }
+        let col = |h: &Option<String>| {
+            h.as_ref()
+                .map(|h| (index[&normalise_header(h)], h.trim().to_string()))
+        };
+        let c = &mapping.columns;
+        Ok(BoundMapping {
+            key,
+            header_len: header.len(),
+            email: col(&c.email).expect("checked: email is mapped"),
+            external_id: col(&c.external_id),
+            first_name: col(&c.first_name),
+            last_name: col(&c.last_name),
+            status: col(&c.status),
+            profile: mapping
+                .profile
+                .iter()
+                .map(|(k, h)| (k.clone(), index[&normalise_header(h)], h.trim().to_string()))
+                .collect(),
+        })
+    }
+
+    /// Whether the file decides statuses (else absence deactivates).
+    pub fn has_status(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// The tenant's match key.
+    pub fn match_key(&self) -> MatchKey {
+        self.key
+    }
+
+    /// Validates one data row (`fields` as read, `line` its first line).
+    pub fn row(&self, line: u64, fields: &[&str]) -> RowOutcome {
+        let cell = |(i, _): &(usize, String)| fields.get(*i).map(|s| s.trim()).unwrap_or("");
+        let email = cell(&self.email);
+        let external_id = self.external_id.as_ref().map(cell);
+
+        // The key first: without a usable key the row cannot even count as
+        // "seen", so it is rejected outright.
+        let match_key = match self.key {
+            MatchKey::Email => {
+                if email.is_empty() {
+                    return RowOutcome::rejected(line, &self.email.1, "email is missing");
+                }
+                if let Err(why) = check_email(email) {
+                    return RowOutcome::rejected(line, &self.email.1, why);
+                }
+                email.to_lowercase()
+            }
+            MatchKey::ExternalId => {
+                let (_, header) = self
+                    .external_id
+                    .as_ref()
+                    .expect("checked: external_id mapped");
+                match external_id {
+                    Some(id) if !id.is_empty() => id.to_string(),
+                    _ => return RowOutcome::rejected(line, header, "external ID is missing"),
+                }
+            }
+        };
+
+        let mut row = StagedRow {
+            line,
+            match_key,
+            email: (!email.is_empty()).then(|| email.to_string()),
+            external_id: external_id.filter(|s| !s.is_empty()).map(str::to_string),
+            first_name: self.first_name.as_ref().map(|c| cell(c).to_string()),
+            last_name: self.last_name.as_ref().map(|c| cell(c).to_string()),
+            active: None,
+            profile: None,
+            error: None,
+        };
+
+        // From here on, problems keep the row "seen" but reject it.
+        if fields.len() != self.header_len {
+            row.error = Some(RowError {
+                line,
+                column: None,
+                message: format!(
+                    "row has {} fields but the header has {}",
+                    fields.len(),
+                    self.header_len
+                ),
+            });
+            return RowOutcome::Staged(row);
+        }
+        if self.key == MatchKey::ExternalId {
+            if email.is_empty() {
+                row.error = Some(RowError::new(line, &self.email.1, "email is missing"));
+                return RowOutcome::Staged(row);
+            }
+            if let Err(why) = check_email(email) {
+                row.error = Some(RowError::new(line, &self.email.1, why));
+                return RowOutcome::Staged(row);
+            }
+        }
+        if let Some(status) = &self.status {
+            match parse_status(cell(status)) {
+                Ok(active) => row.active = Some(active),
+                Err(why) => {
+                    row.error = Some(RowError::new(line, &status.1, why));
+                    return RowOutcome::Staged(row);
+                }
+            }
+        }
+        if !self.profile.is_empty() {
+            let mut map = serde_json::Map::new();
+            for (key, i, _) in &self.profile {
+                let v = fields.get(*i).map(|s| s.trim()).unwrap_or("");
+                map.insert(key.clone(), serde_json::Value::String(v.to_string()));
+            }
+            row.profile = Some(map);
+        }
+        RowOutcome::Staged(row)
+    }
+}
+
+/// `1`/`Active` is active, `0`/`Inactive` inactive, any case.
+pub fn parse_status(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "active" => Ok(true),
+        "0" | "inactive" => Ok(false),
+        "" => Err("status is empty; use 1/Active or 0/Inactive".into()),
+        other => Err(format!("status {other:?} is not 1, Active, 0 or Inactive")),
+    }
+}
+
+/// A deliberately permissive address check: one `@`, something on each side,
+/// a dot in the domain, no spaces, at most 254 characters. Unicode and
+/// plus-addressing are valid; deliverability is not our call.
+pub fn check_email(e: &str) -> Result<(), String> {
+    let bad = || Err(format!("email {e:?} is not a valid address"));
+    if e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad();
+    }
+    let Some((local, domain)) = e.split_once('@') else {
+        return bad();
+    };
+    if local.is_empty() || domain.contains('@') || !domain.contains('.') {
+        return bad();
+    }
+    if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
+        return bad();
+    }
+    Ok(())
+}
+
+/// A row ready to stage: its key is valid; `error` says if it is otherwise
+/// rejected. Unmapped fields are `None` and never touched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedRow {
+    /// First line of the row in the file (1 is the header).
+    pub line: u64,
+    /// Normalised key: lower-cased email or trimmed external ID.
+    pub match_key: String,
+    /// Email as written (trimmed).
+    pub email: Option<String>,
+    /// External ID (trimmed).
+    pub external_id: Option<String>,
+    /// First name, when mapped.
+    pub first_name: Option<String>,
+    /// Last name, when mapped.
+    pub last_name: Option<String>,
+    /// Status, when the status column is mapped.
+    pub active: Option<bool>,
+    /// Profile values, when profile fields are mapped.
+    pub profile: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Why the row is rejected although its key is known.
+    pub error: Option<RowError>,
+}
+
+/// A problem with one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// First line of the row.
+    pub line: u64,
+    /// The CSV header of the offending column, if one.
+    pub column: Option<String>,
+    /// What is wrong, for the customer's admin.
+    pub message: String,
+}
+
+impl RowError {
+    fn new(line: u64, column: &str, message: impl Into<String>) -> Self {
+        RowError {
+            line,
+            column: Some(column.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+/// The result of validating a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowOutcome {
+    /// Staged (possibly carrying a rejection that still marks the key seen).
+    Staged(StagedRow),
+    /// Rejected without a usable key.
+    Rejected(RowError),
+}
+
+impl RowOutcome {
+    fn rejected(line: u64, column: &str, message: impl Into<String>) -> Self {
+        RowOutcome::Rejected(RowError::new(line, column, message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(status: bool) -> Mapping {
+        let mut m = Mapping::default();
+        m.columns.email = Some("Work Email".into());
+        m.columns.external_id = Some("Employee ID".into());
+        m.columns.first_name = Some("First".into());
+        m.columns.last_name = Some("Last".into());
+        if status {
+            m.columns.status = Some("Status".into());
+        }
+        m
+    }
+
+    fn header(cols: &[&str]) -> Vec<String> {
+        cols.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn headers_match_ignoring_case_and_spaces() {
+        let h = header(&[" work email ", "EMPLOYEE ID", "first", "Last"]);
+        let b = BoundMapping::bind(&mapping(false), MatchKey::Email, &h).unwrap();
+        let RowOutcome::Staged(r) = b.row(2, &["Ann@Example.com ", "E1", "Ann", "Lee"]) else {
+            panic!()
+        };
+        assert_eq!(r.match_key, "ann@example.com");
+        assert_eq!(r.email.as_deref(), Some("Ann@Example.com"));
+        assert_eq!(r.first_name.as_deref(), Some("Ann"));
+        assert!(r.error.is_none());
+    }
+
+    #[test]
+    fn missing_mapped_column_lists_expected_and_found() {
+        let h = header(&["Work Email", "First"]);
+        let err = BoundMapping::bind(&mapping(true), MatchKey::Email, &h).unwrap_err();
+        assert_eq!(err.missing, vec!["Employee ID", "Last", "Status"]);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("expected") && msg.contains("found") && msg.contains("\"First\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn status_values_parse_in_any_case() {
+        for (v, want) in [
+            ("1", true),
+            ("Active", true),
+            ("ACTIVE", true),
+            (" 0 ", false),
+            ("inactive", false),
+        ] {
+            assert_eq!(parse_status(v), Ok(want), "{v}");
+        }
+        assert!(parse_status("yes").is_err());
+        assert!(parse_status("").is_err());
+    }
+
+    #[test]
+    fn bad_status_keeps_row_seen_but_rejected() {
+        let h = header(&["Work Email", "Employee ID", "First", "Last", "Status"]);
+        let b = BoundMapping::bind(&mapping(true), MatchKey::Email, &h).unwrap();
+        let RowOutcome::Staged(r) = b.row(3, &["a@x.io", "E1", "A", "B", "maybe"]) else {
+            panic!()
+        };
+        let e = r.error.expect("rejected");
+        assert_eq!((e.line, e.column.as_deref()), (3, Some("Status")));
+    }
+
+    #[test]
+    fn row_without_key_is_rejected_with_line_and_column() {
+        let h = header(&["Work Email", "Employee ID", "First", "Last"]);
+        let b = BoundMapping::bind(&mapping(false), MatchKey::ExternalId, &h).unwrap();
+        let RowOutcome::Rejected(e) = b.row(7, &["a@x.io", "  ", "A", "B"]) else {
+            panic!()
+        };
+        assert_eq!((e.line, e.column.as_deref()), (7, Some("Employee ID")));
+        let b = BoundMapping::bind(&mapping(false), MatchKey::Email, &h).unwrap();
+        let RowOutcome::Rejected(e) = b.row(8, &["not-an-email", "E1", "A", "B"]) else {
+            panic!()
+        };
+        assert!(e.message.contains("not a valid address"), "{}", e.message);
+    }
+
+    #[test]
+    fn ragged_row_is_rejected_but_keeps_its_key() {
+        let h = header(&["Work Email", "Employee ID", "First", "Last"]);
+        let b = BoundMapping::bind(&mapping(false), MatchKey::Email, &h).unwrap();
+        let RowOutcome::Staged(r) = b.row(4, &["a@x.io", "E1", "A"]) else {
+            panic!()
+        };
+        assert!(r.error.unwrap().message.contains("3 fields"));
+    }
+
+    #[test]
+    fn email_check_accepts_unicode_and_plus_and_rejects_junk() {
+        for ok in ["a+tag@example.com", "zoë@exämple.de", "x@sub.example.co.uk"] {
+            assert!(check_email(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "a", "a@", "@b.c", "a@b", "a b@c.d", "a@@b.c", "a@.b.c", "a@b..c",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mapping_toml_round_trips_and_requires_email() {
+        let text =
+            "[columns]\nemail = \"E\"\nexternal_id = \"ID\"\n[profile]\ndepartment = \"Dept\"\n";
+        let m = Mapping::from_toml(text, MatchKey::ExternalId).unwrap();
+        assert_eq!(
+            Mapping::from_toml(&m.to_toml(), MatchKey::ExternalId).unwrap(),
+            m
+        );
+        assert_eq!(
+            Mapping::from_toml("[columns]\nfirst_name = \"F\"\n", MatchKey::Email),
+            Err(MappingError::Required("email"))
+        );
+        assert!(matches!(
+            Mapping::from_toml("[columns]\nemail = \"E\"\nemial = \"x\"\n", MatchKey::Email),
+            Err(MappingError::Toml(_))
+        ));
+        assert_eq!(
+            Mapping::from_toml(
+                "[columns]\nemail = \"E\"\nfirst_name = \" e \"\n",
+                MatchKey::Email
+            ),
+            Err(MappingError::Reused(" e ".into()))
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! Streaming CSV reading with `csv-async`: one record in memory at a time,
+//! whatever the file size.
+//!
+//! Records are read as bytes and checked for UTF-8 here rather than by the
+//! CSV reader, so that the error can say which line and column is broken and
+//! what to do about it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use csv_async::{AsyncReader, AsyncReaderBuilder, ByteRecord};
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// A file that cannot be read as CSV. Each message is written for the
+/// customer's admin.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Zero bytes, or only blank lines.
+    #[error("the file is empty: expected one header row followed by data rows")]
+    Empty,
+    /// Bytes that are not UTF-8.
+    #[error(
+        "the file is not UTF-8: line {line}, column {column} contains invalid bytes; \
+         export the file as \"CSV UTF-8\""
+    )]
+    NotUtf8 {
+        /// Line of the record.
+        line: u64,
+        /// 1-based field position.
+        column: usize,
+    },
+    /// The CSV structure is broken.
+    #[error("the file is not valid CSV near line {line}: {message}")]
+    Malformed {
+        /// Line where the reader gave up.
+        line: u64,
+        /// The reader's explanation.
+        message: String,
+    },
+    /// Reading the object failed (network, storage): worth retrying.
+    #[error("reading the file failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ParseError {
+    /// Whether a retry could succeed (only I/O problems).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ParseError::Io(_))
+    }
+}
+
+/// A CSV stream positioned after its header.
+pub struct CsvStream<R> {
+    rdr: AsyncReader<NormaliseNewlines<R>>,
+    header: Vec<String>,
+    record: ByteRecord,
+}
+
+impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
+    /// Reads the header row. Exactly one header row is expected; a UTF-8 byte
+    /// order mark is accepted and removed.
+    pub async fn open(reader: R) -> Result<Self, ParseError> {
+        let mut rdr = AsyncReaderBuilder::new()
+            .has_headers(false)
+            // Ragged rows are reported per row (with their line) instead of
+            // failing the whole file.
+            .flexible(true)
+            .create_reader(NormaliseNewlines::new(reader));
+        let mut record = ByteRecord::new();
+        if !read(&mut rdr, &mut record).await? {
+            return Err(ParseError::Empty);
+        }
+        let mut header = Vec::with_capacity(record.len());
+        for (i, field) in record.iter().enumerate() {
+            let field = if i == 0 {
+                field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field)
+            } else {
+                field
+            };
+            let text = std::str::from_utf8(field).map_err(|_| ParseError::NotUtf8 {
+                line: 1,
+                column: i + 1,
+            })?;
+            header.push(text.to_string());
+        }
+        if header.iter().all(|h| h.trim().is_empty()) {
+            return Err(ParseError::Empty);
+        }
+        Ok(CsvStream {
+            rdr,
+            header,
+            record,
+        })
+    }
+
+    /// The header row as read.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// The next data row, as its first line number and its fields. Blank
+    /// lines are skipped by the reader.
+    pub async fn next_row(&mut self) -> Result<Option<(u64, Vec<&str>)>, ParseError> {
+        if !read(&mut self.rdr, &mut self.record).await? {
+            return Ok(None);
+        }
+        // The record's own start position is unreliable (it points at any
+        // blank lines skipped before it), but the reader's position after the
+        // record is exact: the line after its terminating newline, which
+        // `NormaliseNewlines` guarantees. Newlines inside quoted fields are
+        // kept in the field bytes, so they can be subtracted.
+        let embedded = self
+            .record
+            .as_slice()
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        let line = self.rdr.position().line().saturating_sub(1 + embedded);
+        let mut fields = Vec::with_capacity(self.record.len());
+        for (i, f) in self.record.iter().enumerate() {
+            fields.push(std::str::from_utf8(f).map_err(|_| ParseError::NotUtf8 {
+                line,
+                column: i + 1,
+            })?);
+        }
+        Ok(Some((line, fields)))
+    }
+}
+
+/// Rewrites `\r\n` and lone `\r` line ends to `\n`.
+///
+/// The CSV reader counts lines by `\n` only and, for `\r\n` files, reports
+/// a record as starting on the previous line; files from old spreadsheet
+/// exports that end lines with `\r` alone would report every row as line 1.
+/// Normalising first makes every reported line number match what the
+/// customer sees in an editor. Inside quoted fields the same rewrite turns
+/// Windows line breaks into plain ones, which is harmless for names.
+pub struct NormaliseNewlines<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    after_cr: bool,
+    /// Last byte handed out, to add a final `\n` when the file lacks one.
+    last: Option<u8>,
+    done: bool,
+}
+
+impl<R> NormaliseNewlines<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        NormaliseNewlines {
+            inner,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            after_cr: false,
+            last: None,
+            done: false,
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for NormaliseNewlines<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.start == this.end {
+                let mut rb = ReadBuf::new(&mut this.buf);
+                match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {}
+                    other => return other,
+                }
+                let n = rb.filled().len();
+                if n == 0 {
+                    // End of input: terminate the last record, so that every
+                    // record ends with a newline (see `next_row`).
+                    if !this.done && this.last.is_some_and(|b| b != b'\n') && out.remaining() > 0 {
+                        out.put_slice(b"\n");
+                    }
+                    this.done = true;
+                    return Poll::Ready(Ok(()));
+                }
+                this.start = 0;
+                this.end = n;
+            }
+            let before = out.filled().len();
+            while this.start < this.end && out.remaining() > 0 {
+                let b = this.buf[this.start];
+                this.start += 1;
+                match b {
+                    b'\r' => {
+                        out.put_slice(b"\n");
+                        this.after_cr = true;
+                    }
+                    b'\n' if this.after_cr => this.after_cr = false,
+                    _ => {
+                        out.put_slice(&[b]);
+                        this.after_cr = false;
+                    }
+                }
+            }
+            if out.filled().len() > before {
+                this.last = out.filled().last().copied();
+            }
+            // Everything consumed may have been the `\n` of a `\r\n`: read on.
+            if out.filled().len() > before || out.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+}
+
+async fn read<R: AsyncRead + Unpin + Send>(
+    rdr: &mut AsyncReader<R>,
+    record: &mut ByteRecord,
+) -> Result<bool, ParseError> {
+    match rdr.read_byte_record(record).await {
+        Ok(more) => Ok(more),
+        Err(e) => {
+            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            match e.into_kind() {
+                csv_async::ErrorKind::Io(io) => Err(ParseError::Io(io)),
+                other => Err(ParseError::Malformed {
+                    line,
+                    message: format!("{other:?}"),
+                }),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn rows(bytes: &[u8]) -> Result<(Vec<String>, Vec<(u64, Vec<String>)>), ParseError> {
+        let mut s = CsvStream::open(bytes).await?;
+        let header = s.header().to_vec();
+        let mut out = Vec::new();
+        while let Some((line, fields)) = s.next_row().await? {
+            out.push((line, fields.iter().map(|f| f.to_string()).collect()));
+        }
+        Ok((header, out))
+    }
+
+    #[tokio::test]
+    async fn bom_is_removed_from_first_header() {
+        let (h, r) = rows(b"\xEF\xBB\xBFemail,name\r\na@x.io,A\r\n")
+            .await
+            .unwrap();
+        assert_eq!(h, vec!["email", "name"]);
+        assert_eq!(r, vec![(2, vec!["a@x.io".to_string(), "A".to_string()])]);
+    }
+
+    #[tokio::test]
+    async fn line_numbers_account_for_embedded_newlines() {
+        let (_, r) = rows(b"email,note\na@x.io,\"two\nlines\"\nb@x.io,x\n")
+            .await
+            .unwrap();
+        assert_eq!(r[0].0, 2);
+        assert_eq!(r[0].1[1], "two\nlines");
+        assert_eq!(r[1].0, 4);
+    }
+
+    #[tokio::test]
+    async fn latin1_bytes_fail_with_line_and_column() {
+        let err = rows(b"email,name\na@x.io,Ren\xe9\n").await.unwrap_err();
+        assert!(
+            matches!(err, ParseError::NotUtf8 { line: 2, column: 2 }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("CSV UTF-8"));
+    }
+
+    #[tokio::test]
+    async fn crlf_and_lone_cr_files_report_editor_line_numbers() {
+        for bytes in [
+            &b"email,name\r\na@x.io,A\r\n\r\nb@x.io,B\r\n"[..],
+            &b"email,name\ra@x.io,A\r\rb@x.io,B\r"[..],
+        ] {
+            let (h, r) = rows(bytes).await.unwrap();
+            assert_eq!(h, vec!["email", "name"]);
+            let lines: Vec<u64> = r.iter().map(|(l, _)| *l).collect();
+            assert_eq!(lines, vec![2, 4], "{:?}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[tokio::test]
+    async fn crlf_split_across_reads_is_one_line_end() {
+        // A reader that returns one byte at a time puts every \r and \n in
+        // separate reads.
+        let data = b"email\r\na@x.io\r\nb@x.io\r\n".to_vec();
+        let slow = tokio_test_reader(data);
+        let mut s = CsvStream::open(slow).await.unwrap();
+        let mut lines = vec![];
+        while let Some((l, _)) = s.next_row().await.unwrap() {
+            lines.push(l);
+        }
+        assert_eq!(lines, vec![2, 3]);
+    }
+
+    fn tokio_test_reader(data: Vec<u8>) -> impl AsyncRead + Unpin + Send {
+        struct OneByte(std::collections::VecDeque<u8>);
+        impl AsyncRead for OneByte {
+            fn poll_read(
+                mut self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                out: &mut ReadBuf<'_>,
+            ) -> Poll<std::io::Result<()>> {
+                if let Some(b) = self.0.pop_front() {
+                    out.put_slice(&[b]);
+                }
+                Poll::Ready(Ok(()))
+            }
+        }
+        OneByte(data.into())
+    }
+
+    #[tokio::test]
+    async fn empty_file_is_an_error() {
+        assert!(matches!(rows(b"").await, Err(ParseError::Empty)));
+        assert!(matches!(rows(b"\n\n").await, Err(ParseError::Empty)));
+    }
+}

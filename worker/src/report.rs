@@ -1,0 +1,232 @@
+//! Upload history and user listings, for the CLI (and later the admin API).
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+
+use crate::db::entity::{upload, upload_row_error, user};
+
+/// One upload with its row problems, as `uploads show` prints it.
+#[derive(Debug, Serialize)]
+pub struct UploadDetail {
+    /// The upload row.
+    #[serde(flatten)]
+    pub upload: upload::Model,
+    /// Tenant slug.
+    pub tenant: String,
+    /// Per-row errors, by line (at most `limit`).
+    pub errors: Vec<upload_row_error::Model>,
+}
+
+/// Newest uploads of a tenant first.
+pub async fn uploads<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: i64,
+    limit: u64,
+) -> Result<Vec<upload::Model>, DbErr> {
+    upload::Entity::find()
+        .filter(upload::Column::TenantId.eq(tenant_id))
+        .order_by_desc(upload::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// One upload and up to `error_limit` of its row errors.
+pub async fn upload_detail<C: ConnectionTrait>(
+    db: &C,
+    id: i64,
+    error_limit: u64,
+) -> Result<Option<UploadDetail>, DbErr> {
+    let Some(up) = upload::Entity::find_by_id(id).one(db).await? else {
+        return Ok(None);
+    };
+    let tenant = crate::db::entity::tenant::Entity::find_by_id(up.tenant_id)
+        .one(db)
+        .await?
+        .map(|t| t.slug)
+        .unwrap_or_default();
+    let errors = upload_row_error::Entity::find()
+        .filter(upload_row_error::Column::UploadId.eq(id))
+        .order_by_asc(upload_row_error::Column::Line)
+        .order_by_asc(upload_row_error::Column::Id)
+        .limit(error_limit)
+        .all(db)
+        .await?;
+    Ok(Some(UploadDetail {
+        upload: up,
+        tenant,
+        errors,
+    }))
+}
+
+/// Users of a tenant by email.
+pub async fn users<C: ConnectionTrait>(db: &C, tenant_id: i64) -> Result<Vec<user::Model>, DbErr> {
+    user::Entity::find()
+        .filter(user::Column::TenantId.eq(tenant_id))
+        .order_by_asc(user::Column::Email)
+        .all(db)
+        .await
+}
+
+/// Renders rows as a left-aligned text table.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// The upload history as a table.
+pub fn uploads_table(list: &[upload::Model]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|u| {
+            vec![
+                u.id.to_string(),
+                u.state.clone(),
+                u.queued_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                u.object_key.clone(),
+                u.rows_read.to_string(),
+                u.rows_created.to_string(),
+                u.rows_updated.to_string(),
+                u.rows_unchanged.to_string(),
+                u.rows_deactivated.to_string(),
+                u.rows_rejected.to_string(),
+                u.failure_reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "STATE",
+            "QUEUED (UTC)",
+            "KEY",
+            "READ",
+            "CREATED",
+            "UPDATED",
+            "UNCHANGED",
+            "DEACTIVATED",
+            "REJECTED",
+            "REASON",
+        ],
+        &rows,
+    )
+}
+
+/// One upload in full, for people.
+pub fn upload_text(d: &UploadDetail) -> String {
+    let u = &d.upload;
+    let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut s = format!(
+        "upload {id} ({tenant})\n  object:      s3://{bucket}/{key}\n  state:       {state}\n  attempts:    {attempts}\n  queued:      {queued}\n  started:     {started}\n  finished:    {finished}\n  rows read:   {read}\n  created:     {created}\n  updated:     {updated}\n  unchanged:   {unchanged}\n  deactivated: {deact}\n  rejected:    {rejected}\n",
+        id = u.id,
+        tenant = d.tenant,
+        bucket = u.bucket,
+        key = u.object_key,
+        state = u.state,
+        attempts = u.attempts,
+        queued = ts(Some(u.queued_at)),
+        started = ts(u.started_at),
+        finished = ts(u.finished_at),
+        read = u.rows_read,
+        created = u.rows_created,
+        updated = u.rows_updated,
+        unchanged = u.rows_unchanged,
+        deact = u.rows_deactivated,
+        rejected = u.rows_rejected,
+    );
+    if let Some(r) = &u.failure_reason {
+        s.push_str(&format!("  reason:      {r}\n"));
+    }
+    if !d.errors.is_empty() {
+        s.push_str("\nrow problems:\n");
+        let rows: Vec<Vec<String>> = d
+            .errors
+            .iter()
+            .map(|e| {
+                vec![
+                    e.line.to_string(),
+                    e.severity.clone(),
+                    e.column_name.clone().unwrap_or_default(),
+                    e.message.clone(),
+                ]
+            })
+            .collect();
+        s.push_str(&table(&["LINE", "SEVERITY", "COLUMN", "MESSAGE"], &rows));
+    }
+    s
+}
+
+/// Users as a table.
+pub fn users_table(list: &[user::Model]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|u| {
+            vec![
+                u.email.clone(),
+                u.external_id.clone().unwrap_or_default(),
+                u.first_name.clone(),
+                u.last_name.clone(),
+                if u.active {
+                    "active".into()
+                } else {
+                    "inactive".into()
+                },
+                if u.feed_managed {
+                    "feed".into()
+                } else {
+                    "platform".into()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "EMAIL",
+            "EXTERNAL ID",
+            "FIRST NAME",
+            "LAST NAME",
+            "STATUS",
+            "SOURCE",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_aligns_columns_by_widest_cell() {
+        let t = super::table(
+            &["A", "BB"],
+            &[vec!["xxx".into(), "y".into()], vec!["z".into(), "".into()]],
+        );
+        assert_eq!(t, "A    BB\nxxx  y\nz\n");
+    }
+}

@@ -1,0 +1,307 @@
+//! Tenants: who owns which S3 prefix, how their people are matched, and
+//! their column mapping. Routing an object to its tenant lives here because
+//! it is the tenant-isolation boundary: a key is only ever routed to the one
+//! tenant whose prefix it starts with.
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    QueryFilter, QueryOrder,
+};
+use serde::Serialize;
+
+use crate::db::entity::tenant;
+use crate::map::{Mapping, MatchKey};
+
+/// A tenant as the rest of the code sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tenant {
+    /// Database id.
+    pub id: i64,
+    /// Short unique name, e.g. `acme`.
+    pub slug: String,
+    /// Bucket of the drop location.
+    pub bucket: String,
+    /// Key prefix of the drop location, always ending in `/`.
+    pub key_prefix: String,
+    /// Identity field.
+    pub match_key: MatchKey,
+    /// Column mapping, once set.
+    pub mapping: Option<Mapping>,
+}
+
+/// Tenant administration failures.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// No tenant has that slug.
+    #[error("no tenant named {0:?}")]
+    NotFound(String),
+    /// The slug is taken.
+    #[error("a tenant named {0:?} already exists")]
+    Exists(String),
+    /// The slug has characters outside `a-z 0-9 -`.
+    #[error(
+        "tenant name {0:?} must be 1-63 lowercase letters, digits or dashes, starting with a letter or digit"
+    )]
+    BadSlug(String),
+    /// The prefix is unusable.
+    #[error("key prefix {0:?} is not usable: {1}")]
+    BadPrefix(String, &'static str),
+    /// The prefix overlaps another tenant's in the same bucket.
+    #[error(
+        "key prefix {prefix:?} overlaps tenant {other:?}'s prefix {other_prefix:?} in bucket {bucket:?}"
+    )]
+    Overlap {
+        /// Bucket of both.
+        bucket: String,
+        /// The requested prefix.
+        prefix: String,
+        /// The tenant already there.
+        other: String,
+        /// Its prefix.
+        other_prefix: String,
+    },
+    /// The stored row is inconsistent (should never happen; the schema checks it).
+    #[error("tenant {0:?} has an invalid stored value: {1}")]
+    Corrupt(String, String),
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl TryFrom<tenant::Model> for Tenant {
+    type Error = TenantError;
+    fn try_from(m: tenant::Model) -> Result<Self, TenantError> {
+        let match_key = MatchKey::parse(&m.match_key).ok_or_else(|| {
+            TenantError::Corrupt(m.slug.clone(), format!("match_key {}", m.match_key))
+        })?;
+        let mapping = match m.mapping {
+            None => None,
+            Some(v) => Some(
+                serde_json::from_value(v)
+                    .map_err(|e| TenantError::Corrupt(m.slug.clone(), format!("mapping: {e}")))?,
+            ),
+        };
+        Ok(Tenant {
+            id: m.id,
+            slug: m.slug,
+            bucket: m.bucket,
+            key_prefix: m.key_prefix,
+            match_key,
+            mapping,
+        })
+    }
+}
+
+/// Normalises a prefix: no leading `/`, exactly one trailing `/`.
+pub fn normalise_prefix(prefix: &str) -> Result<String, TenantError> {
+    let p = prefix.trim().trim_start_matches('/');
+    if p.is_empty() {
+        return Err(TenantError::BadPrefix(
+            prefix.into(),
+            "it must not be empty (a tenant never owns a whole bucket)",
+        ));
+    }
+    if p.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(TenantError::BadPrefix(
+            prefix.into(),
+            "it must not contain '.' or '..' segments",
+        ));
+    }
+    if p.chars().any(char::is_control) {
+        return Err(TenantError::BadPrefix(
+            prefix.into(),
+            "it must not contain control characters",
+        ));
+    }
+    Ok(if p.ends_with('/') {
+        p.to_string()
+    } else {
+        format!("{p}/")
+    })
+}
+
+/// Why an object key is refused before routing, if it is.
+pub fn unsafe_key_reason(key: &str) -> Option<&'static str> {
+    if key.ends_with('/') {
+        return Some("folder_marker");
+    }
+    if key.chars().any(char::is_control) {
+        return Some("unsafe_key");
+    }
+    // S3 keys are opaque strings, so "acme/../b/x.csv" is literally under
+    // "acme/". We still refuse dot segments: they are never a real HR export
+    // and would become path traversal the day a file-system source reuses
+    // this routing.
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return Some("unsafe_key");
+    }
+    None
+}
+
+fn check_slug(slug: &str) -> Result<(), TenantError> {
+    let ok = !slug.is_empty()
+        && slug.len() <= 63
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !slug.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(TenantError::BadSlug(slug.into()))
+    }
+}
+
+/// Creates a tenant.
+pub async fn add<C: ConnectionTrait>(
+    db: &C,
+    slug: &str,
+    bucket: &str,
+    prefix: &str,
+    match_key: MatchKey,
+) -> Result<Tenant, TenantError> {
+    check_slug(slug)?;
+    let prefix = normalise_prefix(prefix)?;
+    if tenant::Entity::find()
+        .filter(tenant::Column::Slug.eq(slug))
+        .one(db)
+        .await?
+        .is_some()
+    {
+        return Err(TenantError::Exists(slug.into()));
+    }
+    // Overlapping prefixes in one bucket would make routing ambiguous and
+    // let one tenant's key reach another's users.
+    for other in tenant::Entity::find()
+        .filter(tenant::Column::Bucket.eq(bucket))
+        .all(db)
+        .await?
+    {
+        if other.key_prefix.starts_with(&prefix) || prefix.starts_with(&other.key_prefix) {
+            return Err(TenantError::Overlap {
+                bucket: bucket.into(),
+                prefix,
+                other: other.slug,
+                other_prefix: other.key_prefix,
+            });
+        }
+    }
+    let now = Utc::now();
+    let model = tenant::ActiveModel {
+        slug: Set(slug.into()),
+        bucket: Set(bucket.into()),
+        key_prefix: Set(prefix),
+        match_key: Set(match_key.as_str().into()),
+        mapping: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    model.try_into()
+}
+
+/// All tenants, by slug.
+pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<Tenant>, TenantError> {
+    tenant::Entity::find()
+        .order_by_asc(tenant::Column::Slug)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Tenant::try_from)
+        .collect()
+}
+
+/// The tenant with this slug.
+pub async fn by_slug<C: ConnectionTrait>(db: &C, slug: &str) -> Result<Tenant, TenantError> {
+    tenant::Entity::find()
+        .filter(tenant::Column::Slug.eq(slug))
+        .one(db)
+        .await?
+        .ok_or_else(|| TenantError::NotFound(slug.into()))?
+        .try_into()
+}
+
+/// The tenant with this id.
+pub async fn by_id<C: ConnectionTrait>(db: &C, id: i64) -> Result<Tenant, TenantError> {
+    tenant::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| TenantError::NotFound(format!("#{id}")))?
+        .try_into()
+}
+
+/// Replaces the tenant's mapping (already checked against its match key).
+pub async fn set_mapping<C: ConnectionTrait>(
+    db: &C,
+    slug: &str,
+    mapping: &Mapping,
+) -> Result<Tenant, TenantError> {
+    let t = by_slug(db, slug).await?;
+    let json = serde_json::to_value(mapping)
+        .map_err(|e| TenantError::Corrupt(slug.into(), e.to_string()))?;
+    tenant::ActiveModel {
+        id: Set(t.id),
+        mapping: Set(Some(json)),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    }
+    .update(db)
+    .await?;
+    by_slug(db, slug).await
+}
+
+/// The tenant owning `bucket`/`key`, if any. Looks up every `/`-terminated
+/// prefix of the key, so routing is one indexed query however many tenants
+/// share the bucket.
+pub async fn route<C: ConnectionTrait>(
+    db: &C,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Tenant>, TenantError> {
+    let prefixes: Vec<&str> = key.match_indices('/').map(|(i, _)| &key[..=i]).collect();
+    if prefixes.is_empty() {
+        return Ok(None);
+    }
+    let found = tenant::Entity::find()
+        .filter(tenant::Column::Bucket.eq(bucket))
+        .filter(tenant::Column::KeyPrefix.is_in(prefixes))
+        .all(db)
+        .await?;
+    // Prefixes never overlap (enforced by `add`), so at most one matches.
+    found.into_iter().next().map(Tenant::try_from).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_normalised_to_one_trailing_slash() {
+        assert_eq!(normalise_prefix("acme").unwrap(), "acme/");
+        assert_eq!(normalise_prefix("/acme/hr/").unwrap(), "acme/hr/");
+        assert!(normalise_prefix("").is_err());
+        assert!(normalise_prefix("/").is_err());
+        assert!(normalise_prefix("acme/../x").is_err());
+    }
+
+    #[test]
+    fn dot_segments_and_folder_markers_are_refused() {
+        assert_eq!(unsafe_key_reason("acme/users.csv"), None);
+        assert_eq!(unsafe_key_reason("acme/in/"), Some("folder_marker"));
+        assert_eq!(unsafe_key_reason("acme/../other/x.csv"), Some("unsafe_key"));
+        assert_eq!(unsafe_key_reason("acme/./x.csv"), Some("unsafe_key"));
+        assert_eq!(unsafe_key_reason("acme/x\u{0}.csv"), Some("unsafe_key"));
+        assert_eq!(unsafe_key_reason("acme/..x.csv"), None);
+    }
+
+    #[test]
+    fn slugs_are_checked() {
+        assert!(check_slug("acme-2").is_ok());
+        for bad in ["", "Acme", "-x", "a_b", "a b"] {
+            assert!(check_slug(bad).is_err(), "{bad}");
+        }
+    }
+}
