@@ -1,1 +1,6 @@
+//! Library-level integration tests: real PostgreSQL (a fresh database per
+//! test) and moto over HTTP. Run them with `scripts/test`.
 
+mod apply;
+mod intake;
+mod queue;

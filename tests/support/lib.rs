@@ -532,3 +532,104 @@ first_name = "First Name"
 last_name = "Last Name"
 status = "Status"
 "#;
+
+/// A worker pool over `db` reading from moto, for in-process tests.
+pub fn workers(
+    db: &TestDb,
+    aws: &Aws,
+    lease: Duration,
+    batch_size: usize,
+) -> std::sync::Arc<userfeed::jobs::Workers> {
+    use userfeed::apply::{Pipeline, portable::PortableStore};
+    std::sync::Arc::new(userfeed::jobs::Workers {
+        db: db.db.clone(),
+        queue: userfeed::jobs::Queue::new(db.db.clone(), unique("test-worker-"), lease),
+        pipeline: Pipeline {
+            reader: std::sync::Arc::new(userfeed::source::s3::S3Reader::new(aws.s3.clone())),
+            store: std::sync::Arc::new(PortableStore::new(db.db.clone())),
+            batch_size,
+        },
+        settings: userfeed::jobs::PoolSettings {
+            concurrency: 1,
+            poll_interval: Duration::from_millis(50),
+            lease,
+            max_attempts: 3,
+        },
+        health: Default::default(),
+    })
+}
+
+/// Claims and runs the next upload; returns its id (None when nothing is runnable).
+pub async fn run_next(w: &userfeed::jobs::Workers) -> Option<i64> {
+    let claimed = w.queue.claim().await.expect("claim")?;
+    let id = claimed.lease.upload_id;
+    w.process(claimed, &tokio_util::sync::CancellationToken::new(), "test")
+        .await;
+    Some(id)
+}
+
+/// Records every notification waiting on the queue, as intake would.
+pub async fn intake_all(db: &TestDb, aws: &Aws) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for (i, body) in aws.drain().await.expect("drain").into_iter().enumerate() {
+        let d = userfeed::intake::Delivery {
+            message_id: format!("m{i}"),
+            body,
+            receive_count: 1,
+            ack_handle: String::new(),
+        };
+        ids.extend(
+            userfeed::intake::handle_delivery(&db.db, &d)
+                .await
+                .expect("record")
+                .recorded,
+        );
+    }
+    ids
+}
+
+/// Creates a tenant with `mapping` (TOML).
+pub async fn tenant(
+    db: &TestDb,
+    slug: &str,
+    bucket: &str,
+    key: userfeed::map::MatchKey,
+    mapping: &str,
+) -> userfeed::tenants::Tenant {
+    userfeed::tenants::add(&db.db, slug, bucket, slug, key)
+        .await
+        .expect("tenant add");
+    let m = userfeed::map::Mapping::from_toml(mapping, key).expect("mapping");
+    userfeed::tenants::set_mapping(&db.db, slug, &m)
+        .await
+        .expect("mapping set")
+}
+
+/// An upload row.
+pub async fn upload(db: &TestDb, id: i64) -> userfeed::db::entity::upload::Model {
+    use sea_orm::EntityTrait;
+    userfeed::db::entity::upload::Entity::find_by_id(id)
+        .one(&db.db)
+        .await
+        .unwrap()
+        .expect("upload exists")
+}
+
+/// `email|first|last|active|feed_managed` for every user of a tenant, sorted.
+pub async fn users_of(db: &TestDb, slug: &str) -> Vec<String> {
+    db.rows(&format!(
+        "SELECT u.email || '|' || coalesce(u.external_id,'') || '|' || u.first_name || '|' || u.last_name || '|' || \
+         CASE WHEN u.active THEN 'active' ELSE 'inactive' END || '|' || CASE WHEN u.feed_managed THEN 'feed' ELSE 'platform' END \
+         FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}' ORDER BY u.email"
+    ))
+    .await
+}
+
+/// Row problems of an upload as `line|column|message`.
+pub async fn row_errors(db: &TestDb, upload_id: i64) -> Vec<String> {
+    db.rows(&format!(
+        "SELECT line || '|' || coalesce(column_name,'') || '|' || message FROM upload_row_errors \
+         WHERE upload_id = {upload_id} ORDER BY line, id"
+    ))
+    .await
+}

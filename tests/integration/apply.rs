@@ -1,0 +1,354 @@
+//! Applying files: streaming from moto S3 into real PostgreSQL.
+
+use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
+use userfeed::map::MatchKey;
+use userfeed_tests::*;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+struct Env {
+    db: TestDb,
+    aws: Aws,
+    w: std::sync::Arc<userfeed::jobs::Workers>,
+}
+
+async fn env(key: MatchKey, mapping: &str, batch: usize) -> Env {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    tenant(&db, "acme", &aws.bucket, key, mapping).await;
+    let w = workers(&db, &aws, LEASE, batch);
+    Env { db, aws, w }
+}
+
+impl Env {
+    /// Uploads `body` as `key`, records it and runs it; returns the upload.
+    async fn apply(
+        &self,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> userfeed::db::entity::upload::Model {
+        self.aws.put(key, body).await.unwrap();
+        let ids = intake_all(&self.db, &self.aws).await;
+        assert_eq!(ids.len(), 1);
+        assert_eq!(run_next(&self.w).await, Some(ids[0]));
+        upload(&self.db, ids[0]).await
+    }
+}
+
+#[tokio::test]
+async fn first_file_creates_feed_managed_active_users() {
+    let e = env(MatchKey::Email, MAPPING, 2).await;
+    let up = e.apply("acme/a.csv", employees_csv(5, false)).await;
+    assert_eq!(up.state, "succeeded", "{:?}", up.failure_reason);
+    assert_eq!(
+        (
+            up.rows_read,
+            up.rows_created,
+            up.rows_updated,
+            up.rows_deactivated
+        ),
+        (5, 5, 0, 0)
+    );
+    let users = users_of(&e.db, "acme").await;
+    assert_eq!(users.len(), 5);
+    assert_eq!(users[0], "user0@example.com|E0|First0|Last0|active|feed");
+    assert_eq!(
+        e.db.scalar("SELECT count(*) FROM upload_rows").await,
+        0,
+        "staging is cleaned up"
+    );
+}
+
+#[tokio::test]
+async fn full_file_deactivates_absent_feed_users_updates_names_and_spares_platform_users() {
+    let e = env(MatchKey::Email, MAPPING, 2).await;
+    e.apply("acme/1.csv", employees_csv(4, false)).await;
+    // A user created on the platform, never in any file.
+    e.db.db
+        .execute_unprepared(
+            "INSERT INTO users (tenant_id, email, first_name, last_name, feed_managed) \
+             SELECT id, 'admin@example.com', 'Ada', 'Admin', false FROM tenants",
+        )
+        .await
+        .unwrap();
+    let second = "Employee ID,Work Email,First Name,Last Name\n\
+                  E0,user0@example.com,First0,Last0\n\
+                  E1,USER1@example.com,Renamed,Last1\n";
+    let up = e.apply("acme/2.csv", second).await;
+    assert_eq!(up.state, "succeeded", "{:?}", up.failure_reason);
+    assert_eq!(
+        (
+            up.rows_created,
+            up.rows_updated,
+            up.rows_unchanged,
+            up.rows_deactivated
+        ),
+        (0, 1, 1, 2)
+    );
+    assert_eq!(
+        users_of(&e.db, "acme").await,
+        vec![
+            "USER1@example.com|E1|Renamed|Last1|active|feed",
+            "admin@example.com||Ada|Admin|active|platform",
+            "user0@example.com|E0|First0|Last0|active|feed",
+            "user2@example.com|E2|First2|Last2|inactive|feed",
+            "user3@example.com|E3|First3|Last3|inactive|feed",
+        ]
+    );
+    // A deactivated user who reappears is active again.
+    let up = e.apply("acme/3.csv", employees_csv(3, false)).await;
+    assert_eq!(
+        (up.rows_updated, up.rows_deactivated),
+        (2, 0),
+        "user1 renamed back, user2 reactivated"
+    );
+    assert!(
+        users_of(&e.db, "acme")
+            .await
+            .contains(&"user2@example.com|E2|First2|Last2|active|feed".to_string())
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_file_rewrites_no_user() {
+    let e = env(MatchKey::Email, MAPPING, 3).await;
+    e.apply("acme/1.csv", employees_csv(7, false)).await;
+    let before =
+        e.db.rows("SELECT id || ':' || updated_at::text FROM users ORDER BY id")
+            .await;
+    let up = e.apply("acme/2.csv", employees_csv(7, false)).await;
+    assert_eq!(
+        (up.rows_unchanged, up.rows_updated, up.rows_created),
+        (7, 0, 0)
+    );
+    let after =
+        e.db.rows("SELECT id || ':' || updated_at::text FROM users ORDER BY id")
+            .await;
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn status_column_decides_status_and_absence_deactivates_nobody() {
+    let e = env(MatchKey::Email, MAPPING_WITH_STATUS, 10).await;
+    e.apply("acme/1.csv", employees_csv(3, true)).await;
+    let second = "Employee ID,Work Email,First Name,Last Name,Status\n\
+                  E0,user0@example.com,First0,Last0,0\n\
+                  E1,user1@example.com,First1,Last1,inactive\n";
+    let up = e.apply("acme/2.csv", second).await;
+    assert_eq!((up.rows_updated, up.rows_deactivated), (2, 0));
+    let users = users_of(&e.db, "acme").await;
+    assert_eq!(
+        users,
+        vec![
+            "user0@example.com|E0|First0|Last0|inactive|feed",
+            "user1@example.com|E1|First1|Last1|inactive|feed",
+            "user2@example.com|E2|First2|Last2|active|feed",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rows_with_problems_are_reported_by_line_and_column_and_the_rest_applies() {
+    let e = env(MatchKey::Email, MAPPING_WITH_STATUS, 2).await;
+    let file = "Employee ID,Work Email,First Name,Last Name,Status\n\
+                E1,ok1@example.com,A,B,1\n\
+                E2,not-an-email,A,B,1\n\
+                E3,,A,B,1\n\
+                E4,ok4@example.com,A,B,maybe\n\
+                E5,ok1@example.com,Dup,B,1\n\
+                E6,ok6@example.com,A\n\
+                E7,ok7@example.com,A,B,Active\n";
+    let up = e.apply("acme/bad.csv", file).await;
+    assert_eq!(up.state, "succeeded");
+    assert_eq!((up.rows_read, up.rows_created, up.rows_rejected), (7, 2, 5));
+    let errs = row_errors(&e.db, up.id).await;
+    assert_eq!(errs.len(), 5, "{errs:?}");
+    assert!(
+        errs[0].starts_with("3|Work Email|email \"not-an-email\" is not a valid address"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("4|Work Email|email is missing"),
+        "{errs:?}"
+    );
+    assert!(errs[2].starts_with("5|Status|status \"maybe\""), "{errs:?}");
+    assert!(errs[3].starts_with("6||duplicate of line 2"), "{errs:?}");
+    assert!(
+        errs[4].starts_with("7||row has 3 fields but the header has 5"),
+        "{errs:?}"
+    );
+    let emails = e.db.rows("SELECT email FROM users ORDER BY email").await;
+    assert_eq!(emails, vec!["ok1@example.com", "ok7@example.com"]);
+}
+
+#[tokio::test]
+async fn a_rejected_row_with_a_known_key_does_not_deactivate_its_user() {
+    let e = env(MatchKey::Email, MAPPING, 10).await;
+    e.apply("acme/1.csv", employees_csv(2, false)).await;
+    // user1's row is ragged (rejected) but names user1: they stay active.
+    let up = e.apply("acme/2.csv", "Employee ID,Work Email,First Name,Last Name\nE0,user0@example.com,First0,Last0\nE1,user1@example.com\n").await;
+    assert_eq!((up.rows_rejected, up.rows_deactivated), (1, 0));
+    assert!(
+        users_of(&e.db, "acme")
+            .await
+            .iter()
+            .all(|u| u.contains("|active|"))
+    );
+}
+
+#[tokio::test]
+async fn a_non_utf8_file_fails_with_a_clear_reason_and_changes_nothing() {
+    let e = env(MatchKey::Email, MAPPING, 2).await;
+    e.apply("acme/1.csv", employees_csv(4, false)).await;
+    let before = users_of(&e.db, "acme").await;
+    // Valid rows first (more than a batch), then a Latin-1 "é" on line 5.
+    let mut bad = b"Employee ID,Work Email,First Name,Last Name\nE0,user0@example.com,Changed,Last0\nE1,user1@example.com,First1,Last1\nE2,user2@example.com,First2,Last2\n".to_vec();
+    bad.extend_from_slice(b"E3,user3@example.com,Ren\xe9,Last3\n");
+    let up = e.apply("acme/latin1.csv", bad).await;
+    assert_eq!(up.state, "failed");
+    let reason = up.failure_reason.unwrap();
+    assert!(
+        reason.contains("not UTF-8") && reason.contains("line 5"),
+        "{reason}"
+    );
+    assert_eq!(
+        users_of(&e.db, "acme").await,
+        before,
+        "nothing changed, nobody deactivated"
+    );
+    assert_eq!(e.db.scalar("SELECT count(*) FROM upload_rows").await, 0);
+}
+
+#[tokio::test]
+async fn a_file_missing_a_mapped_column_fails_listing_expected_and_found_headers() {
+    let e = env(MatchKey::Email, MAPPING, 10).await;
+    let up = e
+        .apply("acme/x.csv", "Work Email,First Name\na@example.com,A\n")
+        .await;
+    assert_eq!(up.state, "failed");
+    let r = up.failure_reason.unwrap();
+    assert!(
+        r.contains("missing mapped column(s) [\"Employee ID\", \"Last Name\"]")
+            && r.contains("found [\"Work Email\", \"First Name\"]"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_without_mapping_fails_with_the_fix() {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    userfeed::tenants::add(&db.db, "acme", &aws.bucket, "acme", MatchKey::Email)
+        .await
+        .unwrap();
+    aws.put("acme/x.csv", employees_csv(1, false))
+        .await
+        .unwrap();
+    let ids = intake_all(&db, &aws).await;
+    run_next(&workers(&db, &aws, LEASE, 10)).await;
+    let up = upload(&db, ids[0]).await;
+    assert_eq!(up.state, "failed");
+    assert!(up.failure_reason.unwrap().contains("userfeed mapping set"));
+}
+
+#[tokio::test]
+async fn an_object_overwritten_after_its_notification_fails_as_superseded_and_the_newer_applies() {
+    let e = env(MatchKey::Email, MAPPING, 10).await;
+    e.aws
+        .put("acme/u.csv", employees_csv(1, false))
+        .await
+        .unwrap();
+    e.aws
+        .put("acme/u.csv", employees_csv(3, false))
+        .await
+        .unwrap();
+    let ids = intake_all(&e.db, &e.aws).await;
+    assert_eq!(ids.len(), 2);
+    run_next(&e.w).await;
+    run_next(&e.w).await;
+    let (old, new) = (upload(&e.db, ids[0]).await, upload(&e.db, ids[1]).await);
+    assert_eq!(old.state, "failed");
+    assert!(old.failure_reason.unwrap().contains("overwritten"));
+    assert_eq!((new.state.as_str(), new.rows_created), ("succeeded", 3));
+}
+
+#[tokio::test]
+async fn an_object_deleted_before_it_was_read_fails_cleanly_without_retries() {
+    let e = env(MatchKey::Email, MAPPING, 10).await;
+    e.aws
+        .put("acme/gone.csv", employees_csv(1, false))
+        .await
+        .unwrap();
+    let ids = intake_all(&e.db, &e.aws).await;
+    e.aws
+        .s3
+        .delete_object()
+        .bucket(&e.aws.bucket)
+        .key("acme/gone.csv")
+        .send()
+        .await
+        .unwrap();
+    run_next(&e.w).await;
+    let up = upload(&e.db, ids[0]).await;
+    assert_eq!((up.state.as_str(), up.attempts), ("failed", 1));
+    assert!(up.failure_reason.unwrap().contains("no longer exists"));
+    assert!(run_next(&e.w).await.is_none(), "no retry storm");
+}
+
+#[tokio::test]
+async fn external_id_matching_follows_an_email_change_and_rejects_a_taken_email() {
+    let e = env(MatchKey::ExternalId, MAPPING, 10).await;
+    e.apply("acme/1.csv", employees_csv(3, false)).await;
+    let file = "Employee ID,Work Email,First Name,Last Name\n\
+                E0,new0@example.com,First0,Last0\n\
+                E1,user2@example.com,First1,Last1\n\
+                E2,user2@example.com,First2,Last2\n";
+    let up = e.apply("acme/2.csv", file).await;
+    assert_eq!(
+        (up.rows_updated, up.rows_unchanged, up.rows_rejected),
+        (1, 1, 1)
+    );
+    let errs = row_errors(&e.db, up.id).await;
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with("3||email \"user2@example.com\" already belongs to another user"),
+        "{errs:?}"
+    );
+    let users = users_of(&e.db, "acme").await;
+    assert!(
+        users.contains(&"new0@example.com|E0|First0|Last0|active|feed".to_string()),
+        "{users:?}"
+    );
+    assert!(
+        users.contains(&"user1@example.com|E1|First1|Last1|active|feed".to_string()),
+        "{users:?}"
+    );
+}
+
+#[tokio::test]
+async fn profile_fields_are_stored_and_empty_cells_clear_them() {
+    let mapping = format!("{MAPPING}\n[profile]\ndepartment = \"Dept\"\n");
+    let e = env(MatchKey::Email, &mapping, 10).await;
+    e.apply(
+        "acme/1.csv",
+        "Employee ID,Work Email,First Name,Last Name,Dept\nE0,a@example.com,A,B,Sales\n",
+    )
+    .await;
+    assert_eq!(
+        e.db.rows("SELECT profile::text FROM users").await,
+        vec![r#"{"department": "Sales"}"#]
+    );
+    let up = e
+        .apply(
+            "acme/2.csv",
+            "Employee ID,Work Email,First Name,Last Name,Dept\nE0,a@example.com,A,B,\n",
+        )
+        .await;
+    assert_eq!(up.rows_updated, 1);
+    assert_eq!(
+        e.db.rows("SELECT profile::text FROM users").await,
+        vec!["{}"]
+    );
+}
