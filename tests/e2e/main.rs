@@ -1,1 +1,560 @@
+//! End-to-end tests: the real `userfeed` binary as a separate process,
+//! PostgreSQL, moto's S3 and SQS, and customer uploads with the real
+//! `aws s3 cp`. Each test has its own database, bucket and queue.
 
+use std::time::Duration;
+
+use userfeed_tests::*;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Stack {
+    db: TestDb,
+    aws: Aws,
+}
+
+async fn stack() -> Stack {
+    Stack {
+        db: TestDb::new().await.unwrap(),
+        aws: Aws::new().await.unwrap(),
+    }
+}
+
+impl Stack {
+    /// Creates a tenant and its mapping through the CLI, as an operator would.
+    async fn tenant(&self, slug: &str, match_on: &str, mapping: &str) {
+        cli(
+            &self.db.url,
+            &[
+                "tenant",
+                "add",
+                slug,
+                "--bucket",
+                &self.aws.bucket,
+                "--prefix",
+                slug,
+                "--match-on",
+                match_on,
+            ],
+        )
+        .await
+        .unwrap();
+        let f = temp_file("mapping.toml", mapping.as_bytes());
+        cli(&self.db.url, &["mapping", "set", slug, f.to_str().unwrap()])
+            .await
+            .unwrap();
+    }
+
+    fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = daemon_env(&self.db, &self.aws);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    }
+
+    async fn upload_file(&self, key: &str, body: impl AsRef<[u8]>) {
+        let name = key.rsplit('/').next().unwrap();
+        aws_cp(&temp_file(name, body.as_ref()), &self.aws.bucket, key)
+            .await
+            .unwrap();
+    }
+
+    /// Waits until `n` uploads exist and all are finished; returns them by id.
+    async fn finished(&self, n: usize) -> Vec<userfeed::db::entity::upload::Model> {
+        let db = &self.db;
+        wait_for(&format!("{n} finished uploads"), WAIT, || async move {
+            let done = db
+                .scalar("SELECT count(*) FROM uploads WHERE state IN ('succeeded','failed')")
+                .await;
+            let all = db.scalar("SELECT count(*) FROM uploads").await;
+            (done == n as i64 && all == n as i64).then_some(())
+        })
+        .await;
+        let ids = db.rows("SELECT id::text FROM uploads ORDER BY id").await;
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(upload(db, id.parse().unwrap()).await);
+        }
+        out
+    }
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_dropped_file_creates_users_and_the_next_full_file_deactivates_the_absent_and_renames() {
+    let s = stack().await;
+    s.tenant("acme", "external_id", MAPPING).await;
+    let d = Daemon::start(&s.env(&[])).await.unwrap();
+
+    s.upload_file("acme/2026-11-01.csv", employees_csv(4, false))
+        .await;
+    let ups = s.finished(1).await;
+    assert_eq!(
+        (ups[0].state.as_str(), ups[0].rows_created),
+        ("succeeded", 4),
+        "{:?}",
+        ups[0].failure_reason
+    );
+
+    let second = "Employee ID,Work Email,First Name,Last Name\n\
+                  E0,user0@example.com,First0,Last0\n\
+                  E1,user1@example.com,Renamed,Last1\n";
+    s.upload_file("acme/2026-11-02.csv", second).await;
+    let ups = s.finished(2).await;
+    assert_eq!(ups[1].state, "succeeded");
+    assert_eq!(
+        (
+            ups[1].rows_updated,
+            ups[1].rows_unchanged,
+            ups[1].rows_deactivated
+        ),
+        (1, 1, 2)
+    );
+    assert_eq!(
+        users_of(&s.db, "acme").await,
+        vec![
+            "user0@example.com|E0|First0|Last0|active|feed",
+            "user1@example.com|E1|Renamed|Last1|active|feed",
+            "user2@example.com|E2|First2|Last2|inactive|feed",
+            "user3@example.com|E3|First3|Last3|inactive|feed",
+        ]
+    );
+
+    // The history, as the CLI shows it to an operator.
+    let list: serde_json::Value = serde_json::from_str(
+        &cli(
+            &s.db.url,
+            &["uploads", "list", "--tenant", "acme", "--json"],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["rows_deactivated"], 2);
+    let users: serde_json::Value = serde_json::from_str(
+        &cli(&s.db.url, &["users", "list", "--tenant", "acme", "--json"])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 4);
+
+    // Probes and metrics.
+    assert_eq!(d.get("/readyz").await.unwrap().0, 200);
+    let (status, m) = d.get("/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &m,
+            r#"userfeed_uploads_finished_total{outcome="succeeded"}"#
+        ),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"userfeed_rows_total{result="deactivated"}"#),
+        2.0
+    );
+    assert!(metric(&m, "userfeed_sqs_messages_deleted_total") >= 2.0);
+    assert!(
+        m.contains("userfeed_upload_duration_seconds_bucket"),
+        "histogram exported"
+    );
+
+    // Every log line of an upload's work carries its tenant and upload id.
+    let log = d.log_text();
+    let applied: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "upload applied")
+        .collect();
+    assert_eq!(applied.len(), 2, "{log}");
+    for v in &applied {
+        assert_eq!(v["span"]["tenant"], "acme", "{v}");
+        assert!(v["span"]["upload_id"].is_i64(), "{v}");
+    }
+    assert!(
+        !log.contains("postgres://postgres@"),
+        "the database URL is never logged in clear"
+    );
+}
+
+#[tokio::test]
+async fn a_status_column_in_the_file_sets_each_users_status() {
+    let s = stack().await;
+    s.tenant("acme", "email", MAPPING_WITH_STATUS).await;
+    let _d = Daemon::start(&s.env(&[])).await.unwrap();
+    let file = "Employee ID,Work Email,First Name,Last Name,Status\n\
+                E0,a@example.com,A,A,Active\n\
+                E1,b@example.com,B,B,0\n\
+                E2,c@example.com,C,C,INACTIVE\n\
+                E3,d@example.com,D,D,1\n";
+    s.upload_file("acme/users.csv", file).await;
+    let ups = s.finished(1).await;
+    assert_eq!((ups[0].rows_created, ups[0].rows_deactivated), (4, 0));
+    let status =
+        s.db.rows("SELECT email || '=' || active::text FROM users ORDER BY email")
+            .await;
+    assert_eq!(
+        status,
+        vec![
+            "a@example.com=true",
+            "b@example.com=false",
+            "c@example.com=false",
+            "d@example.com=true"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_sqs_delivery_yields_one_upload() {
+    let s = stack().await;
+    s.tenant("acme", "email", MAPPING).await;
+    s.upload_file("acme/users.csv", employees_csv(3, false))
+        .await;
+    // Take the real notification off the queue and deliver it twice.
+    let bodies: Vec<String> = s
+        .aws
+        .drain()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.contains("ObjectCreated"))
+        .collect();
+    assert_eq!(bodies.len(), 1);
+    s.aws.send(&bodies[0]).await.unwrap();
+    s.aws.send(&bodies[0]).await.unwrap();
+
+    let d = Daemon::start(&s.env(&[])).await.unwrap();
+    let ups = s.finished(1).await;
+    assert_eq!(ups[0].rows_created, 3);
+    let aws = &s.aws;
+    wait_for("queue drained", WAIT, || async move {
+        (aws.queue_depth().await.ok()? == 0).then_some(())
+    })
+    .await;
+    let m = d.get("/metrics").await.unwrap().1;
+    assert_eq!(
+        metric(&m, r#"userfeed_uploads_recorded_total{result="duplicate"}"#),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(s.db.scalar("SELECT count(*) FROM uploads").await, 1);
+}
+
+#[tokio::test]
+async fn test_events_foreign_prefixes_and_junk_messages_are_removed_without_harm() {
+    let s = stack().await;
+    s.tenant("acme", "email", MAPPING).await;
+    // Already queued: the s3:TestEvent S3 sent when the notification was set up.
+    s.upload_file("stranger/users.csv", employees_csv(2, false))
+        .await;
+    s.aws.send("this is not an S3 event").await.unwrap();
+    let d = Daemon::start(&s.env(&[])).await.unwrap();
+    s.upload_file("acme/users.csv", employees_csv(2, false))
+        .await;
+
+    let ups = s.finished(1).await;
+    assert_eq!(
+        (ups[0].object_key.as_str(), ups[0].state.as_str()),
+        ("acme/users.csv", "succeeded")
+    );
+    let aws = &s.aws;
+    wait_for("queue drained", WAIT, || async move {
+        (aws.queue_depth().await.ok()? == 0).then_some(())
+    })
+    .await;
+    let m = d.get("/metrics").await.unwrap().1;
+    assert_eq!(
+        metric(&m, r#"userfeed_intake_ignored_total{reason="test_event"}"#),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, r#"userfeed_intake_ignored_total{reason="no_tenant"}"#),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"userfeed_intake_ignored_total{reason="not_s3_event"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(d.get("/healthz").await.unwrap().0, 200);
+    assert_eq!(
+        s.db.scalar("SELECT count(*) FROM users").await,
+        2,
+        "only acme's file was applied"
+    );
+}
+
+#[tokio::test]
+async fn two_tenants_run_in_parallel_while_one_tenants_files_apply_in_order() {
+    let s = stack().await;
+    s.tenant("alpha", "external_id", MAPPING).await;
+    s.tenant("beta", "external_id", MAPPING).await;
+    let renamed = |n: usize, first: &str| {
+        let mut f = String::from("Employee ID,Work Email,First Name,Last Name\n");
+        for i in 0..n {
+            f.push_str(&format!("E{i},user{i}@example.com,{first}{i},Last{i}\n"));
+        }
+        f
+    };
+    // Queue everything before the daemon starts, so both workers find work at once.
+    s.upload_file("alpha/1.csv", renamed(15_000, "One")).await;
+    s.upload_file("alpha/2.csv", renamed(50, "Two")).await;
+    s.upload_file("beta/1.csv", renamed(15_000, "Beta")).await;
+    let _d = Daemon::start(&s.env(&[
+        ("USERFEED_JOBS_CONCURRENCY", "2"),
+        ("USERFEED_APPLY_BATCH_SIZE", "250"),
+    ]))
+    .await
+    .unwrap();
+    let ups = s.finished(3).await;
+    assert!(ups.iter().all(|u| u.state == "succeeded"), "{ups:?}");
+
+    let tenant_of = |u: &userfeed::db::entity::upload::Model| {
+        u.object_key.split('/').next().unwrap().to_string()
+    };
+    let alpha: Vec<_> = ups.iter().filter(|u| tenant_of(u) == "alpha").collect();
+    let beta = ups.iter().find(|u| tenant_of(u) == "beta").unwrap();
+    // One tenant: strictly one after the other, in arrival (id) order.
+    assert!(
+        alpha[0].finished_at.unwrap() <= alpha[1].started_at.unwrap(),
+        "{alpha:?}"
+    );
+    // Two tenants: their runs overlapped in time.
+    let (a, b) = (alpha[0], beta);
+    assert!(
+        a.started_at.unwrap() < b.finished_at.unwrap()
+            && b.started_at.unwrap() < a.finished_at.unwrap(),
+        "alpha {:?}..{:?} and beta {:?}..{:?} did not overlap",
+        a.started_at,
+        a.finished_at,
+        b.started_at,
+        b.finished_at
+    );
+    // The later file of alpha is the one that stands.
+    let later_first = if alpha[1].object_key == "alpha/2.csv" {
+        "Two"
+    } else {
+        "One"
+    };
+    let names = s.db.rows("SELECT u.first_name FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = 'alpha' AND u.external_id = 'E1'").await;
+    assert_eq!(names, vec![format!("{later_first}1")]);
+}
+
+#[tokio::test]
+async fn a_file_with_bad_rows_succeeds_and_reports_each_by_line() {
+    let s = stack().await;
+    s.tenant("acme", "email", MAPPING_WITH_STATUS).await;
+    let _d = Daemon::start(&s.env(&[])).await.unwrap();
+    let file = "Employee ID,Work Email,First Name,Last Name,Status\r\n\
+                E1,good@example.com,Good,Row,1\r\n\
+                E2,bad-email,Bad,Email,1\r\n\
+                E3,odd@example.com,Odd,Status,sometimes\r\n\
+                E4,late@example.com,Late,Row,0\r\n";
+    s.upload_file("acme/users.csv", file).await;
+    let ups = s.finished(1).await;
+    assert_eq!(
+        (
+            ups[0].state.as_str(),
+            ups[0].rows_created,
+            ups[0].rows_rejected
+        ),
+        ("succeeded", 2, 2)
+    );
+    let detail: serde_json::Value = serde_json::from_str(
+        &cli(
+            &s.db.url,
+            &["uploads", "show", &ups[0].id.to_string(), "--json"],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let errors = detail["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(
+        (
+            errors[0]["line"].as_i64(),
+            errors[0]["column_name"].as_str()
+        ),
+        (Some(3), Some("Work Email"))
+    );
+    assert_eq!(
+        (
+            errors[1]["line"].as_i64(),
+            errors[1]["column_name"].as_str()
+        ),
+        (Some(4), Some("Status"))
+    );
+    let text = cli(&s.db.url, &["uploads", "show", &ups[0].id.to_string()])
+        .await
+        .unwrap();
+    assert!(
+        text.contains("row problems:") && text.contains("bad-email"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_non_utf8_file_fails_with_a_clear_reason_and_changes_nothing() {
+    let s = stack().await;
+    s.tenant("acme", "email", MAPPING).await;
+    let _d = Daemon::start(&s.env(&[])).await.unwrap();
+    s.upload_file("acme/1.csv", employees_csv(3, false)).await;
+    s.finished(1).await;
+    let before = users_of(&s.db, "acme").await;
+    // Latin-1, as a spreadsheet "CSV" export might be; user0 renamed, others absent.
+    s.upload_file(
+        "acme/2.csv",
+        b"Employee ID,Work Email,First Name,Last Name\nE0,user0@example.com,Ren\xe9e,Last0\n",
+    )
+    .await;
+    let ups = s.finished(2).await;
+    assert_eq!(ups[1].state, "failed");
+    let reason = ups[1].failure_reason.clone().unwrap();
+    assert!(
+        reason.contains("not UTF-8") && reason.contains("line 2") && reason.contains("CSV UTF-8"),
+        "{reason}"
+    );
+    assert_eq!(users_of(&s.db, "acme").await, before);
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_upload_leaves_it_to_be_reclaimed_after_the_lease_and_completed_by_another()
+ {
+    let s = stack().await;
+    s.tenant("acme", "external_id", MAPPING).await;
+    let env = s.env(&[
+        ("USERFEED_JOBS_LEASE_SECONDS", "3"),
+        ("USERFEED_APPLY_BATCH_SIZE", "100"),
+    ]);
+    s.upload_file("acme/big.csv", employees_csv(20_000, false))
+        .await;
+    let mut first = Daemon::start(&env).await.unwrap();
+    let db = &s.db;
+    wait_for("the upload to be part-way", WAIT, || async move {
+        (db.scalar("SELECT count(*) FROM uploads WHERE state = 'running' AND rows_read >= 1000")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    first.child.start_kill().unwrap(); // SIGKILL: no hand-back, the lease is simply abandoned
+    first.child.wait().await.unwrap();
+    let abandoned = upload(&s.db, 1).await;
+    assert_eq!(
+        (abandoned.state.as_str(), abandoned.attempts),
+        ("running", 1)
+    );
+    let expired_at = abandoned.lease_expires_at.unwrap();
+
+    let _second = Daemon::start(&env).await.unwrap();
+    let ups = s.finished(1).await;
+    let done = &ups[0];
+    assert_eq!(done.state, "succeeded", "{:?}", done.failure_reason);
+    assert_eq!(done.attempts, 2);
+    assert!(
+        done.started_at.unwrap() >= expired_at,
+        "re-claimed only after the lease ran out"
+    );
+    assert_eq!(
+        (done.rows_read, done.rows_created + done.rows_unchanged),
+        (20_000, 20_000)
+    );
+    assert_eq!(
+        s.db.scalar("SELECT count(*) FROM users WHERE active").await,
+        20_000
+    );
+    assert_eq!(s.db.scalar("SELECT count(*) FROM upload_rows").await, 0);
+}
+
+#[tokio::test]
+async fn sigterm_hands_back_the_running_upload_and_another_worker_resumes_it_at_once() {
+    let s = stack().await;
+    s.tenant("acme", "external_id", MAPPING).await;
+    // A long lease: resuming must not depend on it running out.
+    let env = s.env(&[
+        ("USERFEED_JOBS_LEASE_SECONDS", "300"),
+        ("USERFEED_APPLY_BATCH_SIZE", "100"),
+    ]);
+    s.upload_file("acme/big.csv", employees_csv(20_000, false))
+        .await;
+    let mut first = Daemon::start(&env).await.unwrap();
+    let db = &s.db;
+    wait_for("the upload to be part-way", WAIT, || async move {
+        (db.scalar("SELECT count(*) FROM uploads WHERE state = 'running' AND rows_read >= 1000")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    first.signal("TERM");
+    let status = tokio::time::timeout(Duration::from_secs(15), first.child.wait())
+        .await
+        .expect("exits within the grace period")
+        .unwrap();
+    assert!(status.success(), "{status:?}\n{}", first.log_text());
+    let back = upload(&s.db, 1).await;
+    assert_eq!(
+        (
+            back.state.as_str(),
+            back.lease_owner.as_deref(),
+            back.attempts
+        ),
+        ("queued", None, 0)
+    );
+
+    let _second = Daemon::start(&env).await.unwrap();
+    let ups = s.finished(1).await;
+    assert_eq!(
+        (ups[0].state.as_str(), ups[0].attempts, ups[0].rows_read),
+        ("succeeded", 1, 20_000)
+    );
+}
+
+#[tokio::test]
+async fn a_200k_row_file_streams_with_flat_memory() {
+    let s = stack().await;
+    s.tenant("acme", "external_id", MAPPING).await;
+    let d = Daemon::start(&s.env(&[("USERFEED_APPLY_BATCH_SIZE", "2000")]))
+        .await
+        .unwrap();
+    s.upload_file("acme/small.csv", employees_csv(20_000, false))
+        .await;
+    s.finished(1).await;
+    let small_peak = d.peak_rss_kib();
+    let big = employees_csv(200_000, false);
+    let big_mib = big.len() as f64 / 1048576.0;
+    s.upload_file("acme/big.csv", big).await;
+    let ups = s.finished(2).await;
+    assert_eq!(
+        (ups[1].state.as_str(), ups[1].rows_read),
+        ("succeeded", 200_000)
+    );
+    let big_peak = d.peak_rss_kib();
+    let growth_mib = (big_peak.saturating_sub(small_peak)) as f64 / 1024.0;
+    println!(
+        "peak RSS after 20k rows: {:.1} MiB; after 200k rows ({big_mib:.1} MiB file): {:.1} MiB; growth {growth_mib:.1} MiB",
+        small_peak as f64 / 1024.0,
+        big_peak as f64 / 1024.0
+    );
+    // Ten times the rows must not mean noticeably more memory: well under the
+    // file's own size, which a non-streaming reader would have to hold.
+    assert!(
+        growth_mib < big_mib / 2.0,
+        "memory grew {growth_mib:.1} MiB for a {big_mib:.1} MiB file"
+    );
+}

@@ -18,9 +18,15 @@ pub async fn sdk_config(cfg: &AwsConfig) -> SdkConfig {
 }
 
 /// An S3 client honouring `s3_force_path_style`.
+///
+/// Response checksums are validated only when S3 requires it: multipart
+/// objects (every file over 8 MB that `aws s3 cp` uploads) carry part-level
+/// checksums the SDK cannot validate and would warn about on every read.
+/// TLS already protects the bytes in transit.
 pub fn s3_client(sdk: &SdkConfig, cfg: &AwsConfig) -> aws_sdk_s3::Client {
     let conf = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(cfg.s3_force_path_style)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
 }

@@ -15,6 +15,9 @@ use serde::Deserialize;
 /// The built-in defaults, the same file that ships as `config/default.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
+/// The configuration sections, i.e. the `<SECTION>` of `USERFEED_<SECTION>_<KEY>`.
+const SECTIONS: [&str; 7] = ["database", "aws", "intake", "jobs", "apply", "http", "log"];
+
 /// Everything the daemon and the CLI read at start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,8 +182,17 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         // USERFEED_JOBS_LEASE_SECONDS -> jobs.lease_seconds: sections are one
-        // word, so the first underscore separates section from key.
-        let env = env.map(|k| k.as_str().to_lowercase().replacen('_', ".", 1).into());
+        // word, so the first underscore separates section from key. Only
+        // variables naming a known section are read: Kubernetes injects
+        // USERFEED_PORT, USERFEED_SERVICE_HOST, ... for a Service named
+        // "userfeed", and those must not stop the daemon. Within a known
+        // section an unknown key is still an error, so typos are caught.
+        let env = env
+            .filter(|k| {
+                let section = k.as_str().split('_').next().unwrap_or("").to_lowercase();
+                SECTIONS.contains(&section.as_str())
+            })
+            .map(|k| k.as_str().to_lowercase().replacen('_', ".", 1).into());
         let cfg: Config = fig.merge(env).extract().map_err(describe)?;
         cfg.validate()?;
         Ok(cfg)
@@ -272,6 +284,8 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     use super::*;
 
+    // figment::Jail's API fixes the closure's (large) error type.
+    #[allow(clippy::result_large_err)]
     fn env_with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         // figment's Jail isolates the process environment per test.
         let mut out = None;
@@ -309,6 +323,16 @@ mod tests {
         let err = env_with(&[("USERFEED_JOBS_CONCURRENCY", "lots")]).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("`jobs.concurrency`"), "{msg}");
+    }
+
+    #[test]
+    fn unrelated_variables_sharing_the_prefix_are_ignored() {
+        // Kubernetes service links for a Service named "userfeed".
+        let cfg = env_with(&[
+            ("USERFEED_PORT", "tcp://10.0.0.1:80"),
+            ("USERFEED_SERVICE_HOST", "10.0.0.1"),
+        ]);
+        assert!(cfg.is_ok(), "{:?}", cfg.err());
     }
 
     #[test]

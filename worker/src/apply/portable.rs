@@ -118,6 +118,7 @@ impl ApplyStore for PortableStore {
     ) -> Result<Option<i64>, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
+        txn.execute_unprepared(queries::FORCE_CUSTOM_PLANS).await?;
         let rows = upload_row::Entity::find()
             .filter(upload_row::Column::UploadId.eq(lease.upload_id))
             .filter(upload_row::Column::Line.gt(after))

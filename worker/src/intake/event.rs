@@ -62,8 +62,13 @@ pub struct ObjectCreated {
 impl ObjectCreated {
     /// The identity of this object version, used to make recording idempotent:
     /// redeliveries of one event share it; a new upload of the same key does
-    /// not. Real S3 always sends a sequencer (unique per write of a key);
-    /// emulators may not, so eTag plus event time is the last resort.
+    /// not. Real S3 always sends a sequencer (unique per write of a key) and,
+    /// for versioned buckets, a version ID. Without either (S3-compatible
+    /// stores and emulators) the ETag stands in: two events for the same bytes
+    /// at the same key are one upload. moto, for instance, sends both
+    /// `ObjectCreated:Put` and `ObjectCreated:CompleteMultipartUpload` for one
+    /// multipart upload. Re-applying byte-identical full lists would change
+    /// nothing anyway.
     pub fn identity(&self) -> String {
         if let Some(v) = self
             .version_id
@@ -75,8 +80,14 @@ impl ObjectCreated {
         if let Some(s) = self.sequencer.as_deref().filter(|s| !s.is_empty()) {
             return format!("s:{s}");
         }
-        let time = self.event_time.map(|t| t.to_rfc3339()).unwrap_or_default();
-        format!("e:{}@{}", self.etag.as_deref().unwrap_or(""), time)
+        match self.etag.as_deref().filter(|e| !e.is_empty()) {
+            Some(etag) => format!("e:{etag}"),
+            // Nothing identifies the write: fall back to the event time.
+            None => format!(
+                "t:{}",
+                self.event_time.map(|t| t.to_rfc3339()).unwrap_or_default()
+            ),
+        }
     }
 }
 
@@ -366,12 +377,12 @@ mod tests {
     }
 
     #[test]
-    fn identity_falls_back_to_etag_and_time_without_sequencer() {
+    fn identity_falls_back_to_the_etag_without_sequencer_or_version() {
         let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","eventTime":"2026-11-01T02:00:00.123Z",
             "s3":{"bucket":{"name":"b"},"object":{"key":"a/x.csv","eTag":"\"e1\""}}}]}"#;
         let c = only_created(parse_message(body).unwrap());
         assert_eq!(c.etag.as_deref(), Some("e1"));
-        assert_eq!(c.identity(), "e:e1@2026-11-01T02:00:00.123+00:00");
+        assert_eq!(c.identity(), "e:e1");
     }
 
     #[test]
