@@ -352,3 +352,31 @@ async fn profile_fields_are_stored_and_empty_cells_clear_them() {
         vec!["{}"]
     );
 }
+
+#[tokio::test]
+async fn an_unterminated_quote_fails_the_upload_instead_of_deactivating_everyone_after_it() {
+    let e = env(MatchKey::Email, MAPPING, 2).await;
+    e.apply("acme/1.csv", employees_csv(5, false)).await;
+    let before = users_of(&e.db, "acme").await;
+    let broken = "Employee ID,Work Email,First Name,Last Name\n\
+                  E0,user0@example.com,\"First0,Last0\n\
+                  E1,user1@example.com,First1,Last1\n\
+                  E2,user2@example.com,First2,Last2\n";
+    let up = e.apply("acme/2.csv", broken).await;
+    assert_eq!(up.state, "failed");
+    let reason = up.failure_reason.unwrap();
+    assert!(
+        reason.contains("line 2") && reason.contains("never closed"),
+        "{reason}"
+    );
+    assert_eq!(users_of(&e.db, "acme").await, before);
+}
+
+#[tokio::test]
+async fn migrations_are_safe_to_run_twice() {
+    let db = TestDb::new().await.unwrap(); // already migrated once
+    userfeed::db::migrate(&db.db)
+        .await
+        .expect("second run is a no-op");
+    assert_eq!(db.scalar("SELECT count(*) FROM seaql_migrations").await, 1);
+}

@@ -273,8 +273,12 @@ pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..])
+                }
+                None => url.to_string(),
+            }
         }
         _ => url.to_string(),
     }
@@ -354,5 +358,6 @@ mod tests {
         let shown = format!("{:?}", cfg.database);
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("postgres://app:***@db:5432/uf"), "{shown}");
+        assert_eq!(redact_url("postgres://app@db/uf"), "postgres://app@db/uf");
     }
 }

@@ -36,6 +36,16 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
         crate::db::migrate(&db)
             .await
             .context("applying migrations")?;
+    } else {
+        // Refuse to run against an old schema rather than fail every query.
+        let pending = crate::db::pending_migrations(&db)
+            .await
+            .context("reading the schema version")?;
+        anyhow::ensure!(
+            pending.is_empty(),
+            "the database schema is not up to date (pending: {}); run `userfeed migrate` first",
+            pending.join(", ")
+        );
     }
 
     let health = Arc::new(Health::default());

@@ -54,6 +54,8 @@ pub struct CsvStream<R> {
     rdr: AsyncReader<NormaliseNewlines<R>>,
     header: Vec<String>,
     record: ByteRecord,
+    /// Reader line after the last record, and that record's embedded line breaks.
+    last: (u64, u64),
 }
 
 impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
@@ -86,11 +88,54 @@ impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
         if header.iter().all(|h| h.trim().is_empty()) {
             return Err(ParseError::Empty);
         }
-        Ok(CsvStream {
+        let mut stream = CsvStream {
             rdr,
             header,
             record,
-        })
+            last: (0, 0),
+        };
+        stream.last = (stream.rdr.position().line(), stream.embedded_newlines());
+        stream.check_complete_if_done()?;
+        Ok(stream)
+    }
+
+    fn embedded_newlines(&self) -> u64 {
+        self.record
+            .as_slice()
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64
+    }
+
+    fn check_complete_if_done(&self) -> Result<(), ParseError> {
+        if self.rdr.is_done() {
+            self.check_complete()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// At the end of the file: a quote that was opened and never closed makes
+    /// the CSV reader swallow everything after it into one field. Accepting
+    /// that would "succeed" with the rest of the file missing, and then
+    /// deactivate everyone in it. In valid CSV every quote character comes
+    /// in pairs; an odd count with a last record that swallowed line breaks
+    /// is that failure. (A stray quote in an unquoted field, which some
+    /// exports produce, leaves no swallowed line breaks and is accepted.)
+    fn check_complete(&self) -> Result<(), ParseError> {
+        let (end, embedded) = self.last;
+        if self.rdr.get_ref().quotes % 2 == 1 && embedded > 0 {
+            // The swallowing record has no newline of its own after it.
+            let line = end.saturating_sub(embedded);
+            return Err(ParseError::Malformed {
+                line,
+                message: format!(
+                    "a quoted field that starts on line {line} is never closed, so the rest of the file \
+                     ({embedded} more line(s)) would be read as one value; fix or remove the stray quote"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The header row as read.
@@ -102,6 +147,7 @@ impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
     /// lines are skipped by the reader.
     pub async fn next_row(&mut self) -> Result<Option<(u64, Vec<&str>)>, ParseError> {
         if !read(&mut self.rdr, &mut self.record).await? {
+            self.check_complete()?;
             return Ok(None);
         }
         // The record's own start position is unreliable (it points at any
@@ -109,13 +155,10 @@ impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
         // record is exact: the line after its terminating newline, which
         // `NormaliseNewlines` guarantees. Newlines inside quoted fields are
         // kept in the field bytes, so they can be subtracted.
-        let embedded = self
-            .record
-            .as_slice()
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count() as u64;
-        let line = self.rdr.position().line().saturating_sub(1 + embedded);
+        let embedded = self.embedded_newlines();
+        let end = self.rdr.position().line();
+        let line = end.saturating_sub(1 + embedded);
+        self.last = (end, embedded);
         let mut fields = Vec::with_capacity(self.record.len());
         for (i, f) in self.record.iter().enumerate() {
             fields.push(std::str::from_utf8(f).map_err(|_| ParseError::NotUtf8 {
@@ -144,6 +187,8 @@ pub struct NormaliseNewlines<R> {
     /// Last byte handed out, to add a final `\n` when the file lacks one.
     last: Option<u8>,
     done: bool,
+    /// Quote characters seen, for the unterminated-quote check.
+    quotes: u64,
 }
 
 impl<R> NormaliseNewlines<R> {
@@ -157,6 +202,7 @@ impl<R> NormaliseNewlines<R> {
             after_cr: false,
             last: None,
             done: false,
+            quotes: 0,
         }
     }
 }
@@ -199,6 +245,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for NormaliseNewlines<R> {
                     }
                     b'\n' if this.after_cr => this.after_cr = false,
                     _ => {
+                        this.quotes += u64::from(b == b'"');
                         out.put_slice(&[b]);
                         this.after_cr = false;
                     }
@@ -319,6 +366,29 @@ mod tests {
             }
         }
         OneByte(data.into())
+    }
+
+    #[tokio::test]
+    async fn an_unterminated_quote_that_swallows_the_rest_fails_naming_its_line() {
+        let err = rows(b"email,name\na@x.io,A\nb@x.io,\"Bob\nc@x.io,C\nd@x.io,D\n")
+            .await
+            .unwrap_err();
+        match err {
+            ParseError::Malformed { line, message } => {
+                assert_eq!(line, 3);
+                assert!(message.contains("never closed"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn quoted_newlines_and_stray_quotes_in_unquoted_fields_are_accepted() {
+        let (_, r) = rows(b"email,note\na@x.io,\"line1\nline2\"\nb@x.io,5\" screen\n")
+            .await
+            .unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].1[1], "5\" screen");
     }
 
     #[tokio::test]

@@ -32,6 +32,17 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     userfeed_migrations::Migrator::up(db, None).await
 }
 
+/// Names of migrations not yet applied (reads only; creates nothing).
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    Ok(
+        userfeed_migrations::Migrator::get_pending_migrations_read_only(db)
+            .await?
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect(),
+    )
+}
+
 /// True when the error means "the database could not be reached or the
 /// connection broke", i.e. worth retrying later rather than failing an upload.
 pub fn is_transient(err: &DbErr) -> bool {
