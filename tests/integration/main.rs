@@ -2,5 +2,6 @@
 //! test) and moto over HTTP. Run them with `scripts/test`.
 
 mod apply;
+mod docs;
 mod intake;
 mod queue;
