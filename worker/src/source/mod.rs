@@ -2,9 +2,12 @@
 //! local drop folder or another system's export later, each an addition.
 
 use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 pub mod s3;
 
@@ -73,4 +76,70 @@ impl SourceError {
 pub trait ObjectReader: Send + Sync {
     /// Opens the object for reading from the start.
     async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, SourceError>;
+}
+
+/// Fails a read that makes no progress for `limit`.
+///
+/// A stalled body would otherwise hold its upload forever: the heartbeat
+/// keeps renewing the lease, so no other worker would ever take over, and the
+/// tenant's later files would wait behind it. A stall becomes an I/O error,
+/// which the pipeline treats as transient (the upload is retried).
+pub struct IdleTimeout<R> {
+    inner: R,
+    limit: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<R> IdleTimeout<R> {
+    /// Wraps `inner`; each successful read restarts the clock.
+    pub fn new(inner: R, limit: Duration) -> Self {
+        IdleTimeout {
+            inner,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for IdleTimeout<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                let next = Instant::now() + self.limit;
+                self.deadline.as_mut().reset(next);
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no data received for {} s", self.limit.as_secs()),
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_times_out_and_a_flowing_one_does_not() {
+        // A reader that never produces data.
+        let (_keep_open, stalled) = tokio::io::duplex(8);
+        let mut r = IdleTimeout::new(stalled, Duration::from_secs(60));
+        let err = r.read_u8().await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+
+        let mut ok = IdleTimeout::new(&b"abc"[..], Duration::from_secs(60));
+        let mut s = String::new();
+        ok.read_to_string(&mut s).await.unwrap();
+        assert_eq!(s, "abc");
+    }
 }

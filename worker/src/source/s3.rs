@@ -5,6 +5,10 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use super::{ObjectBody, ObjectReader, ObjectRef, SourceError};
 
+/// A body that delivers nothing for this long is abandoned (and the upload
+/// retried): S3 sends data continuously once a GET has started.
+const READ_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Streams objects from S3 with `GetObject`.
 #[derive(Clone)]
 pub struct S3Reader {
@@ -36,7 +40,10 @@ impl ObjectReader for S3Reader {
         match req.send().await {
             Ok(out) => Ok(ObjectBody {
                 size: out.content_length().and_then(|n| u64::try_from(n).ok()),
-                reader: Box::pin(out.body.into_async_read()),
+                reader: Box::pin(super::IdleTimeout::new(
+                    out.body.into_async_read(),
+                    READ_IDLE_TIMEOUT,
+                )),
             }),
             Err(err) => Err(classify(err, &object.key)),
         }
