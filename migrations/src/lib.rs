@@ -9,6 +9,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
+mod m0002_safety;
 
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
@@ -18,7 +19,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_initial::Migration)]
+        vec![
+            Box::new(m0001_initial::Migration),
+            Box::new(m0002_safety::Migration),
+        ]
     }
 }
 

@@ -90,7 +90,17 @@ fn metric(text: &str, name_and_labels: &str) -> f64 {
 async fn a_dropped_file_creates_users_and_the_next_full_file_deactivates_the_absent_and_renames() {
     let s = stack().await;
     s.tenant("acme", "external_id", MAPPING).await;
-    let d = Daemon::start(&s.env(&[])).await.unwrap();
+    // A password in the URL (the test server's trust auth ignores it) that
+    // must never reach a log line or a metric.
+    let secret_url = s.db.url.replacen(
+        "postgres://postgres@",
+        "postgres://postgres:s3cret-pw-4711@",
+        1,
+    );
+    assert_ne!(secret_url, s.db.url);
+    let d = Daemon::start(&s.env(&[("USERFEED_DATABASE_URL", &secret_url)]))
+        .await
+        .unwrap();
 
     s.upload_file("acme/2026-11-01.csv", employees_csv(4, false))
         .await;
@@ -181,8 +191,12 @@ async fn a_dropped_file_creates_users_and_the_next_full_file_deactivates_the_abs
         assert!(v["span"]["upload_id"].is_i64(), "{v}");
     }
     assert!(
-        !log.contains("postgres://postgres@"),
-        "the database URL is never logged in clear"
+        log.contains("postgres://postgres:***@"),
+        "the URL is logged redacted: {log}"
+    );
+    assert!(
+        !log.contains("s3cret-pw-4711") && !m.contains("s3cret-pw-4711"),
+        "the password never leaks"
     );
 }
 
@@ -303,55 +317,99 @@ async fn two_tenants_run_in_parallel_while_one_tenants_files_apply_in_order() {
     let s = stack().await;
     s.tenant("alpha", "external_id", MAPPING).await;
     s.tenant("beta", "external_id", MAPPING).await;
-    let renamed = |n: usize, first: &str| {
+    let named = |n: usize, first: &str| {
         let mut f = String::from("Employee ID,Work Email,First Name,Last Name\n");
         for i in 0..n {
             f.push_str(&format!("E{i},user{i}@example.com,{first}{i},Last{i}\n"));
         }
         f
     };
-    // Queue everything before the daemon starts, so both workers find work at once.
-    s.upload_file("alpha/1.csv", renamed(15_000, "One")).await;
-    s.upload_file("alpha/2.csv", renamed(50, "Two")).await;
-    s.upload_file("beta/1.csv", renamed(15_000, "Beta")).await;
+    // Both tenants' first files wait before the daemon starts, so both
+    // workers find work at once.
+    s.upload_file("alpha/1.csv", named(8_000, "One")).await;
+    s.upload_file("beta/1.csv", named(8_000, "Beta")).await;
     let _d = Daemon::start(&s.env(&[
         ("USERFEED_JOBS_CONCURRENCY", "2"),
         ("USERFEED_APPLY_BATCH_SIZE", "250"),
     ]))
     .await
     .unwrap();
+    // alpha's second file arrives while its first is running: it must wait.
+    let db = &s.db;
+    wait_for("alpha/1.csv running", WAIT, || async move {
+        (db.scalar(
+            "SELECT count(*) FROM uploads WHERE object_key = 'alpha/1.csv' AND state = 'running'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    s.upload_file("alpha/2.csv", named(8_000, "Two")).await;
     let ups = s.finished(3).await;
     assert!(ups.iter().all(|u| u.state == "succeeded"), "{ups:?}");
 
-    let tenant_of = |u: &userfeed::db::entity::upload::Model| {
-        u.object_key.split('/').next().unwrap().to_string()
-    };
-    let alpha: Vec<_> = ups.iter().filter(|u| tenant_of(u) == "alpha").collect();
-    let beta = ups.iter().find(|u| tenant_of(u) == "beta").unwrap();
-    // One tenant: strictly one after the other, in arrival (id) order.
+    let by_key = |k: &str| ups.iter().find(|u| u.object_key == k).unwrap();
+    let (a1, a2, b1) = (
+        by_key("alpha/1.csv"),
+        by_key("alpha/2.csv"),
+        by_key("beta/1.csv"),
+    );
+    // One tenant: strictly one after the other, in arrival order.
     assert!(
-        alpha[0].finished_at.unwrap() <= alpha[1].started_at.unwrap(),
-        "{alpha:?}"
+        a1.finished_at.unwrap() <= a2.started_at.unwrap(),
+        "{a1:?} {a2:?}"
     );
     // Two tenants: their runs overlapped in time.
-    let (a, b) = (alpha[0], beta);
     assert!(
-        a.started_at.unwrap() < b.finished_at.unwrap()
-            && b.started_at.unwrap() < a.finished_at.unwrap(),
+        a1.started_at.unwrap() < b1.finished_at.unwrap()
+            && b1.started_at.unwrap() < a1.finished_at.unwrap(),
         "alpha {:?}..{:?} and beta {:?}..{:?} did not overlap",
-        a.started_at,
-        a.finished_at,
-        b.started_at,
-        b.finished_at
+        a1.started_at,
+        a1.finished_at,
+        b1.started_at,
+        b1.finished_at
     );
     // The later file of alpha is the one that stands.
-    let later_first = if alpha[1].object_key == "alpha/2.csv" {
-        "Two"
-    } else {
-        "One"
-    };
-    let names = s.db.rows("SELECT u.first_name FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = 'alpha' AND u.external_id = 'E1'").await;
-    assert_eq!(names, vec![format!("{later_first}1")]);
+    let names = s
+        .db
+        .rows("SELECT u.first_name FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = 'alpha' AND u.external_id = 'E1'")
+        .await;
+    assert_eq!(names, vec!["Two1"]);
+}
+
+#[tokio::test]
+async fn an_upload_that_would_deactivate_most_people_is_held_until_approved() {
+    let s = stack().await;
+    s.tenant("acme", "external_id", MAPPING).await;
+    let _d = Daemon::start(&s.env(&[])).await.unwrap();
+    s.upload_file("acme/1.csv", employees_csv(30, false)).await;
+    s.finished(1).await;
+    // A truncated export: 5 of 30 people.
+    s.upload_file("acme/2.csv", employees_csv(5, false)).await;
+    let db = &s.db;
+    wait_for("the upload to be held", WAIT, || async move {
+        (db.scalar("SELECT count(*) FROM uploads WHERE state = 'held'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        s.db.scalar("SELECT count(*) FROM users WHERE active").await,
+        30
+    );
+    let shown = cli(&s.db.url, &["uploads", "show", "2"]).await.unwrap();
+    assert!(
+        shown.contains("25 of 30") && shown.contains("userfeed uploads approve 2"),
+        "{shown}"
+    );
+    let out = cli(&s.db.url, &["uploads", "approve", "2"]).await.unwrap();
+    assert!(out.contains("25 user(s) deactivated"), "{out}");
+    assert_eq!(
+        s.db.scalar("SELECT count(*) FROM users WHERE active").await,
+        5
+    );
 }
 
 #[tokio::test]

@@ -3,5 +3,6 @@
 
 mod apply;
 mod docs;
+mod holds;
 mod intake;
 mod queue;

@@ -76,6 +76,18 @@ pub enum TenantCmd {
     },
     /// List tenants.
     List(Output),
+    /// Change a tenant's settings.
+    Set {
+        /// Tenant slug.
+        slug: String,
+        /// Hold an upload that would deactivate more than this percentage of
+        /// the tenant's active feed-managed users (default 20)...
+        #[arg(long)]
+        hold_over_percent: Option<i32>,
+        /// ...and more than this many users (default 10).
+        #[arg(long)]
+        hold_over_count: Option<i32>,
+    },
 }
 
 /// `userfeed mapping ...`
@@ -108,6 +120,16 @@ pub enum UploadsCmd {
         limit: u64,
         #[command(flatten)]
         out: Output,
+    },
+    /// Perform the deactivations a held upload is waiting for.
+    Approve {
+        /// Upload id.
+        id: i64,
+    },
+    /// Drop the deactivations a held upload is waiting for.
+    Reject {
+        /// Upload id.
+        id: i64,
     },
     /// One upload with its row errors.
     Show {
@@ -214,6 +236,25 @@ async fn admin(db: &DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
                     report::table(&["TENANT", "DROP LOCATION", "MATCH ON", "MAPPING"], &rows)
                 );
             }
+        }
+        Command::Tenant(TenantCmd::Set {
+            slug,
+            hold_over_percent,
+            hold_over_count,
+        }) => {
+            let t = tenants::set_hold_limits(db, &slug, hold_over_percent, hold_over_count).await?;
+            println!(
+                "tenant {}: uploads deactivating more than {}% and more than {} users are held",
+                t.slug, t.hold_over_percent, t.hold_over_count
+            );
+        }
+        Command::Uploads(UploadsCmd::Approve { id }) => {
+            let n = crate::apply::holds::approve(db, id).await?;
+            println!("upload {id} approved: {n} user(s) deactivated");
+        }
+        Command::Uploads(UploadsCmd::Reject { id }) => {
+            let n = crate::apply::holds::reject(db, id).await?;
+            println!("upload {id} rejected: {n} deactivation(s) dropped");
         }
         Command::Mapping(MappingCmd::Set { slug, file }) => {
             let tenant = tenants::by_slug(db, &slug).await?;

@@ -114,7 +114,10 @@ pub fn uploads_table(list: &[upload::Model]) -> String {
                 u.rows_unchanged.to_string(),
                 u.rows_deactivated.to_string(),
                 u.rows_rejected.to_string(),
-                u.failure_reason.clone().unwrap_or_default(),
+                u.failure_reason
+                    .clone()
+                    .or_else(|| u.hold_reason.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
@@ -163,6 +166,22 @@ pub fn upload_text(d: &UploadDetail) -> String {
     );
     if let Some(r) = &u.failure_reason {
         s.push_str(&format!("  reason:      {r}\n"));
+    }
+    if let Some(r) = &u.hold_reason {
+        s.push_str(&format!("  held:        {r}\n"));
+        match &u.hold_resolution {
+            Some(res) => s.push_str(&format!("  resolution:  {res} {}\n", ts(u.resolved_at))),
+            None => s.push_str(&format!(
+                "  waiting:     {} deactivation(s); `userfeed uploads approve {id}` or `userfeed uploads reject {id}`\n",
+                u.held_deactivations,
+                id = u.id
+            )),
+        }
+    }
+    if let Some(n) = u.superseded_by {
+        s.push_str(&format!(
+            "  superseded:  by upload {n}, a newer full list of the same tenant\n"
+        ));
     }
     if !d.errors.is_empty() {
         s.push_str("\nrow problems:\n");

@@ -181,6 +181,10 @@ pub mod events {
         Retrying,
         /// Another worker holds it now; this attempt wrote nothing more.
         LeaseLost,
+        /// Applied, but its deactivations wait for approval.
+        Held,
+        /// Skipped: a newer full list of the same tenant was queued.
+        Superseded,
     }
 
     impl Outcome {
@@ -191,6 +195,8 @@ pub mod events {
                 Outcome::HandedBack => "handed_back",
                 Outcome::Retrying => "retrying",
                 Outcome::LeaseLost => "lease_lost",
+                Outcome::Held => "held",
+                Outcome::Superseded => "superseded",
             }
         }
     }
@@ -201,6 +207,11 @@ pub mod events {
         match outcome {
             Outcome::Succeeded => info!(outcome = o, seconds, "upload finished"),
             Outcome::Failed => warn!(outcome = o, seconds, reason, "upload failed"),
+            Outcome::Held => warn!(
+                outcome = o,
+                seconds, reason, "upload held: deactivations wait for approval"
+            ),
+            Outcome::Superseded => info!(outcome = o, "upload superseded"),
             Outcome::LeaseLost => {
                 error!(
                     outcome = o,

@@ -28,6 +28,10 @@ pub struct Tenant {
     pub match_key: MatchKey,
     /// Column mapping, once set.
     pub mapping: Option<Mapping>,
+    /// Hold uploads deactivating more than this % of active feed-managed users...
+    pub hold_over_percent: i32,
+    /// ...and more than this many users.
+    pub hold_over_count: i32,
 }
 
 /// Tenant administration failures.
@@ -61,6 +65,9 @@ pub enum TenantError {
         /// Its prefix.
         other_prefix: String,
     },
+    /// A setting is out of range.
+    #[error("{0}")]
+    Invalid(String),
     /// The stored row is inconsistent (should never happen; the schema checks it).
     #[error("tenant {0:?} has an invalid stored value: {1}")]
     Corrupt(String, String),
@@ -89,6 +96,8 @@ impl TryFrom<tenant::Model> for Tenant {
             key_prefix: m.key_prefix,
             match_key,
             mapping,
+            hold_over_percent: m.hold_over_percent,
+            hold_over_count: m.hold_over_count,
         })
     }
 }
@@ -201,6 +210,39 @@ pub async fn add<C: ConnectionTrait>(
     .insert(db)
     .await?;
     model.try_into()
+}
+
+/// Sets the deactivation safety cap of a tenant (see `apply::hold_reason`).
+pub async fn set_hold_limits<C: ConnectionTrait>(
+    db: &C,
+    slug: &str,
+    percent: Option<i32>,
+    count: Option<i32>,
+) -> Result<Tenant, TenantError> {
+    let t = by_slug(db, slug).await?;
+    let mut am = tenant::ActiveModel {
+        id: Set(t.id),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    if let Some(p) = percent {
+        if !(0..=100).contains(&p) {
+            return Err(TenantError::Invalid(
+                "--hold-over-percent must be between 0 and 100".into(),
+            ));
+        }
+        am.hold_over_percent = Set(p);
+    }
+    if let Some(c) = count {
+        if c < 0 {
+            return Err(TenantError::Invalid(
+                "--hold-over-count must be 0 or more".into(),
+            ));
+        }
+        am.hold_over_count = Set(c);
+    }
+    am.update(db).await?;
+    by_slug(db, slug).await
 }
 
 /// All tenants, by slug.

@@ -28,6 +28,7 @@ use crate::parse::{CsvStream, ParseError};
 use crate::source::{ObjectReader, ObjectRef, SourceError};
 use crate::tenants::Tenant;
 
+pub mod holds;
 pub mod portable;
 
 /// The right to write for one attempt of one upload.
@@ -65,6 +66,51 @@ pub struct TenantRules {
     pub tenant_id: i64,
     /// Identity field.
     pub match_key: MatchKey,
+    /// Hold when deactivating more than this percentage of active feed-managed users...
+    pub hold_over_percent: i32,
+    /// ...and more than this many users.
+    pub hold_over_count: i32,
+}
+
+/// How an upload that ran to the end finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finish {
+    /// Everything applied, deactivations included.
+    Succeeded,
+    /// Creations and updates applied; deactivations wait for approval.
+    Held {
+        /// Deactivations waiting.
+        deactivations: u64,
+        /// Why, for the history.
+        reason: String,
+    },
+}
+
+/// Whether an upload's deactivations must wait for approval, and why.
+///
+/// `rows_read` data rows, `pending` deactivations lined up, `active` active
+/// feed-managed users before them. A file with a header and no rows is always
+/// held: it is far more often a broken export than "everyone left".
+pub fn hold_reason(
+    rows_read: u64,
+    pending: u64,
+    active: u64,
+    rules: &TenantRules,
+) -> Option<String> {
+    if rows_read == 0 {
+        return Some(format!(
+            "the file has a header but no rows; holding instead of deactivating {pending} user(s)"
+        ));
+    }
+    let pct = u64::try_from(rules.hold_over_percent).unwrap_or(0);
+    let count = u64::try_from(rules.hold_over_count).unwrap_or(0);
+    if pending > count && pending * 100 > active * pct {
+        return Some(format!(
+            "it would deactivate {pending} of {active} active feed-managed users, more than the \
+             tenant's limit of {pct}% and {count} users"
+        ));
+    }
+    None
 }
 
 /// A storage failure while applying.
@@ -106,15 +152,17 @@ pub trait ApplyStore: Send + Sync {
         progress: &mut Progress,
     ) -> Result<Option<i64>, ApplyError>;
 
-    /// Deactivates the absent (when asked), drops the staging rows and marks
-    /// the upload succeeded, all in one transaction.
+    /// Lines up the absent for deactivation (when asked), then in the same
+    /// transaction either performs every lined-up deactivation and marks the
+    /// upload succeeded, or holds it (see [`hold_reason`]). Drops the staging
+    /// rows either way.
     async fn finish(
         &self,
         lease: &Lease,
         rules: &TenantRules,
         deactivate_absent: bool,
         progress: &mut Progress,
-    ) -> Result<(), ApplyError>;
+    ) -> Result<Finish, ApplyError>;
 }
 
 /// Checks, inside the caller's transaction, that `lease` still holds, and
@@ -253,7 +301,7 @@ impl Pipeline {
         tenant: &Tenant,
         stops: &Stops,
         progress: &mut Progress,
-    ) -> Result<(), UploadError> {
+    ) -> Result<Finish, UploadError> {
         let mapping = tenant.mapping.as_ref().ok_or_else(|| {
             UploadError::Fail(format!(
                 "tenant {:?} has no column mapping yet; set one with `userfeed mapping set`",
@@ -263,6 +311,8 @@ impl Pipeline {
         let rules = TenantRules {
             tenant_id: tenant.id,
             match_key: tenant.match_key,
+            hold_over_percent: tenant.hold_over_percent,
+            hold_over_count: tenant.hold_over_count,
         };
         let object = ObjectRef {
             bucket: upload.bucket.clone(),
@@ -323,11 +373,11 @@ impl Pipeline {
             stops.check()?;
         }
 
-        // Phase 3: deactivate and finish, atomically.
-        self.store
+        // Phase 3: deactivate (or hold) and finish, atomically.
+        Ok(self
+            .store
             .finish(lease, &rules, !bound.has_status(), progress)
-            .await?;
-        Ok(())
+            .await?)
     }
 }
 
@@ -336,4 +386,48 @@ impl Pipeline {
 pub fn retry_delay(attempt: i32) -> Duration {
     let exp = attempt.clamp(1, 7) as u32 - 1;
     Duration::from_secs((5u64 << exp).min(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(pct: i32, count: i32) -> TenantRules {
+        TenantRules {
+            tenant_id: 1,
+            match_key: MatchKey::Email,
+            hold_over_percent: pct,
+            hold_over_count: count,
+        }
+    }
+
+    #[test]
+    fn hold_needs_both_the_share_and_the_count_to_be_exceeded() {
+        let r = rules(20, 10);
+        assert_eq!(
+            hold_reason(100, 11, 1000, &r),
+            None,
+            "11 > 10 but 1.1% <= 20%"
+        );
+        assert_eq!(hold_reason(100, 10, 20, &r), None, "50% but only 10 users");
+        assert!(
+            hold_reason(100, 11, 50, &r).is_some(),
+            "11 > 10 and 22% > 20%"
+        );
+        assert_eq!(
+            hold_reason(100, 20, 100, &r),
+            None,
+            "exactly 20% is allowed"
+        );
+        assert!(hold_reason(100, 21, 100, &r).unwrap().contains("21 of 100"));
+    }
+
+    #[test]
+    fn a_file_without_rows_is_always_held() {
+        assert!(
+            hold_reason(0, 0, 0, &rules(100, 1000))
+                .unwrap()
+                .contains("no rows")
+        );
+    }
 }

@@ -14,8 +14,11 @@ use sea_orm::{
 };
 use serde_json::{Map, Value};
 
-use super::{ApplyError, ApplyStore, Lease, Progress, TenantRules, fence, write_counters};
-use crate::db::entity::{upload_row, upload_row_error, user};
+use super::{
+    ApplyError, ApplyStore, Finish, Lease, Progress, TenantRules, fence, hold_reason,
+    write_counters,
+};
+use crate::db::entity::{upload_deactivation, upload_row, upload_row_error, user};
 use crate::db::queries;
 use crate::map::{MatchKey, RowError, StagedRow};
 
@@ -67,6 +70,7 @@ impl ApplyStore for PortableStore {
         fence(&txn, lease).await?;
         exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
         exec(&txn, queries::DELETE_ROW_ERRORS, lease.upload_id).await?;
+        exec(&txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;
         write_counters(&txn, lease.upload_id, &Progress::default()).await?;
         txn.commit().await?;
         Ok(())
@@ -175,6 +179,7 @@ impl ApplyStore for PortableStore {
         let mut claimed_ext: HashMap<String, i64> = HashMap::new();
         let mut errors: Vec<RowError> = Vec::new();
         let mut inserts: Vec<user::ActiveModel> = Vec::new();
+        let mut deactivations: Vec<upload_deactivation::ActiveModel> = Vec::new();
         let now = Utc::now();
         let reject =
             |errors: &mut Vec<RowError>, line: i64, column: Option<String>, message: String| {
@@ -317,10 +322,19 @@ impl ApplyStore for PortableStore {
                         am.last_name = Set(l.clone());
                         changed = true;
                     }
-                    if want_active != u.active {
-                        am.active = Set(want_active);
-                        am.deactivated_at = Set((!want_active).then_some(now));
+                    let mut deactivate = false;
+                    if want_active && !u.active {
+                        am.active = Set(true);
+                        am.deactivated_at = Set(None);
                         changed = true;
+                    } else if !want_active && u.active {
+                        // Deactivations wait for the finish transaction,
+                        // which applies them all or holds the upload.
+                        deactivate = true;
+                        deactivations.push(upload_deactivation::ActiveModel {
+                            upload_id: Set(lease.upload_id),
+                            user_id: Set(u.id),
+                        });
                     }
                     if new_profile.is_some() {
                         let mut profile = u.profile.as_object().cloned().unwrap_or_default();
@@ -335,14 +349,21 @@ impl ApplyStore for PortableStore {
                         am.last_changed_upload_id = Set(Some(lease.upload_id));
                         am.update(&txn).await?;
                         progress.updated += 1;
-                    } else {
+                    } else if !deactivate {
                         progress.unchanged += 1;
                     }
+                    // A row whose only change is a deactivation is counted
+                    // when the finish transaction performs it.
                 }
             }
         }
         if !inserts.is_empty() {
             user::Entity::insert_many(inserts).exec(&txn).await?;
+        }
+        if !deactivations.is_empty() {
+            upload_deactivation::Entity::insert_many(deactivations)
+                .exec(&txn)
+                .await?;
         }
         progress.rejected += errors.len() as u64;
         if !errors.is_empty() {
@@ -361,38 +382,87 @@ impl ApplyStore for PortableStore {
         rules: &TenantRules,
         deactivate_absent: bool,
         progress: &mut Progress,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<Finish, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         if deactivate_absent {
             let sql = match rules.match_key {
-                MatchKey::Email => queries::DEACTIVATE_ABSENT_BY_EMAIL,
-                MatchKey::ExternalId => queries::DEACTIVATE_ABSENT_BY_EXTERNAL_ID,
+                MatchKey::Email => queries::QUEUE_ABSENT_BY_EMAIL,
+                MatchKey::ExternalId => queries::QUEUE_ABSENT_BY_EXTERNAL_ID,
             };
-            let res = txn
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    sql,
-                    [rules.tenant_id.into(), lease.upload_id.into()],
-                ))
-                .await?;
-            progress.deactivated = res.rows_affected();
-        }
-        exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
-        write_counters(&txn, lease.upload_id, progress).await?;
-        let done = txn
-            .execute_raw(Statement::from_sql_and_values(
+            txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                queries::SUCCEED,
-                [lease.upload_id.into(), lease.token.into()],
+                sql,
+                [rules.tenant_id.into(), lease.upload_id.into()],
             ))
             .await?;
-        if done.rows_affected() != 1 {
-            return Err(ApplyError::LeaseLost);
         }
+        let pending = count(&txn, queries::COUNT_PENDING_DEACTIVATIONS, lease.upload_id).await?;
+        let active = count(&txn, queries::COUNT_ACTIVE_MANAGED, rules.tenant_id).await?;
+        exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
+
+        let outcome = match hold_reason(progress.rows_read, pending, active, rules) {
+            Some(reason) => {
+                // Keep the list for `uploads approve`; change nobody now.
+                progress.deactivated = 0;
+                write_counters(&txn, lease.upload_id, progress).await?;
+                let held = txn
+                    .execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        queries::HOLD,
+                        [
+                            lease.upload_id.into(),
+                            lease.token.into(),
+                            (pending as i64).into(),
+                            reason.clone().into(),
+                        ],
+                    ))
+                    .await?;
+                if held.rows_affected() != 1 {
+                    return Err(ApplyError::LeaseLost);
+                }
+                Finish::Held {
+                    deactivations: pending,
+                    reason,
+                }
+            }
+            None => {
+                progress.deactivated =
+                    exec(&txn, queries::APPLY_DEACTIVATIONS, lease.upload_id).await?;
+                exec(&txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;
+                write_counters(&txn, lease.upload_id, progress).await?;
+                let done = txn
+                    .execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        queries::SUCCEED,
+                        [lease.upload_id.into(), lease.token.into()],
+                    ))
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Err(ApplyError::LeaseLost);
+                }
+                Finish::Succeeded
+            }
+        };
         txn.commit().await?;
-        Ok(())
+        Ok(outcome)
     }
+}
+
+async fn count<C: sea_orm::ConnectionTrait>(
+    c: &C,
+    sql: &str,
+    id: i64,
+) -> Result<u64, sea_orm::DbErr> {
+    let row = c
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [id.into()],
+        ))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound(sql.to_string()))?;
+    Ok(u64::try_from(row.try_get::<i64>("", "n")?).unwrap_or(0))
 }
 
 /// Applies a row's profile values: a value sets the field, an empty cell

@@ -137,24 +137,81 @@ FROM uploads
 WHERE state IN ('queued', 'running')
 "#;
 
-/// Deactivates feed-managed users of the tenant missing from the upload's
-/// file, when matching on email. One set-based statement (an anti-join on the
-/// staged keys) instead of a per-user loop. `$1` tenant, `$2` upload.
-pub const DEACTIVATE_ABSENT_BY_EMAIL: &str = r#"
-UPDATE users u
-SET active = FALSE, deactivated_at = now(), updated_at = now(), last_changed_upload_id = $2
+/// Lists the tenant's feed-managed active users missing from the upload's
+/// file as to be deactivated, when matching on email: one set-based
+/// anti-join on the staged keys instead of a per-user loop.
+/// `$1` tenant, `$2` upload.
+pub const QUEUE_ABSENT_BY_EMAIL: &str = r#"
+INSERT INTO upload_deactivations (upload_id, user_id)
+SELECT $2, u.id FROM users u
 WHERE u.tenant_id = $1 AND u.feed_managed AND u.active
   AND NOT EXISTS (SELECT 1 FROM upload_rows r
                   WHERE r.upload_id = $2 AND r.match_key = lower(u.email))
+ON CONFLICT DO NOTHING
 "#;
 
-/// As [`DEACTIVATE_ABSENT_BY_EMAIL`], matching on external ID.
-pub const DEACTIVATE_ABSENT_BY_EXTERNAL_ID: &str = r#"
-UPDATE users u
-SET active = FALSE, deactivated_at = now(), updated_at = now(), last_changed_upload_id = $2
+/// As [`QUEUE_ABSENT_BY_EMAIL`], matching on external ID.
+pub const QUEUE_ABSENT_BY_EXTERNAL_ID: &str = r#"
+INSERT INTO upload_deactivations (upload_id, user_id)
+SELECT $2, u.id FROM users u
 WHERE u.tenant_id = $1 AND u.feed_managed AND u.active
   AND NOT EXISTS (SELECT 1 FROM upload_rows r
                   WHERE r.upload_id = $2 AND r.match_key = u.external_id)
+ON CONFLICT DO NOTHING
+"#;
+
+/// How many deactivations the upload has lined up. `$1` upload.
+pub const COUNT_PENDING_DEACTIVATIONS: &str =
+    "SELECT count(*) AS n FROM upload_deactivations WHERE upload_id = $1";
+
+/// The cap's denominator: the tenant's active feed-managed users. `$1` tenant.
+pub const COUNT_ACTIVE_MANAGED: &str =
+    "SELECT count(*) AS n FROM users WHERE tenant_id = $1 AND feed_managed AND active";
+
+/// Performs an upload's lined-up deactivations. `$1` upload. Users already
+/// inactive are left alone (and not counted).
+pub const APPLY_DEACTIVATIONS: &str = r#"
+UPDATE users u
+SET active = FALSE, deactivated_at = now(), updated_at = now(), last_changed_upload_id = $1
+FROM upload_deactivations d
+WHERE d.upload_id = $1 AND d.user_id = u.id AND u.active
+"#;
+
+/// Forgets an upload's lined-up deactivations. `$1` upload.
+pub const DELETE_PENDING_DEACTIVATIONS: &str =
+    "DELETE FROM upload_deactivations WHERE upload_id = $1";
+
+/// Ends an upload as held: creations and updates are applied, deactivations
+/// wait for `userfeed uploads approve`. `$1` id, `$2` token, `$3` held
+/// deactivations, `$4` reason.
+pub const HOLD: &str = r#"
+UPDATE uploads
+SET state = 'held', lease_owner = NULL, lease_expires_at = NULL, finished_at = now(),
+    held_deactivations = $3, hold_reason = $4, failure_reason = NULL
+WHERE id = $1 AND lease_token = $2 AND state = 'running'
+"#;
+
+/// Ends a hold: the upload becomes `succeeded`, remembering how the hold
+/// was resolved. `$1` id, `$2` `approved` or `rejected`, `$3` users deactivated.
+pub const RESOLVE_HOLD: &str = r#"
+UPDATE uploads
+SET state = 'succeeded', hold_resolution = $2, resolved_at = now(), rows_deactivated = $3
+WHERE id = $1 AND state = 'held'
+"#;
+
+/// Ends a just-claimed upload as superseded when a newer upload of the same
+/// tenant is already queued: every file is a full list, so only the newest
+/// matters, and applying the older ones first would only churn users (and
+/// could briefly deactivate people the newer file keeps).
+/// `$1` id, `$2` token, `$3` tenant. Returns the newest upload's id.
+pub const SUPERSEDE_IF_NEWER: &str = r#"
+UPDATE uploads u
+SET state = 'superseded', superseded_by = n.newest, finished_at = now(),
+    lease_owner = NULL, lease_expires_at = NULL, failure_reason = NULL
+FROM (SELECT max(id) AS newest FROM uploads
+      WHERE tenant_id = $3 AND state = 'queued' AND id > $1) n
+WHERE u.id = $1 AND u.lease_token = $2 AND u.state = 'running' AND n.newest IS NOT NULL
+RETURNING n.newest AS newest
 "#;
 
 /// For each staged row in `($2, $3]`, the first earlier line of the same file

@@ -13,7 +13,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
-use crate::apply::{Pipeline, Progress, Stops, UploadError, retry_delay};
+use crate::apply::{Finish, Pipeline, Progress, Stops, UploadError, retry_delay};
 use crate::db::entity::upload;
 use crate::health::Health;
 use crate::telemetry::events::{self, Outcome};
@@ -136,6 +136,30 @@ impl Workers {
             return;
         }
 
+        // Every file is a full list: when a newer one of this tenant is
+        // already waiting, this one is redundant.
+        match self
+            .queue
+            .supersede_if_newer(&lease, claimed.tenant_id)
+            .await
+        {
+            Ok(Some(newer)) => {
+                info!(
+                    superseded_by = newer,
+                    "a newer upload of this tenant is queued; skipping this one"
+                );
+                events::upload_finished(Outcome::Superseded, started.elapsed().as_secs_f64(), None);
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let err = UploadError::Transient(e.to_string());
+                self.record(Err(err), &lease, &progress, claimed.attempts, started)
+                    .await;
+                return;
+            }
+        }
+
         let loaded = async {
             let up = upload::Entity::find_by_id(lease.upload_id)
                 .one(&self.db)
@@ -200,7 +224,7 @@ impl Workers {
 
     async fn record(
         &self,
-        result: Result<(), UploadError>,
+        result: Result<Finish, UploadError>,
         lease: &crate::apply::Lease,
         progress: &Progress,
         attempts: i32,
@@ -208,7 +232,7 @@ impl Workers {
     ) {
         let secs = started.elapsed().as_secs_f64();
         let outcome = match result {
-            Ok(()) => {
+            Ok(finish) => {
                 events::rows(
                     progress.created,
                     progress.updated,
@@ -225,7 +249,12 @@ impl Workers {
                     rejected = progress.rejected,
                     "upload applied"
                 );
-                events::upload_finished(Outcome::Succeeded, secs, None);
+                match finish {
+                    Finish::Succeeded => events::upload_finished(Outcome::Succeeded, secs, None),
+                    Finish::Held { reason, .. } => {
+                        events::upload_finished(Outcome::Held, secs, Some(&reason))
+                    }
+                }
                 return;
             }
             Err(UploadError::Fail(reason)) => self

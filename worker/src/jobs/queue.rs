@@ -77,6 +77,24 @@ impl Queue {
         }))
     }
 
+    /// Ends a just-claimed upload as superseded when a newer upload of the
+    /// tenant is queued; returns the newer upload's id if so.
+    pub async fn supersede_if_newer(
+        &self,
+        lease: &Lease,
+        tenant_id: i64,
+    ) -> Result<Option<i64>, DbErr> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                queries::SUPERSEDE_IF_NEWER,
+                [lease.upload_id.into(), lease.token.into(), tenant_id.into()],
+            ))
+            .await?;
+        row.map(|r| r.try_get::<i64>("", "newest")).transpose()
+    }
+
     /// Extends the lease. `false` means it is lost.
     pub async fn renew(&self, lease: &Lease) -> Result<bool, DbErr> {
         let res = self

@@ -14,6 +14,8 @@ pub struct Model {
     pub key_prefix: String,
     pub match_key: String,
     pub mapping: Option<Json>,
+    pub hold_over_percent: i32,
+    pub hold_over_count: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -34,6 +34,11 @@ pub struct Model {
     pub rows_deactivated: i64,
     pub rows_rejected: i64,
     pub failure_reason: Option<String>,
+    pub held_deactivations: i64,
+    pub hold_reason: Option<String>,
+    pub hold_resolution: Option<String>,
+    pub resolved_at: Option<DateTimeUtc>,
+    pub superseded_by: Option<i64>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
