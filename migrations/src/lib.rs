@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m0001_initial;
 mod m0002_safety;
+mod m0003_links;
 
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_initial::Migration),
             Box::new(m0002_safety::Migration),
+            Box::new(m0003_links::Migration),
         ]
     }
 }

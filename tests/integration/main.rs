@@ -5,4 +5,5 @@ mod apply;
 mod docs;
 mod holds;
 mod intake;
+mod links;
 mod queue;

@@ -41,6 +41,9 @@ pub enum Command {
     /// Manage a tenant's column mapping.
     #[command(subcommand)]
     Mapping(MappingCmd),
+    /// Manage a tenant's platform groups.
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Upload history.
     #[command(subcommand)]
     Uploads(UploadsCmd),
@@ -104,6 +107,27 @@ pub enum MappingCmd {
     Show {
         /// Tenant slug.
         slug: String,
+    },
+}
+
+/// `userfeed group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Create a group files can add people to.
+    Add {
+        /// Tenant slug.
+        slug: String,
+        /// The group ID used in files' groups column.
+        id: String,
+        /// Display name.
+        name: String,
+    },
+    /// List a tenant's groups.
+    List {
+        /// Tenant slug.
+        slug: String,
+        #[command(flatten)]
+        out: Output,
     },
 }
 
@@ -247,6 +271,22 @@ async fn admin(db: &DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
                 "tenant {}: uploads deactivating more than {}% and more than {} users are held",
                 t.slug, t.hold_over_percent, t.hold_over_count
             );
+        }
+        Command::Group(GroupCmd::Add { slug, id, name }) => {
+            let g = crate::groups::add(db, &slug, &id, &name).await?;
+            println!("group {} ({}) added to {slug}", g.group_key, g.name);
+        }
+        Command::Group(GroupCmd::List { slug, out }) => {
+            let list = crate::groups::list(db, &slug).await?;
+            if out.json {
+                print_json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|g| vec![g.group_key.clone(), g.name.clone()])
+                    .collect();
+                print!("{}", report::table(&["GROUP ID", "NAME"], &rows));
+            }
         }
         Command::Uploads(UploadsCmd::Approve { id }) => {
             let n = crate::apply::holds::approve(db, id).await?;

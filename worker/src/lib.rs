@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod db;
+pub mod groups;
 pub mod health;
 pub mod http;
 pub mod intake;

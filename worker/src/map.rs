@@ -74,11 +74,13 @@ pub struct Columns {
     /// `1`/`Active` or `0`/`Inactive`. When mapped, it decides each user's
     /// status and nobody is deactivated for being absent.
     pub status: Option<String>,
-    /// Manager emails separated by `|` (applied by a later release).
+    /// Manager emails separated by `|`: the user's managers become exactly
+    /// these (an empty cell clears them).
     pub managers: Option<String>,
-    /// Platform group IDs separated by `|` (applied by a later release).
+    /// Platform group IDs separated by `|`: memberships are added, never removed.
     pub groups: Option<String>,
-    /// Roles separated by `|` (applied by a later release).
+    /// Roles separated by `|` (Learner, Manager, Administrator): added to the
+    /// roles the user holds, never removed.
     pub roles: Option<String>,
 }
 
@@ -181,6 +183,54 @@ enum Field {
     Profile(String),
 }
 
+/// CSV headers of the managers, groups and roles columns, when mapped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkHeaders {
+    /// Managers column.
+    pub managers: Option<String>,
+    /// Groups column.
+    pub groups: Option<String>,
+    /// Roles column.
+    pub roles: Option<String>,
+}
+
+/// A platform role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Every user.
+    Learner,
+    /// Manages others (also granted to anyone listed as a manager).
+    Manager,
+    /// Administers the platform.
+    Administrator,
+}
+
+impl Role {
+    /// Parses a role name in any case.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "learner" => Some(Role::Learner),
+            "manager" => Some(Role::Manager),
+            "administrator" | "admin" => Some(Role::Administrator),
+            _ => None,
+        }
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Learner => "learner",
+            Role::Manager => "manager",
+            Role::Administrator => "administrator",
+        }
+    }
+}
+
+/// The non-empty, trimmed items of a `|`-separated cell.
+pub fn split_list(cell: &str) -> impl Iterator<Item = &str> {
+    cell.split('|').map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// The file's header lacks mapped columns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -205,6 +255,9 @@ pub struct BoundMapping {
     first_name: Option<(usize, String)>,
     last_name: Option<(usize, String)>,
     status: Option<(usize, String)>,
+    managers: Option<(usize, String)>,
+    groups: Option<(usize, String)>,
+    roles: Option<(usize, String)>,
     profile: Vec<(String, usize, String)>,
 }
 
@@ -247,6 +300,9 @@ impl BoundMapping {
             first_name: col(&c.first_name),
             last_name: col(&c.last_name),
             status: col(&c.status),
+            managers: col(&c.managers),
+            groups: col(&c.groups),
+            roles: col(&c.roles),
             profile: mapping
                 .profile
                 .iter()
@@ -258,6 +314,21 @@ impl BoundMapping {
     /// Whether the file decides statuses (else absence deactivates).
     pub fn has_status(&self) -> bool {
         self.status.is_some()
+    }
+
+    /// CSV headers of the link columns (for warnings).
+    pub fn link_headers(&self) -> LinkHeaders {
+        let h = |c: &Option<(usize, String)>| c.as_ref().map(|(_, h)| h.clone());
+        LinkHeaders {
+            managers: h(&self.managers),
+            groups: h(&self.groups),
+            roles: h(&self.roles),
+        }
+    }
+
+    /// Whether the file carries managers, groups or roles to link.
+    pub fn has_links(&self) -> bool {
+        self.managers.is_some() || self.groups.is_some() || self.roles.is_some()
     }
 
     /// The tenant's match key.
@@ -304,6 +375,9 @@ impl BoundMapping {
             last_name: self.last_name.as_ref().map(|c| cell(c).to_string()),
             active: None,
             profile: None,
+            managers: self.managers.as_ref().map(|c| cell(c).to_string()),
+            groups: self.groups.as_ref().map(|c| cell(c).to_string()),
+            roles: self.roles.as_ref().map(|c| cell(c).to_string()),
             error: None,
         };
 
@@ -401,6 +475,12 @@ pub struct StagedRow {
     pub active: Option<bool>,
     /// Profile values, when profile fields are mapped.
     pub profile: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Raw managers cell, when mapped.
+    pub managers: Option<String>,
+    /// Raw groups cell, when mapped.
+    pub groups: Option<String>,
+    /// Raw roles cell, when mapped.
+    pub roles: Option<String>,
     /// Why the row is rejected although its key is known.
     pub error: Option<RowError>,
 }
@@ -427,6 +507,9 @@ impl RowError {
 }
 
 /// The result of validating a row.
+// Boxing the large variant would cost one allocation per row on the hot
+// path; the value is moved straight into the batch vector.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowOutcome {
     /// Staged (possibly carrying a rejection that still marks the key seen).

@@ -23,7 +23,7 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, entity::upload, queries};
-use crate::map::{BoundMapping, MatchKey, RowError, RowOutcome, StagedRow};
+use crate::map::{BoundMapping, LinkHeaders, MatchKey, RowError, RowOutcome, StagedRow};
 use crate::parse::{CsvStream, ParseError};
 use crate::source::{ObjectReader, ObjectRef, SourceError};
 use crate::tenants::Tenant;
@@ -150,6 +150,19 @@ pub trait ApplyStore: Send + Sync {
         after: i64,
         limit: usize,
         progress: &mut Progress,
+    ) -> Result<Option<i64>, ApplyError>;
+
+    /// Applies managers, group memberships and roles for up to `limit` staged,
+    /// accepted rows after line `after`, once every row has been merged (a
+    /// manager may appear later in the file than their report). Returns the
+    /// last line handled, or `None` when nothing was left.
+    async fn link(
+        &self,
+        lease: &Lease,
+        rules: &TenantRules,
+        headers: &LinkHeaders,
+        after: i64,
+        limit: usize,
     ) -> Result<Option<i64>, ApplyError>;
 
     /// Lines up the absent for deactivation (when asked), then in the same
@@ -371,6 +384,20 @@ impl Pipeline {
         {
             after = last;
             stops.check()?;
+        }
+
+        // Phase 2b: managers, groups and roles, now that every user exists.
+        if bound.has_links() {
+            let headers = bound.link_headers();
+            let mut after = 0;
+            while let Some(last) = self
+                .store
+                .link(lease, &rules, &headers, after, self.batch_size)
+                .await?
+            {
+                after = last;
+                stops.check()?;
+            }
         }
 
         // Phase 3: deactivate (or hold) and finish, atomically.

@@ -2,7 +2,7 @@
 //! a bounded number of queries per batch (no per-row reads; one write per
 //! changed row).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -18,9 +18,12 @@ use super::{
     ApplyError, ApplyStore, Finish, Lease, Progress, TenantRules, fence, hold_reason,
     write_counters,
 };
-use crate::db::entity::{upload_deactivation, upload_row, upload_row_error, user};
+use crate::db::entity::{
+    group, group_membership, upload_deactivation, upload_row, upload_row_error, user, user_manager,
+    user_role,
+};
 use crate::db::queries;
-use crate::map::{MatchKey, RowError, StagedRow};
+use crate::map::{LinkHeaders, MatchKey, Role, RowError, StagedRow, split_list};
 
 /// [`ApplyStore`] over any sea-orm connection.
 #[derive(Clone)]
@@ -36,13 +39,21 @@ impl PortableStore {
 }
 
 fn error_models(upload_id: i64, errors: &[RowError]) -> Vec<upload_row_error::ActiveModel> {
+    models(upload_id, errors, "error")
+}
+
+fn models(
+    upload_id: i64,
+    errors: &[RowError],
+    severity: &str,
+) -> Vec<upload_row_error::ActiveModel> {
     errors
         .iter()
         .map(|e| upload_row_error::ActiveModel {
             upload_id: Set(upload_id),
             line: Set(e.line as i64),
             column_name: Set(e.column.clone()),
-            severity: Set("error".into()),
+            severity: Set(severity.into()),
             message: Set(e.message.clone()),
             ..Default::default()
         })
@@ -98,6 +109,10 @@ impl ApplyStore for PortableStore {
                 profile: Set(r.profile.clone().map(Value::Object)),
                 error_column: Set(r.error.as_ref().and_then(|e| e.column.clone())),
                 error_message: Set(r.error.as_ref().map(|e| e.message.clone())),
+                managers: Set(r.managers.clone()),
+                groups: Set(r.groups.clone()),
+                roles: Set(r.roles.clone()),
+                rejected: Set(false),
             });
             upload_row::Entity::insert_many(models).exec(&txn).await?;
         }
@@ -367,11 +382,226 @@ impl ApplyStore for PortableStore {
         }
         progress.rejected += errors.len() as u64;
         if !errors.is_empty() {
+            // Their managers, groups and roles are not applied either.
+            let lines: Vec<i64> = errors.iter().map(|e| e.line as i64).collect();
+            upload_row::Entity::update_many()
+                .col_expr(upload_row::Column::Rejected, Expr::value(true))
+                .filter(upload_row::Column::UploadId.eq(lease.upload_id))
+                .filter(upload_row::Column::Line.is_in(lines))
+                .exec(&txn)
+                .await?;
             upload_row_error::Entity::insert_many(error_models(lease.upload_id, &errors))
                 .exec(&txn)
                 .await?;
         }
         write_counters(&txn, lease.upload_id, progress).await?;
+        txn.commit().await?;
+        Ok(Some(last))
+    }
+
+    async fn link(
+        &self,
+        lease: &Lease,
+        rules: &TenantRules,
+        headers: &LinkHeaders,
+        after: i64,
+        limit: usize,
+    ) -> Result<Option<i64>, ApplyError> {
+        let txn = self.db.begin().await?;
+        fence(&txn, lease).await?;
+        txn.execute_unprepared(queries::FORCE_CUSTOM_PLANS).await?;
+        let rows = upload_row::Entity::find()
+            .filter(upload_row::Column::UploadId.eq(lease.upload_id))
+            .filter(upload_row::Column::Line.gt(after))
+            .filter(upload_row::Column::Rejected.eq(false))
+            .filter(upload_row::Column::ErrorMessage.is_null())
+            .order_by_asc(upload_row::Column::Line)
+            .limit(limit as u64)
+            .all(&txn)
+            .await?;
+        let Some(last) = rows.last().map(|r| r.line) else {
+            txn.commit().await?;
+            return Ok(None);
+        };
+
+        // The rows' users, the managers they name, the groups they name.
+        let lower_email = || Expr::expr(Func::lower(Expr::col(user::Column::Email)));
+        let keys: Vec<String> = rows.iter().map(|r| r.match_key.clone()).collect();
+        let key_filter = match rules.match_key {
+            MatchKey::Email => lower_email().is_in(keys),
+            MatchKey::ExternalId => Expr::col(user::Column::ExternalId).is_in(keys),
+        };
+        let mut user_of: HashMap<String, i64> = HashMap::new();
+        for u in user::Entity::find()
+            .filter(user::Column::TenantId.eq(rules.tenant_id))
+            .filter(key_filter)
+            .all(&txn)
+            .await?
+        {
+            let key = match rules.match_key {
+                MatchKey::Email => u.email.to_lowercase(),
+                MatchKey::ExternalId => u.external_id.clone().unwrap_or_default(),
+            };
+            user_of.insert(key, u.id);
+        }
+        let manager_emails: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.managers.as_deref())
+            .flat_map(|c| split_list(c).map(str::to_lowercase).collect::<Vec<_>>())
+            .collect();
+        let mut manager_of: HashMap<String, i64> = HashMap::new();
+        if !manager_emails.is_empty() {
+            for u in user::Entity::find()
+                .filter(user::Column::TenantId.eq(rules.tenant_id))
+                .filter(lower_email().is_in(manager_emails))
+                .all(&txn)
+                .await?
+            {
+                manager_of.insert(u.email.to_lowercase(), u.id);
+            }
+        }
+        let group_keys: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.groups.as_deref())
+            .flat_map(|c| split_list(c).map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        let mut group_of: HashMap<String, i64> = HashMap::new();
+        if !group_keys.is_empty() {
+            for g in group::Entity::find()
+                .filter(group::Column::TenantId.eq(rules.tenant_id))
+                .filter(group::Column::GroupKey.is_in(group_keys))
+                .all(&txn)
+                .await?
+            {
+                group_of.insert(g.group_key, g.id);
+            }
+        }
+
+        let mut warnings: Vec<RowError> = Vec::new();
+        let warn = |w: &mut Vec<RowError>, line: i64, column: &Option<String>, message: String| {
+            w.push(RowError {
+                line: line as u64,
+                column: column.clone(),
+                message,
+            });
+        };
+        let mut replace_managers_of: Vec<i64> = Vec::new();
+        let mut links: HashSet<(i64, i64)> = HashSet::new();
+        let mut memberships: HashSet<(i64, i64)> = HashSet::new();
+        let mut roles: HashSet<(i64, Role)> = HashSet::new();
+        for row in &rows {
+            let Some(&uid) = user_of.get(&row.match_key) else {
+                continue;
+            };
+            roles.insert((uid, Role::Learner)); // every user is a learner
+            if let Some(cell) = &row.managers {
+                replace_managers_of.push(uid);
+                for email in split_list(cell) {
+                    match manager_of.get(&email.to_lowercase()) {
+                        None => warn(
+                            &mut warnings,
+                            row.line,
+                            &headers.managers,
+                            format!(
+                                "manager {email:?} is not a user of this tenant; that link was skipped"
+                            ),
+                        ),
+                        Some(&m) if m == uid => warn(
+                            &mut warnings,
+                            row.line,
+                            &headers.managers,
+                            "a user cannot be their own manager; that link was skipped".into(),
+                        ),
+                        Some(&m) => {
+                            links.insert((uid, m));
+                            roles.insert((m, Role::Manager));
+                        }
+                    }
+                }
+            }
+            if let Some(cell) = &row.groups {
+                for key in split_list(cell) {
+                    match group_of.get(key) {
+                        Some(&g) => {
+                            memberships.insert((g, uid));
+                        }
+                        None => warn(
+                            &mut warnings,
+                            row.line,
+                            &headers.groups,
+                            format!(
+                                "group {key:?} is not a group of this tenant; membership skipped"
+                            ),
+                        ),
+                    }
+                }
+            }
+            if let Some(cell) = &row.roles {
+                for name in split_list(cell) {
+                    match Role::parse(name) {
+                        Some(r) => {
+                            roles.insert((uid, r));
+                        }
+                        None => warn(
+                            &mut warnings,
+                            row.line,
+                            &headers.roles,
+                            format!(
+                                "unknown role {name:?}; expected Learner, Manager or Administrator"
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+
+        // Managers are replaced; memberships and roles only ever added.
+        if !replace_managers_of.is_empty() {
+            user_manager::Entity::delete_many()
+                .filter(user_manager::Column::UserId.is_in(replace_managers_of))
+                .exec(&txn)
+                .await?;
+        }
+        if !links.is_empty() {
+            let models = links.into_iter().map(|(u, m)| user_manager::ActiveModel {
+                user_id: Set(u),
+                manager_id: Set(m),
+            });
+            user_manager::Entity::insert_many(models)
+                .on_conflict_do_nothing()
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        if !memberships.is_empty() {
+            let now = Utc::now();
+            let models = memberships
+                .into_iter()
+                .map(|(g, u)| group_membership::ActiveModel {
+                    group_id: Set(g),
+                    user_id: Set(u),
+                    created_by_upload_id: Set(Some(lease.upload_id)),
+                    created_at: Set(now),
+                });
+            group_membership::Entity::insert_many(models)
+                .on_conflict_do_nothing()
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        if !roles.is_empty() {
+            let models = roles.into_iter().map(|(u, r)| user_role::ActiveModel {
+                user_id: Set(u),
+                role: Set(r.as_str().into()),
+            });
+            user_role::Entity::insert_many(models)
+                .on_conflict_do_nothing()
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        if !warnings.is_empty() {
+            upload_row_error::Entity::insert_many(models(lease.upload_id, &warnings, "warning"))
+                .exec(&txn)
+                .await?;
+        }
         txn.commit().await?;
         Ok(Some(last))
     }

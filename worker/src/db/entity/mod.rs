@@ -1,9 +1,13 @@
 //! sea-orm entities, one per table. Columns are documented in the migration
 //! (`migrations/src/m0001_initial/postgres.sql`).
 
+pub mod group;
+pub mod group_membership;
 pub mod tenant;
 pub mod upload;
 pub mod upload_deactivation;
 pub mod upload_row;
 pub mod upload_row_error;
 pub mod user;
+pub mod user_manager;
+pub mod user_role;

@@ -19,6 +19,10 @@ pub struct Model {
     pub profile: Option<Json>,
     pub error_column: Option<String>,
     pub error_message: Option<String>,
+    pub managers: Option<String>,
+    pub groups: Option<String>,
+    pub roles: Option<String>,
+    pub rejected: bool,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,232 @@
+//! Managers, groups and roles.
+
+use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
+use userfeed::map::MatchKey;
+use userfeed_tests::*;
+
+const LINK_MAPPING: &str = r#"
+[columns]
+external_id = "ID"
+email = "Email"
+first_name = "First"
+last_name = "Last"
+managers = "Managers"
+groups = "Groups"
+roles = "Roles"
+"#;
+
+const HEADER: &str = "ID,Email,First,Last,Managers,Groups,Roles\n";
+
+struct Env {
+    db: TestDb,
+    aws: Aws,
+    w: std::sync::Arc<userfeed::jobs::Workers>,
+}
+
+async fn env() -> Env {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    tenant(&db, "acme", &aws.bucket, MatchKey::ExternalId, LINK_MAPPING).await;
+    // Batches of 2 rows: links must work across batches.
+    let w = workers(&db, &aws, Duration::from_secs(30), 2);
+    Env { db, aws, w }
+}
+
+impl Env {
+    async fn apply(&self, rows: &str) -> userfeed::db::entity::upload::Model {
+        let key = unique("acme/f-") + ".csv";
+        self.aws.put(&key, format!("{HEADER}{rows}")).await.unwrap();
+        let ids = intake_all(&self.db, &self.aws).await;
+        run_next(&self.w).await;
+        let up = upload(&self.db, ids[0]).await;
+        assert_eq!(up.state, "succeeded", "{:?}", up.failure_reason);
+        up
+    }
+
+    /// `user<-manager` pairs by email.
+    async fn managers(&self) -> Vec<String> {
+        self.db
+            .rows(
+                "SELECT u.email || '<-' || m.email FROM user_managers l JOIN users u ON u.id = l.user_id \
+                 JOIN users m ON m.id = l.manager_id ORDER BY 1",
+            )
+            .await
+    }
+
+    async fn roles_of(&self, email: &str) -> Vec<String> {
+        self.db
+            .rows(&format!(
+                "SELECT r.role FROM user_roles r JOIN users u ON u.id = r.user_id WHERE u.email = '{email}' ORDER BY 1"
+            ))
+            .await
+    }
+
+    async fn groups_of(&self, email: &str) -> Vec<String> {
+        self.db
+            .rows(&format!(
+                "SELECT g.group_key FROM group_memberships m JOIN groups g ON g.id = m.group_id \
+                 JOIN users u ON u.id = m.user_id WHERE u.email = '{email}' ORDER BY 1"
+            ))
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_manager_listed_later_in_the_file_than_their_report_is_linked_and_becomes_a_manager() {
+    let e = env().await;
+    let up = e
+        .apply(
+            "1,ann@example.com,Ann,A,boss@example.com|lead@example.com,,\n\
+             2,bob@example.com,Bob,B,,,\n\
+             3,lead@example.com,Lee,L,boss@example.com,,\n\
+             4,boss@example.com,Bo,S,,,\n",
+        )
+        .await;
+    assert_eq!(up.rows_created, 4);
+    assert_eq!(
+        e.managers().await,
+        vec![
+            "ann@example.com<-boss@example.com",
+            "ann@example.com<-lead@example.com",
+            "lead@example.com<-boss@example.com"
+        ]
+    );
+    assert_eq!(
+        e.roles_of("boss@example.com").await,
+        vec!["learner", "manager"]
+    );
+    assert_eq!(
+        e.roles_of("lead@example.com").await,
+        vec!["learner", "manager"]
+    );
+    assert_eq!(
+        e.roles_of("bob@example.com").await,
+        vec!["learner"],
+        "every user is a learner"
+    );
+}
+
+#[tokio::test]
+async fn managers_are_replaced_by_the_latest_file_and_an_empty_cell_clears_them() {
+    let e = env().await;
+    e.apply("1,ann@example.com,Ann,A,old@example.com,,\n2,old@example.com,O,L,,,\n3,new@example.com,N,W,,,\n").await;
+    assert_eq!(e.managers().await, vec!["ann@example.com<-old@example.com"]);
+    e.apply("1,ann@example.com,Ann,A,new@example.com,,\n2,old@example.com,O,L,,,\n3,new@example.com,N,W,,,\n").await;
+    assert_eq!(
+        e.managers().await,
+        vec!["ann@example.com<-new@example.com"],
+        "the previous manager is removed"
+    );
+    e.apply("1,ann@example.com,Ann,A,,,\n2,old@example.com,O,L,,,\n3,new@example.com,N,W,,,\n")
+        .await;
+    assert!(
+        e.managers().await.is_empty(),
+        "an emptied cell clears the managers"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_manager_or_oneself_is_a_warning_and_the_row_still_applies() {
+    let e = env().await;
+    let up = e
+        .apply("1,ann@example.com,Ann,A,ghost@example.com|ann@example.com,,\n")
+        .await;
+    assert_eq!((up.rows_created, up.rows_rejected), (1, 0));
+    let problems = e
+        .db
+        .rows(&format!("SELECT line || '|' || severity || '|' || column_name || '|' || message FROM upload_row_errors WHERE upload_id = {} ORDER BY id", up.id))
+        .await;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].starts_with("2|warning|Managers|manager \"ghost@example.com\" is not a user"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("2|warning|Managers|a user cannot be their own manager"),
+        "{problems:?}"
+    );
+    assert!(e.managers().await.is_empty());
+}
+
+#[tokio::test]
+async fn group_memberships_are_only_added_and_survive_a_file_that_no_longer_lists_them() {
+    let e = env().await;
+    userfeed::groups::add(&e.db.db, "acme", "G-SALES", "Sales")
+        .await
+        .unwrap();
+    userfeed::groups::add(&e.db.db, "acme", "G-ALL", "Everyone")
+        .await
+        .unwrap();
+    let up = e
+        .apply("1,ann@example.com,Ann,A,,G-SALES|G-ALL|G-NOPE,\n")
+        .await;
+    assert_eq!(
+        e.groups_of("ann@example.com").await,
+        vec!["G-ALL", "G-SALES"]
+    );
+    let warn =
+        e.db.rows(&format!(
+            "SELECT message FROM upload_row_errors WHERE upload_id = {} AND severity = 'warning'",
+            up.id
+        ))
+        .await;
+    assert_eq!(
+        warn,
+        vec!["group \"G-NOPE\" is not a group of this tenant; membership skipped"]
+    );
+    e.apply("1,ann@example.com,Ann,A,,G-ALL,\n").await;
+    assert_eq!(
+        e.groups_of("ann@example.com").await,
+        vec!["G-ALL", "G-SALES"],
+        "G-SALES was not removed"
+    );
+}
+
+#[tokio::test]
+async fn roles_merge_with_roles_granted_on_the_platform() {
+    let e = env().await;
+    e.apply("1,ann@example.com,Ann,A,,,\n").await;
+    // An administrator granted on the platform, outside the feed.
+    e.db.db
+        .execute_unprepared("INSERT INTO user_roles SELECT id, 'administrator' FROM users WHERE email = 'ann@example.com'")
+        .await
+        .unwrap();
+    let up = e.apply("1,ann@example.com,Ann,A,,,MANAGER|Wizard\n").await;
+    assert_eq!(
+        e.roles_of("ann@example.com").await,
+        vec!["administrator", "learner", "manager"]
+    );
+    let warn =
+        e.db.rows(&format!(
+            "SELECT message FROM upload_row_errors WHERE upload_id = {}",
+            up.id
+        ))
+        .await;
+    assert_eq!(
+        warn,
+        vec!["unknown role \"Wizard\"; expected Learner, Manager or Administrator"]
+    );
+    e.apply("1,ann@example.com,Ann,A,,,\n").await;
+    assert_eq!(
+        e.roles_of("ann@example.com").await,
+        vec!["administrator", "learner", "manager"],
+        "roles are never removed"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_row_applies_no_links() {
+    let e = env().await;
+    userfeed::groups::add(&e.db.db, "acme", "G1", "One")
+        .await
+        .unwrap();
+    e.apply("1,boss@example.com,B,S,,,\n").await;
+    // Line 2 repeats ID 1 (rejected as a duplicate): its manager and group are ignored.
+    let up = e.apply("1,boss@example.com,B,S,,,\n1,boss@example.com,B,S,other@example.com,G1,Administrator\n2,other@example.com,O,T,,,\n").await;
+    assert_eq!(up.rows_rejected, 1);
+    assert!(e.managers().await.is_empty());
+    assert!(e.groups_of("boss@example.com").await.is_empty());
+    assert_eq!(e.roles_of("boss@example.com").await, vec!["learner"]);
+}
