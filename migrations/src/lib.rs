@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_safety;
 mod m0003_links;
+mod m0004_profile_fields;
 
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_safety::Migration),
             Box::new(m0003_links::Migration),
+            Box::new(m0004_profile_fields::Migration),
         ]
     }
 }

@@ -230,3 +230,59 @@ async fn a_rejected_row_applies_no_links() {
     assert!(e.groups_of("boss@example.com").await.is_empty());
     assert_eq!(e.roles_of("boss@example.com").await, vec!["learner"]);
 }
+
+#[tokio::test]
+async fn typed_profile_fields_store_typed_values_and_a_misfit_is_a_warning() {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    userfeed::tenants::add(&db.db, "acme", &aws.bucket, "acme", MatchKey::Email)
+        .await
+        .unwrap();
+    let mapping = "[columns]\nemail = \"Email\"\n[profile]\nhired = \"Hired\"\nlevel = \"Level\"\n";
+    let m = userfeed::map::Mapping::from_toml(mapping, MatchKey::Email).unwrap();
+    // A mapping naming undefined fields is refused with the fix.
+    let err = userfeed::tenants::set_mapping(&db.db, "acme", &m)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("profile-field add acme"), "{err}");
+    use userfeed::map::FieldType;
+    userfeed::tenants::add_profile_field(&db.db, "acme", "hired", FieldType::Date)
+        .await
+        .unwrap();
+    userfeed::tenants::add_profile_field(&db.db, "acme", "level", FieldType::Number)
+        .await
+        .unwrap();
+    userfeed::tenants::set_mapping(&db.db, "acme", &m)
+        .await
+        .unwrap();
+
+    let w = workers(&db, &aws, Duration::from_secs(30), 10);
+    aws.put(
+        "acme/1.csv",
+        "Email,Hired,Level\na@example.com,2024-01-31,7\nb@example.com,31/01/2024,8\n",
+    )
+    .await
+    .unwrap();
+    let ids = intake_all(&db, &aws).await;
+    run_next(&w).await;
+    let up = upload(&db, ids[0]).await;
+    assert_eq!(
+        (up.state.as_str(), up.rows_created, up.rows_rejected),
+        ("succeeded", 2, 0)
+    );
+    assert_eq!(
+        db.rows("SELECT email || ' ' || profile::text FROM users ORDER BY email")
+            .await,
+        vec![
+            r#"a@example.com {"hired": "2024-01-31", "level": 7}"#,
+            r#"b@example.com {"level": 8}"#
+        ]
+    );
+    let warn = row_errors(&db, up.id).await;
+    assert_eq!(warn.len(), 1);
+    assert!(
+        warn[0].starts_with("3|Hired|\"31/01/2024\" is not a date"),
+        "{warn:?}"
+    );
+}

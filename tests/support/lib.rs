@@ -588,7 +588,8 @@ pub async fn intake_all(db: &TestDb, aws: &Aws) -> Vec<i64> {
     ids
 }
 
-/// Creates a tenant with `mapping` (TOML).
+/// Creates a tenant with `mapping` (TOML). Profile fields the mapping names
+/// are defined as text fields first (tests of typed fields define their own).
 pub async fn tenant(
     db: &TestDb,
     slug: &str,
@@ -600,6 +601,11 @@ pub async fn tenant(
         .await
         .expect("tenant add");
     let m = userfeed::map::Mapping::from_toml(mapping, key).expect("mapping");
+    for field in m.profile.keys() {
+        userfeed::tenants::add_profile_field(&db.db, slug, field, userfeed::map::FieldType::Text)
+            .await
+            .expect("profile field");
+    }
     userfeed::tenants::set_mapping(&db.db, slug, &m)
         .await
         .expect("mapping set")

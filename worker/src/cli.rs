@@ -44,6 +44,9 @@ pub enum Command {
     /// Manage a tenant's platform groups.
     #[command(subcommand)]
     Group(GroupCmd),
+    /// Manage a tenant's custom profile fields.
+    #[command(subcommand, name = "profile-field")]
+    ProfileField(ProfileFieldCmd),
     /// Upload history.
     #[command(subcommand)]
     Uploads(UploadsCmd),
@@ -128,6 +131,26 @@ pub enum GroupCmd {
         slug: String,
         #[command(flatten)]
         out: Output,
+    },
+}
+
+/// `userfeed profile-field ...`
+#[derive(Debug, Subcommand)]
+pub enum ProfileFieldCmd {
+    /// Define a custom profile field that mappings can fill.
+    Add {
+        /// Tenant slug.
+        slug: String,
+        /// Field name (letters, digits, underscores).
+        key: String,
+        /// Value type; a cell that does not fit is a warning and is skipped.
+        #[arg(long = "type", value_enum)]
+        field_type: crate::map::FieldType,
+    },
+    /// List a tenant's profile fields.
+    List {
+        /// Tenant slug.
+        slug: String,
     },
 }
 
@@ -287,6 +310,26 @@ async fn admin(db: &DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
                     .collect();
                 print!("{}", report::table(&["GROUP ID", "NAME"], &rows));
             }
+        }
+        Command::ProfileField(ProfileFieldCmd::Add {
+            slug,
+            key,
+            field_type,
+        }) => {
+            tenants::add_profile_field(db, &slug, &key, field_type).await?;
+            println!(
+                "profile field {key} ({}) added to {slug}",
+                field_type.as_str()
+            );
+        }
+        Command::ProfileField(ProfileFieldCmd::List { slug }) => {
+            let t = tenants::by_slug(db, &slug).await?;
+            let rows: Vec<Vec<String>> = t
+                .profile_fields
+                .iter()
+                .map(|(k, ty)| vec![k.clone(), ty.as_str().to_string()])
+                .collect();
+            print!("{}", report::table(&["FIELD", "TYPE"], &rows));
         }
         Command::Uploads(UploadsCmd::Approve { id }) => {
             let n = crate::apply::holds::approve(db, id).await?;

@@ -183,6 +183,70 @@ enum Field {
     Profile(String),
 }
 
+/// The type of a custom profile field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// Any text.
+    Text,
+    /// A number such as `42` or `-3.5`.
+    Number,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// `true`/`false`, `yes`/`no`, `y`/`n` or `1`/`0`, any case.
+    Boolean,
+}
+
+impl FieldType {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Number => "number",
+            FieldType::Date => "date",
+            FieldType::Boolean => "boolean",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(FieldType::Text),
+            "number" => Some(FieldType::Number),
+            "date" => Some(FieldType::Date),
+            "boolean" => Some(FieldType::Boolean),
+            _ => None,
+        }
+    }
+
+    /// Converts a non-empty cell to the stored JSON value, or says why not.
+    pub fn convert(self, v: &str) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        match self {
+            FieldType::Text => Ok(Value::String(v.to_string())),
+            FieldType::Number => v
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .and_then(serde_json::Number::from_f64)
+                .map(|n| match n.as_f64() {
+                    // Whole numbers are stored as integers (42, not 42.0).
+                    Some(f) if f.fract() == 0.0 && f.abs() < 9e15 => Value::from(f as i64),
+                    _ => Value::Number(n),
+                })
+                .ok_or_else(|| format!("{v:?} is not a number")),
+            FieldType::Date => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map(|d| Value::String(d.format("%Y-%m-%d").to_string()))
+                .map_err(|_| format!("{v:?} is not a date in the form YYYY-MM-DD")),
+            FieldType::Boolean => match v.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "y" | "1" => Ok(Value::Bool(true)),
+                "false" | "no" | "n" | "0" => Ok(Value::Bool(false)),
+                _ => Err(format!("{v:?} is not true/false, yes/no or 1/0")),
+            },
+        }
+    }
+}
+
 /// CSV headers of the managers, groups and roles columns, when mapped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkHeaders {
@@ -258,7 +322,7 @@ pub struct BoundMapping {
     managers: Option<(usize, String)>,
     groups: Option<(usize, String)>,
     roles: Option<(usize, String)>,
-    profile: Vec<(String, usize, String)>,
+    profile: Vec<(String, usize, String, FieldType)>,
 }
 
 impl BoundMapping {
@@ -267,6 +331,7 @@ impl BoundMapping {
         mapping: &Mapping,
         key: MatchKey,
         header: &[String],
+        types: &BTreeMap<String, FieldType>,
     ) -> Result<Self, HeaderMismatch> {
         let index: BTreeMap<String, usize> = header
             .iter()
@@ -306,7 +371,15 @@ impl BoundMapping {
             profile: mapping
                 .profile
                 .iter()
-                .map(|(k, h)| (k.clone(), index[&normalise_header(h)], h.trim().to_string()))
+                .map(|(k, h)| {
+                    let ty = types.get(k).copied().unwrap_or(FieldType::Text);
+                    (
+                        k.clone(),
+                        index[&normalise_header(h)],
+                        h.trim().to_string(),
+                        ty,
+                    )
+                })
                 .collect(),
         })
     }
@@ -379,6 +452,7 @@ impl BoundMapping {
             groups: self.groups.as_ref().map(|c| cell(c).to_string()),
             roles: self.roles.as_ref().map(|c| cell(c).to_string()),
             error: None,
+            warnings: Vec::new(),
         };
 
         // From here on, problems keep the row "seen" but reject it.
@@ -415,9 +489,28 @@ impl BoundMapping {
         }
         if !self.profile.is_empty() {
             let mut map = serde_json::Map::new();
-            for (key, i, _) in &self.profile {
+            for (key, i, header, ty) in &self.profile {
                 let v = fields.get(*i).map(|s| s.trim()).unwrap_or("");
-                map.insert(key.clone(), serde_json::Value::String(v.to_string()));
+                if v.is_empty() {
+                    // An empty cell clears the field.
+                    map.insert(key.clone(), serde_json::Value::String(String::new()));
+                    continue;
+                }
+                match ty.convert(v) {
+                    Ok(value) => {
+                        map.insert(key.clone(), value);
+                    }
+                    // A value of the wrong type is skipped (the stored one
+                    // stays); the rest of the row applies.
+                    Err(why) => row.warnings.push(RowError::new(
+                        line,
+                        header,
+                        format!(
+                            "{why}; profile field {key} ({}) was left unchanged",
+                            ty.as_str()
+                        ),
+                    )),
+                }
             }
             row.profile = Some(map);
         }
@@ -483,6 +576,8 @@ pub struct StagedRow {
     pub roles: Option<String>,
     /// Why the row is rejected although its key is known.
     pub error: Option<RowError>,
+    /// Problems that do not stop the row (recorded as warnings).
+    pub warnings: Vec<RowError>,
 }
 
 /// A problem with one row.
@@ -547,7 +642,7 @@ mod tests {
     #[test]
     fn headers_match_ignoring_case_and_spaces() {
         let h = header(&[" work email ", "EMPLOYEE ID", "first", "Last"]);
-        let b = BoundMapping::bind(&mapping(false), MatchKey::Email, &h).unwrap();
+        let b = BoundMapping::bind(&mapping(false), MatchKey::Email, &h, &BTreeMap::new()).unwrap();
         let RowOutcome::Staged(r) = b.row(2, &["Ann@Example.com ", "E1", "Ann", "Lee"]) else {
             panic!()
         };
@@ -560,7 +655,8 @@ mod tests {
     #[test]
     fn missing_mapped_column_lists_expected_and_found() {
         let h = header(&["Work Email", "First"]);
-        let err = BoundMapping::bind(&mapping(true), MatchKey::Email, &h).unwrap_err();
+        let err =
+            BoundMapping::bind(&mapping(true), MatchKey::Email, &h, &BTreeMap::new()).unwrap_err();
         assert_eq!(err.missing, vec!["Employee ID", "Last", "Status"]);
         let msg = err.to_string();
         assert!(
@@ -587,7 +683,7 @@ mod tests {
     #[test]
     fn bad_status_keeps_row_seen_but_rejected() {
         let h = header(&["Work Email", "Employee ID", "First", "Last", "Status"]);
-        let b = BoundMapping::bind(&mapping(true), MatchKey::Email, &h).unwrap();
+        let b = BoundMapping::bind(&mapping(true), MatchKey::Email, &h, &BTreeMap::new()).unwrap();
         let RowOutcome::Staged(r) = b.row(3, &["a@x.io", "E1", "A", "B", "maybe"]) else {
             panic!()
         };
@@ -598,12 +694,13 @@ mod tests {
     #[test]
     fn row_without_key_is_rejected_with_line_and_column() {
         let h = header(&["Work Email", "Employee ID", "First", "Last"]);
-        let b = BoundMapping::bind(&mapping(false), MatchKey::ExternalId, &h).unwrap();
+        let b = BoundMapping::bind(&mapping(false), MatchKey::ExternalId, &h, &BTreeMap::new())
+            .unwrap();
         let RowOutcome::Rejected(e) = b.row(7, &["a@x.io", "  ", "A", "B"]) else {
             panic!()
         };
         assert_eq!((e.line, e.column.as_deref()), (7, Some("Employee ID")));
-        let b = BoundMapping::bind(&mapping(false), MatchKey::Email, &h).unwrap();
+        let b = BoundMapping::bind(&mapping(false), MatchKey::Email, &h, &BTreeMap::new()).unwrap();
         let RowOutcome::Rejected(e) = b.row(8, &["not-an-email", "E1", "A", "B"]) else {
             panic!()
         };
@@ -613,11 +710,75 @@ mod tests {
     #[test]
     fn ragged_row_is_rejected_but_keeps_its_key() {
         let h = header(&["Work Email", "Employee ID", "First", "Last"]);
-        let b = BoundMapping::bind(&mapping(false), MatchKey::Email, &h).unwrap();
+        let b = BoundMapping::bind(&mapping(false), MatchKey::Email, &h, &BTreeMap::new()).unwrap();
         let RowOutcome::Staged(r) = b.row(4, &["a@x.io", "E1", "A"]) else {
             panic!()
         };
         assert!(r.error.unwrap().message.contains("3 fields"));
+    }
+
+    #[test]
+    fn profile_values_are_typed_and_a_bad_value_is_a_warning_that_skips_only_that_field() {
+        let mut m = mapping(false);
+        m.profile.insert("hired".into(), "Hired".into());
+        m.profile.insert("level".into(), "Level".into());
+        m.profile.insert("remote".into(), "Remote".into());
+        let types: BTreeMap<String, FieldType> = [
+            ("hired".to_string(), FieldType::Date),
+            ("level".to_string(), FieldType::Number),
+            ("remote".to_string(), FieldType::Boolean),
+        ]
+        .into();
+        let h = header(&[
+            "Work Email",
+            "Employee ID",
+            "First",
+            "Last",
+            "Hired",
+            "Level",
+            "Remote",
+        ]);
+        let b = BoundMapping::bind(&m, MatchKey::Email, &h, &types).unwrap();
+        let RowOutcome::Staged(r) = b.row(2, &["a@x.io", "E1", "A", "B", "2024-02-30", "3", "Yes"])
+        else {
+            panic!()
+        };
+        let p = r.profile.unwrap();
+        assert_eq!(p.get("level"), Some(&serde_json::json!(3)));
+        assert_eq!(p.get("remote"), Some(&serde_json::json!(true)));
+        assert!(!p.contains_key("hired"), "an invalid date is skipped");
+        assert_eq!(r.warnings.len(), 1);
+        assert_eq!(r.warnings[0].column.as_deref(), Some("Hired"));
+        assert!(
+            r.warnings[0].message.contains("YYYY-MM-DD"),
+            "{}",
+            r.warnings[0].message
+        );
+        assert!(r.error.is_none(), "the row itself applies");
+    }
+
+    #[test]
+    fn field_type_conversions() {
+        assert_eq!(
+            FieldType::Number.convert("-3.5"),
+            Ok(serde_json::json!(-3.5))
+        );
+        assert!(FieldType::Number.convert("1,234").is_err());
+        assert!(FieldType::Number.convert("NaN").is_err());
+        assert_eq!(
+            FieldType::Date.convert("2026-11-22"),
+            Ok(serde_json::json!("2026-11-22"))
+        );
+        assert!(FieldType::Date.convert("22/11/2026").is_err());
+        assert_eq!(
+            FieldType::Boolean.convert("N"),
+            Ok(serde_json::json!(false))
+        );
+        assert!(FieldType::Boolean.convert("maybe").is_err());
+        assert_eq!(
+            FieldType::Text.convert("=HYPERLINK(1)"),
+            Ok(serde_json::json!("=HYPERLINK(1)"))
+        );
     }
 
     #[test]

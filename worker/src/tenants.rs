@@ -3,6 +3,8 @@
 //! it is the tenant-isolation boundary: a key is only ever routed to the one
 //! tenant whose prefix it starts with.
 
+use std::collections::BTreeMap;
+
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
@@ -10,8 +12,8 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::db::entity::tenant;
-use crate::map::{Mapping, MatchKey};
+use crate::db::entity::{profile_field, tenant};
+use crate::map::{FieldType, Mapping, MatchKey};
 
 /// A tenant as the rest of the code sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,6 +34,9 @@ pub struct Tenant {
     pub hold_over_percent: i32,
     /// ...and more than this many users.
     pub hold_over_count: i32,
+    /// Custom profile fields and their types (loaded by [`by_slug`] and
+    /// [`by_id`]; empty in [`list`]).
+    pub profile_fields: BTreeMap<String, FieldType>,
 }
 
 /// Tenant administration failures.
@@ -98,6 +103,7 @@ impl TryFrom<tenant::Model> for Tenant {
             mapping,
             hold_over_percent: m.hold_over_percent,
             hold_over_count: m.hold_over_count,
+            profile_fields: BTreeMap::new(),
         })
     }
 }
@@ -258,21 +264,69 @@ pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<Tenant>, TenantError
 
 /// The tenant with this slug.
 pub async fn by_slug<C: ConnectionTrait>(db: &C, slug: &str) -> Result<Tenant, TenantError> {
-    tenant::Entity::find()
+    let t: Tenant = tenant::Entity::find()
         .filter(tenant::Column::Slug.eq(slug))
         .one(db)
         .await?
         .ok_or_else(|| TenantError::NotFound(slug.into()))?
-        .try_into()
+        .try_into()?;
+    with_fields(db, t).await
+}
+
+async fn with_fields<C: ConnectionTrait>(db: &C, mut t: Tenant) -> Result<Tenant, TenantError> {
+    for f in profile_field::Entity::find()
+        .filter(profile_field::Column::TenantId.eq(t.id))
+        .all(db)
+        .await?
+    {
+        let ty = FieldType::parse(&f.field_type).ok_or_else(|| {
+            TenantError::Corrupt(t.slug.clone(), format!("field type {}", f.field_type))
+        })?;
+        t.profile_fields.insert(f.field_key, ty);
+    }
+    Ok(t)
 }
 
 /// The tenant with this id.
 pub async fn by_id<C: ConnectionTrait>(db: &C, id: i64) -> Result<Tenant, TenantError> {
-    tenant::Entity::find_by_id(id)
+    let t: Tenant = tenant::Entity::find_by_id(id)
         .one(db)
         .await?
         .ok_or_else(|| TenantError::NotFound(format!("#{id}")))?
-        .try_into()
+        .try_into()?;
+    with_fields(db, t).await
+}
+
+/// Defines a custom profile field of the tenant.
+pub async fn add_profile_field<C: ConnectionTrait>(
+    db: &C,
+    slug: &str,
+    key: &str,
+    ty: FieldType,
+) -> Result<(), TenantError> {
+    let t = by_slug(db, slug).await?;
+    let ok = !key.is_empty()
+        && key.len() <= 64
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(TenantError::Invalid(format!(
+            "profile field name {key:?} must be 1-64 letters, digits or underscores"
+        )));
+    }
+    if t.profile_fields.contains_key(key) {
+        return Err(TenantError::Invalid(format!(
+            "tenant {slug:?} already has a profile field {key:?}"
+        )));
+    }
+    profile_field::ActiveModel {
+        tenant_id: Set(t.id),
+        field_key: Set(key.to_string()),
+        field_type: Set(ty.as_str().to_string()),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
 }
 
 /// Replaces the tenant's mapping (already checked against its match key).
@@ -282,6 +336,17 @@ pub async fn set_mapping<C: ConnectionTrait>(
     mapping: &Mapping,
 ) -> Result<Tenant, TenantError> {
     let t = by_slug(db, slug).await?;
+    let undefined: Vec<&String> = mapping
+        .profile
+        .keys()
+        .filter(|k| !t.profile_fields.contains_key(*k))
+        .collect();
+    if !undefined.is_empty() {
+        return Err(TenantError::Invalid(format!(
+            "the mapping names profile field(s) {undefined:?} that tenant {slug:?} does not define; \
+             add each with `userfeed profile-field add {slug} KEY --type text|number|date|boolean`"
+        )));
+    }
     let json = serde_json::to_value(mapping)
         .map_err(|e| TenantError::Corrupt(slug.into(), e.to_string()))?;
     tenant::ActiveModel {

@@ -335,8 +335,13 @@ impl Pipeline {
         };
         let body = self.reader.open(&object).await?;
         let mut csv = CsvStream::open(body.reader).await?;
-        let bound = BoundMapping::bind(mapping, tenant.match_key, csv.header())
-            .map_err(|e| UploadError::Fail(e.to_string()))?;
+        let bound = BoundMapping::bind(
+            mapping,
+            tenant.match_key,
+            csv.header(),
+            &tenant.profile_fields,
+        )
+        .map_err(|e| UploadError::Fail(e.to_string()))?;
 
         self.store.begin(lease).await?;
         *progress = Progress::default();

@@ -121,6 +121,15 @@ impl ApplyStore for PortableStore {
                 .exec(&txn)
                 .await?;
         }
+        let warnings: Vec<RowError> = rows
+            .iter()
+            .flat_map(|r| r.warnings.iter().cloned())
+            .collect();
+        if !warnings.is_empty() {
+            upload_row_error::Entity::insert_many(models(lease.upload_id, &warnings, "warning"))
+                .exec(&txn)
+                .await?;
+        }
         write_counters(&txn, lease.upload_id, progress).await?;
         txn.commit().await?;
         Ok(())

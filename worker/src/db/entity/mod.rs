@@ -3,6 +3,7 @@
 
 pub mod group;
 pub mod group_membership;
+pub mod profile_field;
 pub mod tenant;
 pub mod upload;
 pub mod upload_deactivation;
