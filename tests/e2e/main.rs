@@ -464,6 +464,24 @@ async fn a_file_with_bad_rows_succeeds_and_reports_each_by_line() {
         text.contains("row problems:") && text.contains("bad-email"),
         "{text}"
     );
+    // The same problems as a spreadsheet-safe CSV report.
+    let csv = cli(
+        &s.db.url,
+        &["uploads", "errors", &ups[0].id.to_string(), "--csv"],
+    )
+    .await
+    .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "line,severity,column,message");
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[1].starts_with("3,error,Work Email,"), "{csv}");
+    assert!(lines[2].starts_with("4,error,Status,"), "{csv}");
+    // A template for the tenant's mapping.
+    let template = cli(&s.db.url, &["template", "acme"]).await.unwrap();
+    assert_eq!(
+        template.lines().next(),
+        Some("Employee ID,Work Email,First Name,Last Name,Status")
+    );
 }
 
 #[tokio::test]

@@ -53,6 +53,11 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     Users(UsersCmd),
+    /// Print a CSV header and one example row for a tenant's mapping.
+    Template {
+        /// Tenant slug.
+        slug: String,
+    },
 }
 
 /// `--json` for listing commands.
@@ -110,6 +115,11 @@ pub enum MappingCmd {
     Show {
         /// Tenant slug.
         slug: String,
+    },
+    /// Read a sample file's header and print a suggested mapping (needs no database).
+    Suggest {
+        /// A sample CSV file (only its header is read).
+        file: PathBuf,
     },
 }
 
@@ -178,6 +188,14 @@ pub enum UploadsCmd {
         /// Upload id.
         id: i64,
     },
+    /// All row errors and warnings of an upload.
+    Errors {
+        /// Upload id.
+        id: i64,
+        /// Print CSV (line, severity, column, message) for a spreadsheet.
+        #[arg(long)]
+        csv: bool,
+    },
     /// One upload with its row errors.
     Show {
         /// Upload id.
@@ -212,6 +230,16 @@ pub async fn run() -> anyhow::Result<()> {
             crate::telemetry::init_logging(&cfg.log);
             crate::daemon::serve(cfg, migrate).await
         }
+        Command::Mapping(MappingCmd::Suggest { file }) => {
+            let f = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            let csv = crate::parse::CsvStream::open(f)
+                .await
+                .with_context(|| format!("reading the header of {}", file.display()))?;
+            print!("{}", crate::map::tools::suggest(csv.header()).to_toml());
+            Ok(())
+        }
         other => {
             // Admin commands log only warnings, as text, to stderr.
             crate::telemetry::init_logging(&LogConfig {
@@ -224,6 +252,17 @@ pub async fn run() -> anyhow::Result<()> {
                     crate::config::redact_url(&cfg.database.url)
                 )
             })?;
+            if !matches!(other, Command::Migrate) {
+                let pending = crate::db::pending_migrations(&db)
+                    .await
+                    .context("reading the schema version")?;
+                if !pending.is_empty() {
+                    bail!(
+                        "the database schema is not up to date (pending: {}); run `userfeed migrate` first",
+                        pending.join(", ")
+                    );
+                }
+            }
             admin(&db, other).await
         }
     }
@@ -347,6 +386,49 @@ async fn admin(db: &DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("in {}", file.display()))?;
             tenants::set_mapping(db, &slug, &mapping).await?;
             println!("mapping of {slug} updated");
+        }
+        Command::Mapping(MappingCmd::Suggest { .. }) => unreachable!("handled by run"),
+        Command::Template { slug } => {
+            let t = tenants::by_slug(db, &slug).await?;
+            let Some(m) = &t.mapping else {
+                bail!("tenant {slug:?} has no mapping yet")
+            };
+            print!("{}", crate::map::tools::template(m, &t.profile_fields));
+        }
+        Command::Uploads(UploadsCmd::Errors { id, csv }) => {
+            let Some(d) = report::upload_detail(db, id, u64::MAX).await? else {
+                bail!("no upload {id}")
+            };
+            if csv {
+                use crate::map::tools::csv_cell;
+                println!("line,severity,column,message");
+                for e in &d.errors {
+                    println!(
+                        "{},{},{},{}",
+                        e.line,
+                        e.severity,
+                        csv_cell(e.column_name.as_deref().unwrap_or("")),
+                        csv_cell(&e.message)
+                    );
+                }
+            } else {
+                let rows: Vec<Vec<String>> = d
+                    .errors
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.line.to_string(),
+                            e.severity.clone(),
+                            e.column_name.clone().unwrap_or_default(),
+                            e.message.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    report::table(&["LINE", "SEVERITY", "COLUMN", "MESSAGE"], &rows)
+                );
+            }
         }
         Command::Mapping(MappingCmd::Show { slug }) => {
             match tenants::by_slug(db, &slug).await?.mapping {

@@ -7,6 +7,11 @@ use serde::Serialize;
 
 use crate::db::entity::{upload, upload_row_error, user};
 
+/// SQL LIMITs are signed 64-bit: a larger request means "all".
+fn clamp(limit: u64) -> u64 {
+    limit.min(i64::MAX as u64)
+}
+
 /// One upload with its row problems, as `uploads show` prints it.
 #[derive(Debug, Serialize)]
 pub struct UploadDetail {
@@ -28,7 +33,7 @@ pub async fn uploads<C: ConnectionTrait>(
     upload::Entity::find()
         .filter(upload::Column::TenantId.eq(tenant_id))
         .order_by_desc(upload::Column::Id)
-        .limit(limit)
+        .limit(clamp(limit))
         .all(db)
         .await
 }
@@ -51,7 +56,7 @@ pub async fn upload_detail<C: ConnectionTrait>(
         .filter(upload_row_error::Column::UploadId.eq(id))
         .order_by_asc(upload_row_error::Column::Line)
         .order_by_asc(upload_row_error::Column::Id)
-        .limit(error_limit)
+        .limit(clamp(error_limit))
         .all(db)
         .await?;
     Ok(Some(UploadDetail {
