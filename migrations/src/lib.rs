@@ -12,6 +12,7 @@ mod m0001_initial;
 mod m0002_safety;
 mod m0003_links;
 mod m0004_profile_fields;
+mod m0005_changes;
 
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_safety::Migration),
             Box::new(m0003_links::Migration),
             Box::new(m0004_profile_fields::Migration),
+            Box::new(m0005_changes::Migration),
         ]
     }
 }

@@ -217,3 +217,56 @@ async fn of_three_queued_uploads_only_the_newest_runs_and_the_others_are_superse
         "superseded files are never read"
     );
 }
+
+#[tokio::test]
+async fn the_change_log_lists_created_updated_with_old_and_new_deactivated_and_reactivated() {
+    use userfeed::report::changes;
+    let mapping = format!("{MAPPING}\n[profile]\ndepartment = \"Dept\"\n");
+    let e = env(&mapping).await;
+    let header = "Employee ID,Work Email,First Name,Last Name,Dept\n";
+    let first = e.apply("acme/1.csv", format!("{header}E0,a@example.com,Ann,A,Sales\nE1,b@example.com,Bob,B,Ops\nE2,c@example.com,Cy,C,Ops\n")).await;
+    assert_eq!(
+        changes(&e.db.db, first.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|c| c.kind == "created")
+            .count(),
+        3
+    );
+
+    let second = e.apply("acme/2.csv", format!("{header}E0,a@example.com,Ann,A,Sales\nE1,b@example.com,Robert,B,Finance\nE3,d@example.com,Di,D,Ops\n")).await;
+    let log = changes(&e.db.db, second.id).await.unwrap();
+    let kinds: Vec<(&str, &str)> = log
+        .iter()
+        .map(|c| (c.kind.as_str(), c.email.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("created", "d@example.com"),
+            ("deactivated", "c@example.com"),
+            ("updated", "b@example.com")
+        ]
+    );
+    let diff = log[2].changes.as_ref().unwrap();
+    assert_eq!(diff["first_name"], serde_json::json!(["Bob", "Robert"]));
+    assert_eq!(
+        diff["profile.department"],
+        serde_json::json!(["Ops", "Finance"])
+    );
+    assert_eq!(
+        diff.as_object().unwrap().len(),
+        2,
+        "only what changed: {diff}"
+    );
+
+    let third = e.apply("acme/3.csv", format!("{header}E0,a@example.com,Ann,A,Sales\nE1,b@example.com,Robert,B,Finance\nE2,c@example.com,Cy,C,Ops\nE3,d@example.com,Di,D,Ops\n")).await;
+    let log = changes(&e.db.db, third.id).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].kind.as_str(), log[0].email.as_str()),
+        ("reactivated", "c@example.com")
+    );
+    assert!(userfeed::report::changes_table(&log).contains("active: false -> true"));
+}

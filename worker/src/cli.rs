@@ -188,6 +188,14 @@ pub enum UploadsCmd {
         /// Upload id.
         id: i64,
     },
+    /// What an upload changed: users created, updated (old and new values),
+    /// reactivated and deactivated.
+    Changes {
+        /// Upload id.
+        id: i64,
+        #[command(flatten)]
+        out: Output,
+    },
     /// All row errors and warnings of an upload.
     Errors {
         /// Upload id.
@@ -394,6 +402,14 @@ async fn admin(db: &DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
                 bail!("tenant {slug:?} has no mapping yet")
             };
             print!("{}", crate::map::tools::template(m, &t.profile_fields));
+        }
+        Command::Uploads(UploadsCmd::Changes { id, out }) => {
+            let list = report::changes(db, id).await?;
+            if out.json {
+                print_json(&list)?
+            } else {
+                print!("{}", report::changes_table(&list))
+            }
         }
         Command::Uploads(UploadsCmd::Errors { id, csv }) => {
             let Some(d) = report::upload_detail(db, id, u64::MAX).await? else {

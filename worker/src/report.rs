@@ -66,6 +66,75 @@ pub async fn upload_detail<C: ConnectionTrait>(
     }))
 }
 
+/// One entry of an upload's change log.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Change {
+    /// `created`, `updated`, `reactivated` or `deactivated`.
+    pub kind: String,
+    /// The user's current email.
+    pub email: String,
+    /// For updates: field -> [old, new].
+    pub changes: Option<serde_json::Value>,
+}
+
+/// What an upload did, user by user: created, updated (with old and new
+/// values), reactivated, deactivated.
+pub async fn changes<C: ConnectionTrait>(db: &C, upload_id: i64) -> Result<Vec<Change>, DbErr> {
+    use crate::db::entity::upload_change;
+    let list = upload_change::Entity::find()
+        .filter(upload_change::Column::UploadId.eq(upload_id))
+        .order_by_asc(upload_change::Column::Kind)
+        .order_by_asc(upload_change::Column::Id)
+        .all(db)
+        .await?;
+    let ids: Vec<i64> = list.iter().map(|c| c.user_id).collect();
+    let emails: std::collections::HashMap<i64, String> = user::Entity::find()
+        .filter(user::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.email))
+        .collect();
+    Ok(list
+        .into_iter()
+        .map(|c| Change {
+            email: emails.get(&c.user_id).cloned().unwrap_or_default(),
+            kind: c.kind,
+            changes: c.changes,
+        })
+        .collect())
+}
+
+/// The change log as a table.
+pub fn changes_table(list: &[Change]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|c| {
+            let detail = c
+                .changes
+                .as_ref()
+                .and_then(|v| v.as_object())
+                .map(|m| {
+                    m.iter()
+                        .map(|(field, v)| {
+                            let pair = v.as_array().cloned().unwrap_or_default();
+                            let show = |x: Option<&serde_json::Value>| match x {
+                                Some(serde_json::Value::String(s)) => s.clone(),
+                                Some(serde_json::Value::Null) | None => "(none)".into(),
+                                Some(other) => other.to_string(),
+                            };
+                            format!("{field}: {} -> {}", show(pair.first()), show(pair.get(1)))
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            vec![c.kind.clone(), c.email.clone(), detail]
+        })
+        .collect();
+    table(&["CHANGE", "USER", "DETAILS"], &rows)
+}
+
 /// Users of a tenant by email.
 pub async fn users<C: ConnectionTrait>(db: &C, tenant_id: i64) -> Result<Vec<user::Model>, DbErr> {
     user::Entity::find()

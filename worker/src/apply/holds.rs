@@ -70,6 +70,7 @@ pub async fn approve(db: &DatabaseConnection, id: i64) -> Result<u64, HoldError>
         return Err(HoldError::NewerRan { id, newer: n.id });
     }
     let stmt = |sql: &str| Statement::from_sql_and_values(DbBackend::Postgres, sql, [id.into()]);
+    txn.execute_raw(stmt(queries::LOG_DEACTIVATIONS)).await?;
     let n = txn
         .execute_raw(stmt(queries::APPLY_DEACTIVATIONS))
         .await?

@@ -19,8 +19,8 @@ use super::{
     write_counters,
 };
 use crate::db::entity::{
-    group, group_membership, upload_deactivation, upload_row, upload_row_error, user, user_manager,
-    user_role,
+    group, group_membership, upload_change, upload_deactivation, upload_row, upload_row_error,
+    user, user_manager, user_role,
 };
 use crate::db::queries;
 use crate::map::{LinkHeaders, MatchKey, Role, RowError, StagedRow, split_list};
@@ -204,6 +204,7 @@ impl ApplyStore for PortableStore {
         let mut errors: Vec<RowError> = Vec::new();
         let mut inserts: Vec<user::ActiveModel> = Vec::new();
         let mut deactivations: Vec<upload_deactivation::ActiveModel> = Vec::new();
+        let mut changes: Vec<upload_change::ActiveModel> = Vec::new();
         let now = Utc::now();
         let reject =
             |errors: &mut Vec<RowError>, line: i64, column: Option<String>, message: String| {
@@ -320,37 +321,46 @@ impl ApplyStore for PortableStore {
                         id: Set(u.id),
                         ..Default::default()
                     };
-                    let mut changed = false;
+                    // field -> [old, new], for the change log.
+                    let mut diff = Map::new();
+                    let mut note = |field: &str, old: Value, new: Value| {
+                        diff.insert(field.to_string(), Value::Array(vec![old, new]));
+                    };
                     if let Some(e) = &row.email
                         && *e != u.email
                     {
                         am.email = Set(e.clone());
-                        changed = true;
+                        note("email", u.email.clone().into(), e.clone().into());
                     }
                     // An empty external ID cell never erases a stored one.
                     if let Some(x) = &row.external_id
                         && u.external_id.as_ref() != Some(x)
                     {
                         am.external_id = Set(Some(x.clone()));
-                        changed = true;
+                        note(
+                            "external_id",
+                            u.external_id.clone().into(),
+                            x.clone().into(),
+                        );
                     }
                     if let Some(f) = &row.first_name
                         && *f != u.first_name
                     {
                         am.first_name = Set(f.clone());
-                        changed = true;
+                        note("first_name", u.first_name.clone().into(), f.clone().into());
                     }
                     if let Some(l) = &row.last_name
                         && *l != u.last_name
                     {
                         am.last_name = Set(l.clone());
-                        changed = true;
+                        note("last_name", u.last_name.clone().into(), l.clone().into());
                     }
                     let mut deactivate = false;
-                    if want_active && !u.active {
+                    let reactivated = want_active && !u.active;
+                    if reactivated {
                         am.active = Set(true);
                         am.deactivated_at = Set(None);
-                        changed = true;
+                        note("active", false.into(), true.into());
                     } else if !want_active && u.active {
                         // Deactivations wait for the finish transaction,
                         // which applies them all or holds the upload.
@@ -361,18 +371,44 @@ impl ApplyStore for PortableStore {
                         });
                     }
                     if new_profile.is_some() {
-                        let mut profile = u.profile.as_object().cloned().unwrap_or_default();
+                        let old = u.profile.as_object().cloned().unwrap_or_default();
+                        let mut profile = old.clone();
                         merge_profile(&mut profile, new_profile);
-                        if Value::Object(profile.clone()) != u.profile {
+                        if profile != old {
+                            for key in old
+                                .keys()
+                                .chain(profile.keys())
+                                .collect::<std::collections::BTreeSet<_>>()
+                            {
+                                let (a, b) = (old.get(key), profile.get(key));
+                                if a != b {
+                                    note(
+                                        &format!("profile.{key}"),
+                                        a.cloned().unwrap_or(Value::Null),
+                                        b.cloned().unwrap_or(Value::Null),
+                                    );
+                                }
+                            }
                             am.profile = Set(Value::Object(profile));
-                            changed = true;
                         }
                     }
-                    if changed {
+                    if !diff.is_empty() {
                         am.updated_at = Set(now);
                         am.last_changed_upload_id = Set(Some(lease.upload_id));
                         am.update(&txn).await?;
                         progress.updated += 1;
+                        changes.push(upload_change::ActiveModel {
+                            upload_id: Set(lease.upload_id),
+                            user_id: Set(u.id),
+                            kind: Set(if reactivated {
+                                "reactivated"
+                            } else {
+                                "updated"
+                            }
+                            .into()),
+                            changes: Set(Some(Value::Object(diff))),
+                            ..Default::default()
+                        });
                     } else if !deactivate {
                         progress.unchanged += 1;
                     }
@@ -383,6 +419,12 @@ impl ApplyStore for PortableStore {
         }
         if !inserts.is_empty() {
             user::Entity::insert_many(inserts).exec(&txn).await?;
+        }
+        // The change log: one multi-row insert per batch.
+        if !changes.is_empty() {
+            upload_change::Entity::insert_many(changes)
+                .exec(&txn)
+                .await?;
         }
         if !deactivations.is_empty() {
             upload_deactivation::Entity::insert_many(deactivations)
@@ -636,6 +678,7 @@ impl ApplyStore for PortableStore {
             ))
             .await?;
         }
+        exec(&txn, queries::LOG_CREATED, lease.upload_id).await?;
         let pending = count(&txn, queries::COUNT_PENDING_DEACTIVATIONS, lease.upload_id).await?;
         let active = count(&txn, queries::COUNT_ACTIVE_MANAGED, rules.tenant_id).await?;
         exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
@@ -666,6 +709,7 @@ impl ApplyStore for PortableStore {
                 }
             }
             None => {
+                exec(&txn, queries::LOG_DEACTIVATIONS, lease.upload_id).await?;
                 progress.deactivated =
                     exec(&txn, queries::APPLY_DEACTIVATIONS, lease.upload_id).await?;
                 exec(&txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;

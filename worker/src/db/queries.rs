@@ -168,6 +168,25 @@ pub const COUNT_PENDING_DEACTIVATIONS: &str =
 pub const COUNT_ACTIVE_MANAGED: &str =
     "SELECT count(*) AS n FROM users WHERE tenant_id = $1 AND feed_managed AND active";
 
+/// Logs the deactivations about to be performed (before they are, while
+/// the users are still active). `$1` upload.
+pub const LOG_DEACTIVATIONS: &str = r#"
+INSERT INTO upload_changes (upload_id, user_id, kind)
+SELECT d.upload_id, d.user_id, 'deactivated'
+FROM upload_deactivations d JOIN users u ON u.id = d.user_id
+WHERE d.upload_id = $1 AND u.active
+"#;
+
+/// Logs the users an upload created, in one statement at the end (the
+/// merge inserts users without returning their ids). `$1` upload.
+pub const LOG_CREATED: &str = r#"
+INSERT INTO upload_changes (upload_id, user_id, kind)
+SELECT created_by_upload_id, id, 'created' FROM users
+WHERE created_by_upload_id = $1
+  AND NOT EXISTS (SELECT 1 FROM upload_changes c
+                  WHERE c.upload_id = $1 AND c.user_id = users.id AND c.kind = 'created')
+"#;
+
 /// Performs an upload's lined-up deactivations. `$1` upload. Users already
 /// inactive are left alone (and not counted).
 pub const APPLY_DEACTIVATIONS: &str = r#"

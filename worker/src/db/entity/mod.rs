@@ -6,6 +6,7 @@ pub mod group_membership;
 pub mod profile_field;
 pub mod tenant;
 pub mod upload;
+pub mod upload_change;
 pub mod upload_deactivation;
 pub mod upload_row;
 pub mod upload_row_error;
