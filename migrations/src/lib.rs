@@ -1,18 +1,89 @@
 //! Numbered schema migrations for Userfeed.
 //!
-//! Each migration is a module named `mNNNN_what`, applied in order by
-//! [`Migrator`]. Tables are declared with sea-query's schema builder so the
-//! same migration can serve other backends later; indexes that need
-//! expressions or predicates (case-insensitive email, "one running upload per
-//! tenant") are plain SQL that PostgreSQL and SQLite both accept.
+//! Each migration `mNNNN_what` is a SQL file per database backend
+//! (`src/mNNNN_what/postgres.sql`), declared below in order and applied by
+//! [`Migrator`]. Plain, reviewable SQL keeps every constraint, partial index
+//! and the reasons for them in one place; the embedded SQLite backend will add
+//! a `sqlite.sql` next to each. Applied versions are recorded in
+//! `seaql_migrations`, so running them again is a no-op.
 
 pub use sea_orm_migration::prelude::*;
 
-mod m0001_initial;
-mod m0002_safety;
-mod m0003_links;
-mod m0004_profile_fields;
-mod m0005_changes;
+/// Declares a migration whose `up` is the backend's SQL file next to it
+/// (`mNNNN_name/postgres.sql`) and whose `down` is the given statement(s).
+/// Keeps every numbered migration to its SQL, with no repeated plumbing.
+macro_rules! sql_migration {
+    ($module:ident, $doc:literal, $down:literal) => {
+        #[doc = $doc]
+        pub mod $module {
+            use sea_orm_migration::prelude::*;
+            use sea_orm_migration::sea_orm::DbBackend;
+
+            #[doc = $doc]
+            pub struct Migration;
+
+            impl MigrationName for Migration {
+                fn name(&self) -> &str {
+                    stringify!($module)
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl MigrationTrait for Migration {
+                async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                    let sql = match manager.get_database_backend() {
+                        DbBackend::Postgres => {
+                            include_str!(concat!(stringify!($module), "/postgres.sql"))
+                        }
+                        other => return Err(crate::unsupported(other)),
+                    };
+                    manager.get_connection().execute_unprepared(sql).await?;
+                    Ok(())
+                }
+
+                async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                    manager.get_connection().execute_unprepared($down).await?;
+                    Ok(())
+                }
+            }
+        }
+    };
+}
+
+sql_migration!(
+    m0001_initial,
+    "0001: tenants, users, uploads, per-row errors and the per-upload staging table.",
+    "DROP TABLE IF EXISTS upload_rows, upload_row_errors, uploads, users, tenants CASCADE"
+);
+sql_migration!(
+    m0002_safety,
+    "0002: held and superseded uploads, per-tenant deactivation caps, the per-upload deactivation list.",
+    "DROP TABLE IF EXISTS upload_deactivations;
+                 ALTER TABLE uploads DROP COLUMN IF EXISTS superseded_by, DROP COLUMN IF EXISTS resolved_at,
+                     DROP COLUMN IF EXISTS hold_resolution, DROP COLUMN IF EXISTS hold_reason,
+                     DROP COLUMN IF EXISTS held_deactivations;
+                 ALTER TABLE uploads DROP CONSTRAINT uploads_state_check;
+                 ALTER TABLE uploads ADD CONSTRAINT uploads_state_check
+                     CHECK (state IN ('queued', 'running', 'succeeded', 'failed'));
+                 ALTER TABLE tenants DROP COLUMN IF EXISTS hold_over_count, DROP COLUMN IF EXISTS hold_over_percent;"
+);
+sql_migration!(
+    m0003_links,
+    "0003: groups and memberships, roles and managers.",
+    "ALTER TABLE upload_rows DROP COLUMN IF EXISTS managers, DROP COLUMN IF EXISTS groups,
+                     DROP COLUMN IF EXISTS roles, DROP COLUMN IF EXISTS rejected;
+                 DROP TABLE IF EXISTS user_managers, user_roles, group_memberships, groups;"
+);
+sql_migration!(
+    m0004_profile_fields,
+    "0004: typed custom profile fields per tenant.",
+    "DROP TABLE IF EXISTS profile_fields"
+);
+sql_migration!(
+    m0005_changes,
+    "0005: the per-upload change log.",
+    "DROP TABLE IF EXISTS upload_changes"
+);
 
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
