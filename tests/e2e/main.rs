@@ -58,6 +58,16 @@ impl Stack {
             .unwrap();
     }
 
+    /// Waits until the (single) upload is running and has read 1,000 rows.
+    async fn wait_part_way(&self) {
+        let db = &self.db;
+        wait_for("the upload to be part-way", WAIT, || async move {
+            let sql = "SELECT count(*) FROM uploads WHERE state = 'running' AND rows_read >= 1000";
+            (db.scalar(sql).await == 1).then_some(())
+        })
+        .await;
+    }
+
     /// Waits until `n` uploads exist and all are finished; returns them by id.
     async fn finished(&self, n: usize) -> Vec<userfeed::db::entity::upload::Model> {
         let db = &self.db;
@@ -520,14 +530,7 @@ async fn a_worker_killed_mid_upload_leaves_it_to_be_reclaimed_after_the_lease_an
     s.upload_file("acme/big.csv", employees_csv(20_000, false))
         .await;
     let mut first = Daemon::start(&env).await.unwrap();
-    let db = &s.db;
-    wait_for("the upload to be part-way", WAIT, || async move {
-        (db.scalar("SELECT count(*) FROM uploads WHERE state = 'running' AND rows_read >= 1000")
-            .await
-            == 1)
-            .then_some(())
-    })
-    .await;
+    s.wait_part_way().await;
     first.child.start_kill().unwrap(); // SIGKILL: no hand-back, the lease is simply abandoned
     first.child.wait().await.unwrap();
     let abandoned = upload(&s.db, 1).await;
@@ -569,14 +572,7 @@ async fn sigterm_hands_back_the_running_upload_and_another_worker_resumes_it_at_
     s.upload_file("acme/big.csv", employees_csv(20_000, false))
         .await;
     let mut first = Daemon::start(&env).await.unwrap();
-    let db = &s.db;
-    wait_for("the upload to be part-way", WAIT, || async move {
-        (db.scalar("SELECT count(*) FROM uploads WHERE state = 'running' AND rows_read >= 1000")
-            .await
-            == 1)
-            .then_some(())
-    })
-    .await;
+    s.wait_part_way().await;
     first.signal("TERM");
     let status = tokio::time::timeout(Duration::from_secs(15), first.child.wait())
         .await
