@@ -178,13 +178,13 @@ WHERE d.upload_id = $1 AND u.active
 "#;
 
 /// Logs the users an upload created, in one statement at the end (the
-/// merge inserts users without returning their ids). `$1` upload.
+/// merge inserts users without returning their ids). It runs in the finish
+/// transaction, which commits together with the upload's success, so no
+/// earlier attempt can have logged them already. `$1` upload.
 pub const LOG_CREATED: &str = r#"
 INSERT INTO upload_changes (upload_id, user_id, kind)
 SELECT created_by_upload_id, id, 'created' FROM users
 WHERE created_by_upload_id = $1
-  AND NOT EXISTS (SELECT 1 FROM upload_changes c
-                  WHERE c.upload_id = $1 AND c.user_id = users.id AND c.kind = 'created')
 "#;
 
 /// Performs an upload's lined-up deactivations. `$1` upload. Users already
