@@ -428,22 +428,7 @@ async fn admin(db: &DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
                     );
                 }
             } else {
-                let rows: Vec<Vec<String>> = d
-                    .errors
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.line.to_string(),
-                            e.severity.clone(),
-                            e.column_name.clone().unwrap_or_default(),
-                            e.message.clone(),
-                        ]
-                    })
-                    .collect();
-                print!(
-                    "{}",
-                    report::table(&["LINE", "SEVERITY", "COLUMN", "MESSAGE"], &rows)
-                );
+                print!("{}", report::errors_table(&d.errors));
             }
         }
         Command::Mapping(MappingCmd::Show { slug }) => {

@@ -259,21 +259,25 @@ pub fn upload_text(d: &UploadDetail) -> String {
     }
     if !d.errors.is_empty() {
         s.push_str("\nrow problems:\n");
-        let rows: Vec<Vec<String>> = d
-            .errors
-            .iter()
-            .map(|e| {
-                vec![
-                    e.line.to_string(),
-                    e.severity.clone(),
-                    e.column_name.clone().unwrap_or_default(),
-                    e.message.clone(),
-                ]
-            })
-            .collect();
-        s.push_str(&table(&["LINE", "SEVERITY", "COLUMN", "MESSAGE"], &rows));
+        s.push_str(&errors_table(&d.errors));
     }
     s
+}
+
+/// Row errors and warnings as a table.
+pub fn errors_table(errors: &[upload_row_error::Model]) -> String {
+    let rows: Vec<Vec<String>> = errors
+        .iter()
+        .map(|e| {
+            vec![
+                e.line.to_string(),
+                e.severity.clone(),
+                e.column_name.clone().unwrap_or_default(),
+                e.message.clone(),
+            ]
+        })
+        .collect();
+    table(&["LINE", "SEVERITY", "COLUMN", "MESSAGE"], &rows)
 }
 
 /// Users as a table.
