@@ -244,14 +244,7 @@ async fn a_duplicate_sqs_delivery_yields_one_upload() {
     s.upload_file("acme/users.csv", employees_csv(3, false))
         .await;
     // Take the real notification off the queue and deliver it twice.
-    let bodies: Vec<String> = s
-        .aws
-        .drain()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|b| b.contains("ObjectCreated"))
-        .collect();
+    let bodies = s.aws.take_object_created().await.unwrap();
     assert_eq!(bodies.len(), 1);
     s.aws.send(&bodies[0]).await.unwrap();
     s.aws.send(&bodies[0]).await.unwrap();
@@ -259,11 +252,7 @@ async fn a_duplicate_sqs_delivery_yields_one_upload() {
     let d = Daemon::start(&s.env(&[])).await.unwrap();
     let ups = s.finished(1).await;
     assert_eq!(ups[0].rows_created, 3);
-    let aws = &s.aws;
-    wait_for("queue drained", WAIT, || async move {
-        (aws.queue_depth().await.ok()? == 0).then_some(())
-    })
-    .await;
+    s.aws.wait_drained(WAIT).await;
     let m = d.get("/metrics").await.unwrap().1;
     assert_eq!(
         metric(&m, r#"userfeed_uploads_recorded_total{result="duplicate"}"#),
@@ -290,11 +279,7 @@ async fn test_events_foreign_prefixes_and_junk_messages_are_removed_without_harm
         (ups[0].object_key.as_str(), ups[0].state.as_str()),
         ("acme/users.csv", "succeeded")
     );
-    let aws = &s.aws;
-    wait_for("queue drained", WAIT, || async move {
-        (aws.queue_depth().await.ok()? == 0).then_some(())
-    })
-    .await;
+    s.aws.wait_drained(WAIT).await;
     let m = d.get("/metrics").await.unwrap().1;
     assert_eq!(
         metric(&m, r#"userfeed_intake_ignored_total{reason="test_event"}"#),

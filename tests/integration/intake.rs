@@ -21,14 +21,7 @@ async fn the_same_notification_delivered_twice_records_one_upload() {
     aws.put("acme/users.csv", employees_csv(2, false))
         .await
         .unwrap();
-    // Configuring the notification also queued an s3:TestEvent; keep the real one.
-    let bodies: Vec<String> = aws
-        .drain()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|b| b.contains("ObjectCreated"))
-        .collect();
+    let bodies = aws.take_object_created().await.unwrap();
     assert_eq!(bodies.len(), 1);
 
     let first = handle_delivery(&db.db, &delivery(&bodies[0]))

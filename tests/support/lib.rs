@@ -253,6 +253,26 @@ impl Aws {
         }
     }
 
+    /// Takes every queued message off the queue and returns the bodies of
+    /// real `ObjectCreated` notifications (setting up the notification also
+    /// queued an `s3:TestEvent`, which this leaves out).
+    pub async fn take_object_created(&self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .drain()
+            .await?
+            .into_iter()
+            .filter(|b| b.contains("ObjectCreated"))
+            .collect())
+    }
+
+    /// Waits until SQS reports no visible or in-flight messages.
+    pub async fn wait_drained(&self, timeout: Duration) {
+        wait_for("queue drained", timeout, || async move {
+            (self.queue_depth().await.ok()? == 0).then_some(())
+        })
+        .await;
+    }
+
     /// Sends a raw message body to the queue.
     pub async fn send(&self, body: &str) -> anyhow::Result<()> {
         self.sqs
