@@ -84,6 +84,13 @@ sql_migration!(
     "0005: the per-upload change log.",
     "DROP TABLE IF EXISTS upload_changes"
 );
+sql_migration!(
+    m0006_preview,
+    "0006: the `preview` upload state, seen only inside a preview's own (always rolled back) transaction.",
+    "ALTER TABLE uploads DROP CONSTRAINT uploads_state_check;
+                 ALTER TABLE uploads ADD CONSTRAINT uploads_state_check
+                     CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'held', 'superseded'));"
+);
 
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
@@ -99,6 +106,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_links::Migration),
             Box::new(m0004_profile_fields::Migration),
             Box::new(m0005_changes::Migration),
+            Box::new(m0006_preview::Migration),
         ]
     }
 }

@@ -176,7 +176,10 @@ async fn rows_with_problems_are_reported_by_line_and_column_and_the_rest_applies
         "{errs:?}"
     );
     assert!(errs[2].starts_with("5|Status|status \"maybe\""), "{errs:?}");
-    assert!(errs[3].starts_with("6||duplicate of line 2"), "{errs:?}");
+    assert!(
+        errs[3].starts_with("6|Work Email|duplicate of line 2"),
+        "{errs:?}"
+    );
     assert!(
         errs[4].starts_with("7||row has 3 fields but the header has 5"),
         "{errs:?}"
@@ -318,7 +321,9 @@ async fn external_id_matching_follows_an_email_change_and_rejects_a_taken_email(
     let errs = row_errors(&e.db, up.id).await;
     assert_eq!(errs.len(), 1);
     assert!(
-        errs[0].starts_with("3||email \"user2@example.com\" already belongs to another user"),
+        errs[0].starts_with(
+            "3|Work Email|email \"user2@example.com\" already belongs to another user"
+        ),
         "{errs:?}"
     );
     let users = users_of(&e.db, "acme").await;

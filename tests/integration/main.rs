@@ -6,4 +6,5 @@ mod docs;
 mod holds;
 mod intake;
 mod links;
+mod preview;
 mod queue;

@@ -53,6 +53,17 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     Users(UsersCmd),
+    /// Show what a file would do to a tenant (counts, changes, row errors and
+    /// warnings, whether it would be held) without changing anything.
+    Preview {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The CSV file, as it would be dropped in S3.
+        file: PathBuf,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Print a CSV header and one example row for a tenant's mapping.
     Template {
         /// Tenant slug.
@@ -271,7 +282,7 @@ pub async fn run() -> anyhow::Result<()> {
                     );
                 }
             }
-            admin(&db, other).await
+            admin(&db, other, cfg.apply.batch_size).await
         }
     }
 }
@@ -281,7 +292,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin(db: &DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
+async fn admin(db: &DatabaseConnection, cmd: Command, batch_size: usize) -> anyhow::Result<()> {
     match cmd {
         Command::Serve { .. } => unreachable!("handled by run"),
         Command::Migrate => {
@@ -396,6 +407,15 @@ async fn admin(db: &DatabaseConnection, cmd: Command) -> anyhow::Result<()> {
             println!("mapping of {slug} updated");
         }
         Command::Mapping(MappingCmd::Suggest { .. }) => unreachable!("handled by run"),
+        Command::Preview { tenant, file, out } => {
+            let t = tenants::by_slug(db, &tenant).await?;
+            let r = crate::apply::preview::preview(db, &t, &file, batch_size).await?;
+            if out.json {
+                print_json(&r)?
+            } else {
+                print!("{}", crate::apply::preview::text(&file, &t.slug, &r))
+            }
+        }
         Command::Template { slug } => {
             let t = tenants::by_slug(db, &slug).await?;
             let Some(m) = &t.mapping else {

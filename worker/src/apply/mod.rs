@@ -23,13 +23,14 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, entity::upload, queries};
-use crate::map::{BoundMapping, LinkHeaders, MatchKey, RowError, RowOutcome, StagedRow};
+use crate::map::{BoundMapping, FileHeaders, MatchKey, RowError, RowOutcome, StagedRow};
 use crate::parse::{CsvStream, ParseError};
 use crate::source::{ObjectReader, ObjectRef, SourceError};
 use crate::tenants::Tenant;
 
 pub mod holds;
 pub mod portable;
+pub mod preview;
 
 /// The right to write for one attempt of one upload.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,10 +143,13 @@ pub trait ApplyStore: Send + Sync {
 
     /// Merges up to `limit` staged rows after line `after` into users.
     /// Returns the last line merged, or `None` when nothing was left.
+    /// `headers` name the columns of rows rejected here.
+    #[allow(clippy::too_many_arguments)]
     async fn merge(
         &self,
         lease: &Lease,
         rules: &TenantRules,
+        headers: &FileHeaders,
         has_status: bool,
         after: i64,
         limit: usize,
@@ -160,7 +164,7 @@ pub trait ApplyStore: Send + Sync {
         &self,
         lease: &Lease,
         rules: &TenantRules,
-        headers: &LinkHeaders,
+        headers: &FileHeaders,
         after: i64,
         limit: usize,
     ) -> Result<Option<i64>, ApplyError>;
@@ -374,12 +378,14 @@ impl Pipeline {
         drop(staged);
 
         // Phase 2: merge.
+        let headers = bound.headers();
         let mut after = 0;
         while let Some(last) = self
             .store
             .merge(
                 lease,
                 &rules,
+                &headers,
                 bound.has_status(),
                 after,
                 self.batch_size,
@@ -393,7 +399,6 @@ impl Pipeline {
 
         // Phase 2b: managers, groups and roles, now that every user exists.
         if bound.has_links() {
-            let headers = bound.link_headers();
             let mut after = 0;
             while let Some(last) = self
                 .store

@@ -23,18 +23,28 @@ use crate::db::entity::{
     user, user_manager, user_role,
 };
 use crate::db::queries;
-use crate::map::{LinkHeaders, MatchKey, Role, RowError, StagedRow, split_list};
+use crate::map::{FileHeaders, MatchKey, Role, RowError, StagedRow, split_list};
 
 /// [`ApplyStore`] over any sea-orm connection.
+///
+/// Normally over the pool, where each batch is its own transaction. Over a
+/// [`sea_orm::DatabaseTransaction`] each batch becomes a savepoint of that
+/// one transaction: `userfeed preview` runs the real pipeline that way and
+/// rolls everything back.
 #[derive(Clone)]
-pub struct PortableStore {
-    db: DatabaseConnection,
+pub struct PortableStore<C = DatabaseConnection> {
+    db: C,
 }
 
-impl PortableStore {
-    /// Wraps a connection pool.
-    pub fn new(db: DatabaseConnection) -> Self {
+impl<C> PortableStore<C> {
+    /// Wraps a connection pool (or an open transaction).
+    pub fn new(db: C) -> Self {
         PortableStore { db }
+    }
+
+    /// The connection back, e.g. to read what a preview did before rolling back.
+    pub fn into_inner(self) -> C {
+        self.db
     }
 }
 
@@ -75,7 +85,10 @@ async fn exec<C: sea_orm::ConnectionTrait>(
 }
 
 #[async_trait]
-impl ApplyStore for PortableStore {
+impl<C> ApplyStore for PortableStore<C>
+where
+    C: TransactionTrait<Transaction = sea_orm::DatabaseTransaction> + Send + Sync,
+{
     async fn begin(&self, lease: &Lease) -> Result<(), ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
@@ -139,6 +152,7 @@ impl ApplyStore for PortableStore {
         &self,
         lease: &Lease,
         rules: &TenantRules,
+        headers: &FileHeaders,
         has_status: bool,
         after: i64,
         limit: usize,
@@ -221,10 +235,14 @@ impl ApplyStore for PortableStore {
                 continue;
             }
             if let Some(first) = earlier.get(&row.line) {
+                let key_column = match rules.match_key {
+                    MatchKey::Email => &headers.email,
+                    MatchKey::ExternalId => &headers.external_id,
+                };
                 reject(
                     &mut errors,
                     row.line,
-                    None,
+                    key_column.clone(),
                     format!(
                         "duplicate of line {first}: the same person appears twice; this row was skipped"
                     ),
@@ -247,7 +265,7 @@ impl ApplyStore for PortableStore {
                     reject(
                         &mut errors,
                         row.line,
-                        None,
+                        headers.email.clone(),
                         format!(
                             "email {:?} already belongs to another user",
                             row.email.as_deref().unwrap_or("")
@@ -264,7 +282,7 @@ impl ApplyStore for PortableStore {
                     reject(
                         &mut errors,
                         row.line,
-                        None,
+                        headers.external_id.clone(),
                         format!("external ID {x:?} already belongs to another user"),
                     );
                     continue;
@@ -291,7 +309,7 @@ impl ApplyStore for PortableStore {
                         reject(
                             &mut errors,
                             row.line,
-                            None,
+                            headers.email.clone(),
                             "email is required to create a user".into(),
                         );
                         continue;
@@ -454,7 +472,7 @@ impl ApplyStore for PortableStore {
         &self,
         lease: &Lease,
         rules: &TenantRules,
-        headers: &LinkHeaders,
+        headers: &FileHeaders,
         after: i64,
         limit: usize,
     ) -> Result<Option<i64>, ApplyError> {

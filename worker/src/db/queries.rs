@@ -69,11 +69,15 @@ RETURNING u.id, u.tenant_id, u.lease_token, u.attempts, u.failure_reason
 /// caller's token, and the row lock it takes is held to commit, so a
 /// re-claim cannot interleave with the batch.
 ///
+/// A `preview` upload (see `apply::preview`) passes the fence too: it exists
+/// only inside the preview's own transaction, which always rolls back, so
+/// this and [`SUCCEED`] / [`HOLD`] accepting it can never affect a real one.
+///
 /// `$1` upload id, `$2` lease token, `$3` lease seconds.
 pub const RENEW_LEASE: &str = r#"
 UPDATE uploads
 SET lease_expires_at = now() + make_interval(secs => $3)
-WHERE id = $1 AND lease_token = $2 AND state = 'running'
+WHERE id = $1 AND lease_token = $2 AND state IN ('running', 'preview')
 "#;
 
 /// Progress counters, written in each batch transaction so the history shows
@@ -112,7 +116,18 @@ pub const SUCCEED: &str = r#"
 UPDATE uploads
 SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL,
     finished_at = now(), failure_reason = NULL
-WHERE id = $1 AND lease_token = $2 AND state = 'running'
+WHERE id = $1 AND lease_token = $2 AND state IN ('running', 'preview')
+"#;
+
+/// Creates the upload row of a preview, in state `preview`, inside the
+/// preview's transaction (it is never committed). `$1` tenant, `$2` folder,
+/// `$3` file name. Returns the new id.
+pub const INSERT_PREVIEW_UPLOAD: &str = r#"
+INSERT INTO uploads (tenant_id, source, bucket, object_key, object_identity, state,
+                     lease_token, lease_expires_at, attempts, started_at)
+VALUES ($1, 'preview', $2, $3, 'preview-' || gen_random_uuid(), 'preview', 1,
+        now() + interval '1 day', 1, now())
+RETURNING id
 "#;
 
 /// Records an upload for an object version; does nothing when that version
@@ -207,7 +222,7 @@ pub const HOLD: &str = r#"
 UPDATE uploads
 SET state = 'held', lease_owner = NULL, lease_expires_at = NULL, finished_at = now(),
     held_deactivations = $3, hold_reason = $4, failure_reason = NULL
-WHERE id = $1 AND lease_token = $2 AND state = 'running'
+WHERE id = $1 AND lease_token = $2 AND state IN ('running', 'preview')
 "#;
 
 /// Ends a hold: the upload becomes `succeeded`, remembering how the hold
@@ -260,3 +275,20 @@ pub const DELETE_STAGED: &str = "DELETE FROM upload_rows WHERE upload_id = $1";
 /// Drops row errors of an earlier attempt, so a retried upload reports each
 /// problem once.
 pub const DELETE_ROW_ERRORS: &str = "DELETE FROM upload_row_errors WHERE upload_id = $1";
+
+/// Each user's roles, managers' emails and group IDs, comma-joined and
+/// sorted, for `userfeed users list`. Correlated subqueries over the
+/// per-user primary keys and indexes. `$1` tenant.
+pub const USER_LINKS: &str = r#"
+SELECT u.id,
+       COALESCE((SELECT string_agg(r.role, ',' ORDER BY r.role)
+                 FROM user_roles r WHERE r.user_id = u.id), '') AS roles,
+       COALESCE((SELECT string_agg(m.email, ',' ORDER BY m.email)
+                 FROM user_managers um JOIN users m ON m.id = um.manager_id
+                 WHERE um.user_id = u.id), '') AS managers,
+       COALESCE((SELECT string_agg(g.group_key, ',' ORDER BY g.group_key)
+                 FROM group_memberships gm JOIN groups g ON g.id = gm.group_id
+                 WHERE gm.user_id = u.id), '') AS groups
+FROM users u
+WHERE u.tenant_id = $1
+"#;

@@ -249,9 +249,14 @@ impl FieldType {
     }
 }
 
-/// CSV headers of the managers, groups and roles columns, when mapped.
+/// The file's headers of the columns row problems found after validation
+/// are reported against, when mapped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LinkHeaders {
+pub struct FileHeaders {
+    /// Email column.
+    pub email: Option<String>,
+    /// External ID column.
+    pub external_id: Option<String>,
     /// Managers column.
     pub managers: Option<String>,
     /// Groups column.
@@ -288,6 +293,15 @@ impl Role {
             Role::Learner => "learner",
             Role::Manager => "manager",
             Role::Administrator => "administrator",
+        }
+    }
+
+    /// The name people read: `Learner`, `Manager`, `Administrator`.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Role::Learner => "Learner",
+            Role::Manager => "Manager",
+            Role::Administrator => "Administrator",
         }
     }
 }
@@ -392,9 +406,11 @@ impl BoundMapping {
     }
 
     /// CSV headers of the link columns (for warnings).
-    pub fn link_headers(&self) -> LinkHeaders {
+    pub fn headers(&self) -> FileHeaders {
         let h = |c: &Option<(usize, String)>| c.as_ref().map(|(_, h)| h.clone());
-        LinkHeaders {
+        FileHeaders {
+            email: Some(self.email.1.clone()),
+            external_id: h(&self.external_id),
             managers: h(&self.managers),
             groups: h(&self.groups),
             roles: h(&self.roles),

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+pub mod local;
 pub mod s3;
 
 /// Which object an upload refers to.

@@ -1,0 +1,94 @@
+//! [`ObjectReader`] over local files: the object's `bucket` is a folder and
+//! its `key` a relative path inside it. `userfeed preview` reads the admin's
+//! file this way; the embedded default's drop folder will too.
+
+use std::path::{Component, Path};
+
+use async_trait::async_trait;
+
+use super::{ObjectBody, ObjectReader, ObjectRef, SourceError};
+
+/// Opens `folder/key` from the local file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FolderReader;
+
+#[async_trait]
+impl ObjectReader for FolderReader {
+    async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, SourceError> {
+        let key = Path::new(&object.key);
+        // A key may only name a file inside its folder, as a key under a
+        // tenant's S3 prefix names an object inside that prefix.
+        if !key
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(SourceError::Denied {
+                key: object.key.clone(),
+                message: "the path leaves its folder".into(),
+            });
+        }
+        let path = Path::new(&object.bucket).join(key);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => SourceError::NotFound {
+                    key: object.key.clone(),
+                },
+                std::io::ErrorKind::PermissionDenied => SourceError::Denied {
+                    key: object.key.clone(),
+                    message: e.to_string(),
+                },
+                _ => SourceError::Transient(format!("{}: {e}", path.display())),
+            })?;
+        let size = file.metadata().await.ok().map(|m| m.len());
+        Ok(ObjectBody {
+            reader: Box::pin(tokio::io::BufReader::new(file)),
+            size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn object(folder: &Path, key: &str) -> ObjectRef {
+        ObjectRef {
+            bucket: folder.display().to_string(),
+            key: key.into(),
+            version_id: None,
+            etag: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_a_file_inside_its_folder_and_refuses_paths_that_leave_it() {
+        let dir = std::env::temp_dir().join(format!("uf-folder-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("acme")).unwrap();
+        std::fs::write(dir.join("acme/a.csv"), "email\nx@example.com\n").unwrap();
+
+        let mut body = FolderReader
+            .open(&object(&dir, "acme/a.csv"))
+            .await
+            .unwrap();
+        let mut text = String::new();
+        body.reader.read_to_string(&mut text).await.unwrap();
+        assert_eq!(
+            (text.as_str(), body.size),
+            ("email\nx@example.com\n", Some(20))
+        );
+
+        for bad in ["../a.csv", "acme/../../etc/passwd", "/etc/passwd"] {
+            let err = FolderReader.open(&object(&dir, bad)).await.err().unwrap();
+            assert!(matches!(err, SourceError::Denied { .. }), "{bad}: {err}");
+        }
+        let err = FolderReader
+            .open(&object(&dir, "acme/missing.csv"))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, SourceError::NotFound { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
