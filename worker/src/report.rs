@@ -1,11 +1,13 @@
 //! Upload history and user listings, for the CLI (and later the admin API).
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use serde::Serialize;
 
 use crate::db::entity::{upload, upload_row_error, user};
+use crate::db::queries;
 
 /// SQL LIMITs are signed 64-bit: a larger request means "all".
 fn clamp(limit: u64) -> u64 {
@@ -135,13 +137,71 @@ pub fn changes_table(list: &[Change]) -> String {
     table(&["CHANGE", "USER", "DETAILS"], &rows)
 }
 
-/// Users of a tenant by email.
-pub async fn users<C: ConnectionTrait>(db: &C, tenant_id: i64) -> Result<Vec<user::Model>, DbErr> {
-    user::Entity::find()
+/// A user with their roles, managers and group memberships.
+#[derive(Debug, Serialize)]
+pub struct UserListing {
+    /// The user row.
+    #[serde(flatten)]
+    pub user: user::Model,
+    /// Roles, e.g. `Learner`, `Manager`.
+    pub roles: Vec<String>,
+    /// Managers' emails.
+    pub managers: Vec<String>,
+    /// Group IDs.
+    pub groups: Vec<String>,
+}
+
+/// Users of a tenant by email, with their links.
+pub async fn users<C: ConnectionTrait>(db: &C, tenant_id: i64) -> Result<Vec<UserListing>, DbErr> {
+    let list = user::Entity::find()
         .filter(user::Column::TenantId.eq(tenant_id))
         .order_by_asc(user::Column::Email)
         .all(db)
-        .await
+        .await?;
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            queries::USER_LINKS,
+            [tenant_id.into()],
+        ))
+        .await?;
+    let split = |s: String| -> Vec<String> {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let mut links = std::collections::HashMap::new();
+    for r in rows {
+        let id: i64 = r.try_get("", "id")?;
+        let roles: Vec<String> = split(r.try_get("", "roles")?)
+            .into_iter()
+            .map(|role| match crate::map::Role::parse(&role) {
+                Some(r) => r.display_name().to_string(),
+                None => role,
+            })
+            .collect();
+        links.insert(
+            id,
+            (
+                roles,
+                split(r.try_get("", "managers")?),
+                split(r.try_get("", "groups")?),
+            ),
+        );
+    }
+    Ok(list
+        .into_iter()
+        .map(|user| {
+            let (roles, managers, groups) = links.remove(&user.id).unwrap_or_default();
+            UserListing {
+                user,
+                roles,
+                managers,
+                groups,
+            }
+        })
+        .collect())
 }
 
 /// Renders rows as a left-aligned text table.
@@ -280,26 +340,29 @@ pub fn errors_table(errors: &[upload_row_error::Model]) -> String {
     table(&["LINE", "SEVERITY", "COLUMN", "MESSAGE"], &rows)
 }
 
-/// Users as a table.
-pub fn users_table(list: &[user::Model]) -> String {
+/// Users as a table, with their roles, managers and groups.
+pub fn users_table(list: &[UserListing]) -> String {
+    let dash = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            v.join(",")
+        }
+    };
     let rows: Vec<Vec<String>> = list
         .iter()
-        .map(|u| {
+        .map(|l| {
+            let u = &l.user;
             vec![
                 u.email.clone(),
-                u.external_id.clone().unwrap_or_default(),
+                u.external_id.clone().unwrap_or_else(|| "-".into()),
                 u.first_name.clone(),
                 u.last_name.clone(),
-                if u.active {
-                    "active".into()
-                } else {
-                    "inactive".into()
-                },
-                if u.feed_managed {
-                    "feed".into()
-                } else {
-                    "platform".into()
-                },
+                if u.active { "active" } else { "inactive" }.into(),
+                if u.feed_managed { "feed" } else { "platform" }.into(),
+                dash(&l.roles),
+                dash(&l.managers),
+                dash(&l.groups),
             ]
         })
         .collect();
@@ -311,6 +374,9 @@ pub fn users_table(list: &[user::Model]) -> String {
             "LAST NAME",
             "STATUS",
             "SOURCE",
+            "ROLES",
+            "MANAGERS",
+            "GROUPS",
         ],
         &rows,
     )
