@@ -4,6 +4,7 @@
 mod apply;
 mod docs;
 mod holds;
+mod import;
 mod intake;
 mod links;
 mod preview;

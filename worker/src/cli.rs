@@ -53,6 +53,18 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     Users(UsersCmd),
+    /// Apply a local CSV file to a tenant now, in this process, exactly as if
+    /// it had been dropped in S3 (recorded in the upload history with source
+    /// `local`). For re-imports by operators and for benchmarks.
+    Import {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The CSV file.
+        file: PathBuf,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Show what a file would do to a tenant (counts, changes, row errors and
     /// warnings, whether it would be held) without changing anything.
     Preview {
@@ -282,7 +294,7 @@ pub async fn run() -> anyhow::Result<()> {
                     );
                 }
             }
-            admin(&db, other, cfg.apply.batch_size).await
+            admin(&db, other, &cfg).await
         }
     }
 }
@@ -292,7 +304,61 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin(db: &DatabaseConnection, cmd: Command, batch_size: usize) -> anyhow::Result<()> {
+/// Runs `file` as an upload of `t` in this process; returns the upload id.
+async fn import(
+    db: &DatabaseConnection,
+    cfg: &Config,
+    t: &tenants::Tenant,
+    file: &std::path::Path,
+) -> anyhow::Result<i64> {
+    use std::sync::Arc;
+
+    use crate::apply::{Lease, Pipeline, portable::PortableStore};
+    use crate::jobs::{Claimed, PoolSettings, Queue, Workers};
+
+    let lease = cfg.lease();
+    let up = crate::intake::local::record(db, t.id, file, "running", lease.as_secs_f64()).await?;
+    let owner = format!("import:{}", std::process::id());
+    let workers = Workers {
+        db: db.clone(),
+        queue: Queue::new(db.clone(), owner, lease),
+        pipeline: Pipeline {
+            reader: Arc::new(crate::source::local::FolderReader),
+            store: Arc::new(PortableStore::new(db.clone())),
+            batch_size: cfg.apply.batch_size,
+        },
+        settings: PoolSettings {
+            concurrency: 1,
+            poll_interval: std::time::Duration::from_secs(1),
+            lease,
+            // A transient failure fails the import at once: the operator
+            // is there to run it again, and no daemon can read the file.
+            max_attempts: 1,
+        },
+        health: Default::default(),
+    };
+    let claimed = Claimed {
+        lease: Lease {
+            upload_id: up.id,
+            token: up.lease_token,
+            seconds: lease.as_secs_f64(),
+        },
+        tenant_id: t.id,
+        attempts: 1,
+        previous_error: None,
+    };
+    workers
+        .process(
+            claimed,
+            &tokio_util::sync::CancellationToken::new(),
+            "import",
+        )
+        .await;
+    Ok(up.id)
+}
+
+async fn admin(db: &DatabaseConnection, cmd: Command, cfg: &Config) -> anyhow::Result<()> {
+    let batch_size = cfg.apply.batch_size;
     match cmd {
         Command::Serve { .. } => unreachable!("handled by run"),
         Command::Migrate => {
@@ -407,6 +473,21 @@ async fn admin(db: &DatabaseConnection, cmd: Command, batch_size: usize) -> anyh
             println!("mapping of {slug} updated");
         }
         Command::Mapping(MappingCmd::Suggest { .. }) => unreachable!("handled by run"),
+        Command::Import { tenant, file, out } => {
+            let t = tenants::by_slug(db, &tenant).await?;
+            let id = import(db, cfg, &t, &file).await?;
+            let Some(d) = report::upload_detail(db, id, 20).await? else {
+                bail!("upload {id} vanished")
+            };
+            if out.json {
+                print_json(&d)?
+            } else {
+                print!("{}", report::upload_text(&d))
+            }
+            if d.upload.state == "failed" {
+                bail!("upload {id} failed");
+            }
+        }
         Command::Preview { tenant, file, out } => {
             let t = tenants::by_slug(db, &tenant).await?;
             let r = crate::apply::preview::preview(db, &t, &file, batch_size).await?;

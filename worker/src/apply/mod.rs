@@ -332,6 +332,7 @@ impl Pipeline {
             hold_over_count: tenant.hold_over_count,
         };
         let object = ObjectRef {
+            source: upload.source.clone(),
             bucket: upload.bucket.clone(),
             key: upload.object_key.clone(),
             version_id: upload.version_id.clone(),

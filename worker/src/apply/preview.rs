@@ -15,14 +15,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 use serde::Serialize;
 
 use super::portable::PortableStore;
 use super::{Finish, Lease, Pipeline, Progress, Stops, UploadError};
-use crate::db::entity::{upload, upload_row_error};
+use crate::db::entity::upload_row_error;
 use crate::db::queries;
 use crate::report::{self, Change};
 use crate::source::local::FolderReader;
@@ -75,40 +73,11 @@ pub async fn preview(
     file: &Path,
     batch_size: usize,
 ) -> Result<PreviewReport, PreviewError> {
-    let (folder, name) = match (file.parent(), file.file_name()) {
-        (Some(dir), Some(name)) => (
-            if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            },
-            name,
-        ),
-        _ => {
-            return Err(PreviewError::Other(format!(
-                "{} is not a file",
-                file.display()
-            )));
-        }
-    };
     let txn = db.begin().await?;
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::INSERT_PREVIEW_UPLOAD,
-            [
-                tenant.id.into(),
-                folder.display().to_string().into(),
-                name.to_string_lossy().into_owned().into(),
-            ],
-        ))
-        .await?
-        .ok_or_else(|| PreviewError::Other("no preview upload row was returned".into()))?;
-    let id: i64 = row.try_get("", "id")?;
-    let up = upload::Entity::find_by_id(id)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| PreviewError::Other("the preview upload row vanished".into()))?;
+    let up = crate::intake::local::record(&txn, tenant.id, file, "preview", 86_400.0)
+        .await
+        .map_err(|e| PreviewError::Other(e.to_string()))?;
+    let id = up.id;
     let lease = Lease {
         upload_id: id,
         token: up.lease_token,

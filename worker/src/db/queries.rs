@@ -119,14 +119,17 @@ SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL,
 WHERE id = $1 AND lease_token = $2 AND state IN ('running', 'preview')
 "#;
 
-/// Creates the upload row of a preview, in state `preview`, inside the
-/// preview's transaction (it is never committed). `$1` tenant, `$2` folder,
-/// `$3` file name. Returns the new id.
-pub const INSERT_PREVIEW_UPLOAD: &str = r#"
+/// Creates the upload row of a local file, already claimed (lease token 1,
+/// one attempt): `$4` = `running` for `userfeed import`, or `preview` for a
+/// preview, whose row lives only inside its own rolled-back transaction.
+/// `$1` tenant, `$2` folder, `$3` file name, `$5` lease seconds. The
+/// one-running-upload-per-tenant index refuses an import while the tenant
+/// has an upload running. Returns the new id.
+pub const INSERT_LOCAL_UPLOAD: &str = r#"
 INSERT INTO uploads (tenant_id, source, bucket, object_key, object_identity, state,
                      lease_token, lease_expires_at, attempts, started_at)
-VALUES ($1, 'preview', $2, $3, 'preview-' || gen_random_uuid(), 'preview', 1,
-        now() + interval '1 day', 1, now())
+VALUES ($1, 'local', $2, $3, $4 || '-' || gen_random_uuid(), $4, 1,
+        now() + make_interval(secs => $5), 1, now())
 RETURNING id
 "#;
 

@@ -19,6 +19,7 @@ use crate::telemetry::events;
 use crate::tenants::{self, TenantError};
 
 pub mod event;
+pub mod local;
 pub mod sqs;
 
 use event::{EventRecord, Notification, ObjectCreated};

@@ -55,6 +55,7 @@ mod tests {
 
     fn object(folder: &Path, key: &str) -> ObjectRef {
         ObjectRef {
+            source: "local".into(),
             bucket: folder.display().to_string(),
             key: key.into(),
             version_id: None,

@@ -15,6 +15,9 @@ pub mod s3;
 /// Which object an upload refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRef {
+    /// Where the upload came from: `s3`, or `local` for a file given to
+    /// `userfeed import` / `preview`.
+    pub source: String,
     /// Bucket (or, for other sources, their container).
     pub bucket: String,
     /// Object key.

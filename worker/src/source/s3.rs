@@ -25,6 +25,17 @@ impl S3Reader {
 #[async_trait]
 impl ObjectReader for S3Reader {
     async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, SourceError> {
+        if object.source != "s3" {
+            // A `userfeed import` whose process died: its file is on the
+            // machine it ran on, not in S3, and a daemon must not guess.
+            return Err(SourceError::Denied {
+                key: object.key.clone(),
+                message: format!(
+                    "this is a {:?} upload; only the `userfeed import` that started it can read its file. Run the import again",
+                    object.source
+                ),
+            });
+        }
         let mut req = self
             .client
             .get_object()
