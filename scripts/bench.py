@@ -1,0 +1,359 @@
+"""Userfeed benchmark: the release binary against PostgreSQL's own COPY.
+
+Run through scripts/bench, which builds the release binary, starts moto and
+passes the environment. Every scenario runs `runs` times and reports the
+median; baselines run in the same process on the same files, so ratios are
+comparable even on a noisy machine. Prints a table, then one JSON line.
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import boto3
+
+BIN = os.environ["USERFEED_BIN"]
+ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+DB_NAME = "userfeed_bench"
+DB_URL = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
+MOTO = os.environ["MOTO_ENDPOINT"]
+
+MAPPING = """
+[columns]
+external_id = "Employee ID"
+email = "Email"
+first_name = "First Name"
+last_name = "Last Name"
+managers = "Manager Emails"
+groups = "Groups"
+
+[profile]
+department = "Department"
+job_title = "Job Title"
+"""
+HEADER = "Employee ID,Email,First Name,Last Name,Status,Department,Job Title,Manager Emails,Groups\n"
+DEPARTMENTS = ["Engineering", "Sales", "Support", "Finance", "People", "Legal", "Marketing"]
+TITLES = ["Engineer", "Manager", "Analyst", "Specialist", "Director", "Associate"]
+GROUPS = [f"G{i}" for i in range(1, 21)]
+
+
+def log(msg):
+    print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+def psql(sql, db=DB_URL, stdin=None):
+    out = subprocess.run(
+        ["psql", db, "-v", "ON_ERROR_STOP=1", "-qtAc", sql],
+        stdin=stdin, capture_output=True, text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"psql failed: {sql[:200]}\n{out.stderr}")
+    return out.stdout.strip()
+
+
+def userfeed(*args, env=None):
+    """Runs the binary; returns (seconds, peak RSS in MiB, stdout, stderr)."""
+    e = dict(os.environ, USERFEED_DATABASE_URL=DB_URL, **(env or {}))
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([BIN, *args], env=e, stdout=out, stderr=err)
+        _, _, rusage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        return elapsed, rusage.ru_maxrss / 1024.0, out.read().decode(), err.read().decode()
+
+
+def employee(i, rng, n, renamed=False):
+    first = f"First{i}" + ("x" if renamed else "")
+    managers = "|".join(f"user{m}@example.com" for m in rng.sample(range(n), rng.randint(0, 2)) if m != i)
+    groups = "|".join(rng.sample(GROUPS, rng.randint(0, 3)))
+    return (f"E{i},user{i}@example.com,{first},Last{i},Active,{rng.choice(DEPARTMENTS)},"
+            f"{rng.choice(TITLES)},{managers},{groups}\n")
+
+
+def generate(path, n, changed_every=0, removed_every=0):
+    """n employees; with changed_every=100, 1% renamed; removed_every=200, 0.5% left out.
+    The same seed gives every row the same managers, groups and department."""
+    rng = random.Random(42)
+    with open(path, "w", buffering=1 << 20) as f:
+        f.write(HEADER)
+        for i in range(n):
+            row = employee(i, rng, n, renamed=bool(changed_every) and i % changed_every == 7)
+            if removed_every and i % removed_every == 3:
+                continue
+            f.write(row)
+    return os.path.getsize(path)
+
+
+def import_file(tenant, path):
+    secs, rss, out, err = userfeed("import", "--tenant", tenant, "--json", path)
+    try:
+        up = json.loads(out)
+    except json.JSONDecodeError:
+        raise SystemExit(f"import failed:\n{out}\n{err}")
+    if up["state"] not in ("succeeded", "held"):
+        raise SystemExit(f"import ended {up['state']}: {up.get('failure_reason')}")
+    return secs, rss, up
+
+
+def setup_db():
+    psql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)", db=ADMIN_URL)
+    psql(f"CREATE DATABASE {DB_NAME}", db=ADMIN_URL)
+    secs, _, out, err = userfeed("migrate")
+    if "applied" not in out:
+        raise SystemExit(f"migrate failed: {err}")
+
+
+def add_tenant(slug, bucket="bench"):
+    userfeed("tenant", "add", slug, "--bucket", bucket, "--prefix", slug, "--match-on", "external_id")
+    for g in GROUPS:
+        userfeed("group", "add", slug, g, f"Group {g}")
+    for field in ("department", "job_title"):
+        userfeed("profile-field", "add", slug, field, "--type", "text")
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as m:
+        m.write(MAPPING)
+    _, _, out, err = userfeed("mapping", "set", slug, m.name)
+    if "updated" not in out:
+        raise SystemExit(f"mapping set failed: {err}")
+
+
+def copy_baseline(path, indexed):
+    psql("DROP TABLE IF EXISTS copy_bench")
+    cols = "employee_id text, email text, first_name text, last_name text, status text, " \
+           "department text, job_title text, managers text, groups text"
+    if indexed:
+        psql(f"CREATE TABLE copy_bench (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
+             f"tenant_id bigint NOT NULL DEFAULT 1, {cols})")
+        psql("CREATE UNIQUE INDEX ON copy_bench (tenant_id, lower(email))")
+        psql("CREATE UNIQUE INDEX ON copy_bench (tenant_id, employee_id)")
+        target = "copy_bench (employee_id, email, first_name, last_name, status, department, " \
+                 "job_title, managers, groups)"
+    else:
+        psql(f"CREATE TABLE copy_bench ({cols})")
+        target = "copy_bench"
+    with open(path) as f:
+        start = time.perf_counter()
+        psql(f"COPY {target} FROM STDIN (FORMAT csv, HEADER)", stdin=f)
+        return time.perf_counter() - start
+
+
+def naive_rows_per_s(rows):
+    """One INSERT ... ON CONFLICT per row, each its own round trip and commit."""
+    psql("DROP TABLE IF EXISTS naive_bench")
+    psql("CREATE TABLE naive_bench (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
+         "external_id text UNIQUE, email text, first_name text, last_name text)")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        for i in range(rows):
+            f.write(f"INSERT INTO naive_bench (external_id, email, first_name, last_name) VALUES "
+                    f"('E{i}', 'user{i}@example.com', 'First{i}', 'Last{i}') ON CONFLICT (external_id) "
+                    f"DO UPDATE SET email = EXCLUDED.email, first_name = EXCLUDED.first_name, "
+                    f"last_name = EXCLUDED.last_name;\n")
+    start = time.perf_counter()
+    subprocess.run(["psql", DB_URL, "-qf", f.name], check=True, stdout=subprocess.DEVNULL)
+    return rows / (time.perf_counter() - start)
+
+
+def aws():
+    kw = dict(endpoint_url=MOTO, region_name="us-east-1",
+              aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client("s3", **kw)
+    sqs = boto3.client("sqs", **kw)
+    bucket = f"bench-{int(time.time())}"
+    s3.create_bucket(Bucket=bucket)
+    q = sqs.create_queue(QueueName=bucket)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]},
+    )
+    return s3, bucket, q
+
+
+def start_daemon(queue_url, port):
+    env = dict(os.environ,
+               USERFEED_DATABASE_URL=DB_URL, USERFEED_INTAKE_QUEUE_URL=queue_url,
+               USERFEED_INTAKE_WAIT_TIME_SECONDS="1", USERFEED_AWS_ENDPOINT_URL=MOTO,
+               USERFEED_AWS_S3_FORCE_PATH_STYLE="true", USERFEED_JOBS_POLL_INTERVAL_MS="50",
+               USERFEED_JOBS_CONCURRENCY="4", USERFEED_HTTP_BIND=f"127.0.0.1:{port}",
+               USERFEED_LOG_LEVEL="warn", AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true")
+    return subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def clone_tenants(template, prefix, count, bucket):
+    """Tenants like `template` (mapping, groups, profile fields), made in SQL:
+    2,000 CLI round trips would measure the CLI, not the queue."""
+    psql(f"""
+        INSERT INTO tenants (slug, bucket, key_prefix, match_key, mapping)
+        SELECT '{prefix}' || g, '{bucket}', '{prefix}' || g || '/', match_key, mapping
+        FROM tenants, generate_series(1, {count}) g WHERE slug = '{template}';
+        INSERT INTO groups (tenant_id, group_key, name)
+        SELECT t.id, g.group_key, g.name FROM tenants t, groups g
+        WHERE t.slug LIKE '{prefix}%' AND g.tenant_id = (SELECT id FROM tenants WHERE slug = '{template}');
+        INSERT INTO profile_fields (tenant_id, field_key, field_type)
+        SELECT t.id, p.field_key, p.field_type FROM tenants t, profile_fields p
+        WHERE t.slug LIKE '{prefix}%' AND p.tenant_id = (SELECT id FROM tenants WHERE slug = '{template}');
+    """)
+
+
+def wait_done(prefix, expected, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = int(psql(f"SELECT count(*) FROM uploads u JOIN tenants t ON t.id = u.tenant_id "
+                        f"WHERE t.slug LIKE '{prefix}%' AND u.state IN ('succeeded','held','failed')"))
+        if done >= expected:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"timed out: {done}/{expected} uploads of {prefix}* done")
+
+
+def many_tenants(tenants, small_file, s3, bucket, queue_url):
+    clone_tenants("bench-1", "mt-", tenants, bucket)
+    body = open(small_file, "rb").read()
+    for i in range(1, tenants + 1):
+        s3.put_object(Bucket=bucket, Key=f"mt-{i}/hr.csv", Body=body)
+    daemons = [start_daemon(queue_url, 19100 + k) for k in range(2)]
+    start = time.perf_counter()
+    try:
+        wait_done("mt-", tenants, timeout=1800)
+        return tenants / (time.perf_counter() - start)
+    finally:
+        for d in daemons:
+            d.terminate()
+        for d in daemons:
+            d.wait()
+
+
+def latency(drops, small_file, s3, bucket, queue_url):
+    clone_tenants("bench-1", "lat-", 1, bucket)
+    body = open(small_file, "rb").read()
+    daemon = start_daemon(queue_url, 19200)
+    time.sleep(1.0)
+    out = []
+    try:
+        for i in range(drops):
+            start = time.perf_counter()
+            s3.put_object(Bucket=bucket, Key=f"lat-1/drop-{i}.csv", Body=body)
+            wait_done("lat-", i + 1, timeout=120)
+            out.append((time.perf_counter() - start) * 1000)
+    finally:
+        daemon.terminate()
+        daemon.wait()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--runs", type=int, default=3)
+    a = ap.parse_args()
+    rows = 100_000 if a.quick else 1_000_000
+    big_rows = 300_000 if a.quick else 10_000_000
+    tenants = 100 if a.quick else 2000
+    drops = 10 if a.quick else 50
+    naive = 5_000 if a.quick else 20_000
+
+    work = tempfile.mkdtemp(prefix="userfeed-bench-")
+    base, changed, small = (os.path.join(work, n) for n in ("base.csv", "changed.csv", "small.csv"))
+    log(f"generating {rows:,} rows")
+    size = generate(base, rows)
+    generate(changed, rows, changed_every=100, removed_every=200)
+    generate(small, 1000)
+
+    setup_db()
+    res = {"initial": [], "unchanged": [], "changed": [], "copy": [], "copy_indexed": [], "rss": []}
+    for run in range(1, a.runs + 1):
+        slug = f"bench-{run}"
+        add_tenant(slug)
+        log(f"run {run}: initial")
+        s, rss, up = import_file(slug, base)
+        assert up["rows_created"] == rows, up
+        res["initial"].append(s)
+        res["rss"].append(rss)
+        log(f"  {s:.2f} s, peak RSS {rss:.1f} MiB")
+        log(f"run {run}: unchanged")
+        s, _, up = import_file(slug, base)
+        assert up["rows_unchanged"] == rows, up
+        res["unchanged"].append(s)
+        log(f"  {s:.2f} s")
+        log(f"run {run}: changed 1%")
+        s, _, up = import_file(slug, changed)
+        res["changed"].append(s)
+        log(f"  {s:.2f} s ({up['rows_updated']} updated, {up['rows_deactivated']} deactivated)")
+        log(f"run {run}: COPY baselines")
+        res["copy"].append(copy_baseline(base, indexed=False))
+        res["copy_indexed"].append(copy_baseline(base, indexed=True))
+        log(f"  {res['copy'][-1]:.2f} s plain, {res['copy_indexed'][-1]:.2f} s indexed")
+    psql("DROP TABLE IF EXISTS copy_bench")
+
+    log(f"naive baseline: {naive:,} rows one statement each")
+    naive_rate = statistics.median(naive_rows_per_s(naive) for _ in range(a.runs))
+
+    log(f"peak memory with a {big_rows:,}-row file")
+    big = os.path.join(work, "big.csv")
+    big_size = generate(big, big_rows)
+    add_tenant("bench-big")
+    s, rss_big, _ = import_file("bench-big", big)
+    log(f"  {s:.2f} s, peak RSS {rss_big:.1f} MiB")
+    os.remove(big)
+
+    s3, bucket, queue_url = aws()
+    log(f"many tenants: {tenants} tenants x 1,000 rows, 2 daemons")
+    mt_rate = many_tenants(tenants, small, s3, bucket, queue_url)
+    log(f"latency: {drops} drops of 1,000 rows through S3 + SQS")
+    lat = sorted(latency(drops, small, s3, bucket, queue_url))
+
+    med = {k: statistics.median(v) for k, v in res.items()}
+    naive_s = rows / naive_rate
+    out = {
+        "rows": rows,
+        "file_mib": round(size / 2**20, 1),
+        "initial_s": round(med["initial"], 3),
+        "unchanged_s": round(med["unchanged"], 3),
+        "changed_1pct_s": round(med["changed"], 3),
+        "copy_s": round(med["copy"], 3),
+        "copy_indexed_s": round(med["copy_indexed"], 3),
+        "naive_rows_per_s": round(naive_rate),
+        "initial_vs_copy_indexed": round(med["initial"] / med["copy_indexed"], 2),
+        "unchanged_vs_copy": round(med["unchanged"] / med["copy"], 2),
+        "changed_vs_copy": round(med["changed"] / med["copy"], 2),
+        "speedup_vs_naive": round(naive_s / med["initial"], 1),
+        "peak_rss_mib_1m": round(med["rss"], 1) if rows == 1_000_000 else None,
+        "peak_rss_mib_rows": round(med["rss"], 1),
+        "peak_rss_mib_10m": round(rss_big, 1) if big_rows == 10_000_000 else None,
+        "peak_rss_mib_big": round(rss_big, 1),
+        "big_rows": big_rows,
+        "big_file_mib": round(big_size / 2**20, 1),
+        "many_tenants": tenants,
+        "many_tenants_uploads_per_s": round(mt_rate, 1),
+        "latency_p50_ms": round(lat[len(lat) // 2]),
+        "latency_p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))]),
+        "runs": a.runs,
+    }
+    print(f"\nUserfeed benchmark: {rows:,} rows ({out['file_mib']} MiB), median of {a.runs} runs\n")
+    table = [
+        ("initial load", f"{out['initial_s']} s", f"{out['initial_vs_copy_indexed']}x COPY into an indexed table"),
+        ("unchanged re-feed", f"{out['unchanged_s']} s", f"{out['unchanged_vs_copy']}x plain COPY"),
+        ("1% changed, 0.5% removed", f"{out['changed_1pct_s']} s", f"{out['changed_vs_copy']}x plain COPY"),
+        ("COPY, plain table", f"{out['copy_s']} s", "ingest ceiling"),
+        ("COPY, indexed table", f"{out['copy_indexed_s']} s", "ceiling for creating the rows"),
+        ("row-at-a-time worker", f"{out['naive_rows_per_s']} rows/s", f"Userfeed is {out['speedup_vs_naive']}x faster"),
+        (f"peak RSS, {rows:,} rows", f"{out['peak_rss_mib_rows']} MiB", ""),
+        (f"peak RSS, {big_rows:,} rows", f"{out['peak_rss_mib_big']} MiB", f"{out['big_file_mib']} MiB file"),
+        (f"{tenants} tenants x 1,000 rows", f"{out['many_tenants_uploads_per_s']} uploads/s", "2 daemons"),
+        ("drop to applied", f"p50 {out['latency_p50_ms']} ms", f"p95 {out['latency_p95_ms']} ms"),
+    ]
+    for name, fig, note in table:
+        print(f"{name:<28} {fig:>18}   {note}")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
