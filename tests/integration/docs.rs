@@ -81,16 +81,9 @@ async fn the_worked_example_in_csv_format_md_holds() {
             "night {night}: {:?}",
             u.failure_reason
         );
-        let got = [
-            u.rows_read,
-            u.rows_created,
-            u.rows_updated,
-            u.rows_unchanged,
-            u.rows_rejected,
-            u.rows_deactivated,
-        ];
         assert_eq!(
-            got, want,
+            upload_counts(&u),
+            want,
             "night {night}: read, created, updated, unchanged, rejected, deactivated"
         );
     }
@@ -256,16 +249,9 @@ fn check_outcome(u: &userfeed::db::entity::upload::Model, outcome: &str, ctx: &s
             .split(", ")
             .map(|part| part.rsplit(' ').next().unwrap().parse().unwrap())
             .collect();
-        let got = vec![
-            u.rows_read,
-            u.rows_created,
-            u.rows_updated,
-            u.rows_unchanged,
-            u.rows_rejected,
-            u.rows_deactivated,
-        ];
         assert_eq!(
-            got, want,
+            upload_counts(u).to_vec(),
+            want,
             "{ctx}: read, created, updated, unchanged, rejected, deactivated"
         );
     }

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
 
@@ -33,15 +32,7 @@ async fn import_applies_a_local_file_as_an_upload_with_source_local() {
 async fn import_is_refused_while_an_upload_of_the_tenant_runs() {
     let db = TestDb::new().await.unwrap();
     let t = tenant(&db, "acme", "bucket", MatchKey::ExternalId, MAPPING).await;
-    db.db
-        .execute_unprepared(&format!(
-            "INSERT INTO uploads (tenant_id, bucket, object_key, object_identity, state, \
-             lease_token, lease_expires_at) VALUES ({}, 'b', 'acme/x.csv', 'x', 'running', 1, \
-             now() + interval '1 hour')",
-            t.id
-        ))
-        .await
-        .unwrap();
+    mark_tenant_busy(&db, t.id).await;
     let file = temp_file("busy.csv", employees_csv(2, false).as_bytes());
     let err = cli(
         &db.url,

@@ -56,17 +56,6 @@ fn counts(r: &PreviewReport) -> [i64; 6] {
     .map(|n| n as i64)
 }
 
-fn upload_counts(u: &userfeed::db::entity::upload::Model) -> [i64; 6] {
-    [
-        u.rows_read,
-        u.rows_created,
-        u.rows_updated,
-        u.rows_unchanged,
-        u.rows_rejected,
-        u.rows_deactivated,
-    ]
-}
-
 #[tokio::test]
 async fn a_preview_changes_nothing_and_the_real_import_then_does_exactly_what_it_showed() {
     let db = TestDb::new().await.unwrap();
@@ -112,15 +101,7 @@ async fn a_preview_changes_nothing_and_the_real_import_then_does_exactly_what_it
 
     // A real upload of the tenant is running meanwhile: a preview must not
     // collide with it.
-    db.db
-        .execute_unprepared(&format!(
-            "INSERT INTO uploads (tenant_id, bucket, object_key, object_identity, state, \
-             lease_token, lease_expires_at) VALUES ({}, 'b', 'acme/x.csv', 'x', 'running', 1, \
-             now() + interval '1 hour')",
-            t.id
-        ))
-        .await
-        .unwrap();
+    mark_tenant_busy(&db, t.id).await;
     let before = snapshot(&db).await;
     let t = userfeed::tenants::by_slug(&db.db, "acme").await.unwrap();
     let shown = preview(&db.db, &t, &file, 4).await.unwrap();
@@ -136,7 +117,7 @@ async fn a_preview_changes_nothing_and_the_real_import_then_does_exactly_what_it
     );
     assert!(shown.held.is_none());
     db.db
-        .execute_unprepared("DELETE FROM uploads WHERE object_key = 'acme/x.csv'")
+        .execute_unprepared("DELETE FROM uploads WHERE object_key = 'busy/x.csv'")
         .await
         .unwrap();
 

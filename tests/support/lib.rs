@@ -659,3 +659,29 @@ pub async fn row_errors(db: &TestDb, upload_id: i64) -> Vec<String> {
     ))
     .await
 }
+
+/// An upload's counters: read, created, updated, unchanged, rejected, deactivated.
+pub fn upload_counts(u: &userfeed::db::entity::upload::Model) -> [i64; 6] {
+    [
+        u.rows_read,
+        u.rows_created,
+        u.rows_updated,
+        u.rows_unchanged,
+        u.rows_rejected,
+        u.rows_deactivated,
+    ]
+}
+
+/// Gives tenant `tenant_id` a running upload (with a live lease), as if a
+/// worker were applying a file of theirs right now.
+pub async fn mark_tenant_busy(db: &TestDb, tenant_id: i64) {
+    use sea_orm::ConnectionTrait;
+    db.db
+        .execute_unprepared(&format!(
+            "INSERT INTO uploads (tenant_id, bucket, object_key, object_identity, state, \
+             lease_token, lease_expires_at) VALUES ({tenant_id}, 'b', 'busy/x.csv', 'x', 'running', 1, \
+             now() + interval '1 hour')"
+        ))
+        .await
+        .unwrap();
+}
