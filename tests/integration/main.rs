@@ -3,6 +3,7 @@
 
 mod apply;
 mod docs;
+mod equivalence;
 mod holds;
 mod import;
 mod intake;

@@ -554,19 +554,37 @@ status = "Status"
 "#;
 
 /// A worker pool over `db` reading from moto, for in-process tests.
+/// The store is the one the daemon uses on this database.
 pub fn workers(
     db: &TestDb,
     aws: &Aws,
     lease: Duration,
     batch_size: usize,
 ) -> std::sync::Arc<userfeed::jobs::Workers> {
-    use userfeed::apply::{Pipeline, portable::PortableStore};
+    workers_with(
+        db,
+        aws,
+        lease,
+        batch_size,
+        userfeed::apply::store_for(&db.db),
+    )
+}
+
+/// [`workers`] with a given apply store.
+pub fn workers_with(
+    db: &TestDb,
+    aws: &Aws,
+    lease: Duration,
+    batch_size: usize,
+    store: std::sync::Arc<dyn userfeed::apply::ApplyStore>,
+) -> std::sync::Arc<userfeed::jobs::Workers> {
+    use userfeed::apply::Pipeline;
     std::sync::Arc::new(userfeed::jobs::Workers {
         db: db.db.clone(),
         queue: userfeed::jobs::Queue::new(db.db.clone(), unique("test-worker-"), lease),
         pipeline: Pipeline {
             reader: std::sync::Arc::new(userfeed::source::s3::S3Reader::new(aws.s3.clone())),
-            store: std::sync::Arc::new(PortableStore::new(db.db.clone())),
+            store,
             batch_size,
         },
         settings: userfeed::jobs::PoolSettings {

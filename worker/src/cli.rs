@@ -313,7 +313,7 @@ async fn import(
 ) -> anyhow::Result<i64> {
     use std::sync::Arc;
 
-    use crate::apply::{Lease, Pipeline, portable::PortableStore};
+    use crate::apply::{Lease, Pipeline};
     use crate::jobs::{Claimed, PoolSettings, Queue, Workers};
 
     let lease = cfg.lease();
@@ -324,7 +324,7 @@ async fn import(
         queue: Queue::new(db.clone(), owner, lease),
         pipeline: Pipeline {
             reader: Arc::new(crate::source::local::FolderReader),
-            store: Arc::new(PortableStore::new(db.clone())),
+            store: crate::apply::store_for(db),
             batch_size: cfg.apply.batch_size,
         },
         settings: PoolSettings {

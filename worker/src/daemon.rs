@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::apply::Pipeline;
-use crate::apply::portable::PortableStore;
 use crate::config::{Config, redact_url};
 use crate::health::Health;
 use crate::http::{self, HttpState};
@@ -93,7 +92,7 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
         queue: Queue::new(db.clone(), owner, cfg.lease()),
         pipeline: Pipeline {
             reader,
-            store: Arc::new(PortableStore::new(db.clone())),
+            store: crate::apply::store_for(&db),
             batch_size: cfg.apply.batch_size,
         },
         settings: PoolSettings {

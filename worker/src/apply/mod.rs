@@ -30,7 +30,17 @@ use crate::tenants::Tenant;
 
 pub mod holds;
 pub mod portable;
+pub mod postgres;
 pub mod preview;
+
+/// The store for `db`: the set-based PostgreSQL one ([`postgres::PgStore`])
+/// on PostgreSQL, the portable one on any other backend.
+pub fn store_for(db: &sea_orm::DatabaseConnection) -> Arc<dyn ApplyStore> {
+    match db.get_database_backend() {
+        DbBackend::Postgres => Arc::new(postgres::PgStore::new(db.clone())),
+        _ => Arc::new(portable::PortableStore::new(db.clone())),
+    }
+}
 
 /// The right to write for one attempt of one upload.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,6 +150,17 @@ pub trait ApplyStore: Send + Sync {
         rejected: &[RowError],
         progress: &Progress,
     ) -> Result<(), ApplyError>;
+
+    /// Called once after the last row is staged, before the first merge:
+    /// room for whole-file work such as finding repeated keys in one pass.
+    async fn staged(
+        &self,
+        _lease: &Lease,
+        _rules: &TenantRules,
+        _headers: &FileHeaders,
+    ) -> Result<(), ApplyError> {
+        Ok(())
+    }
 
     /// Merges up to `limit` staged rows after line `after` into users.
     /// Returns the last line merged, or `None` when nothing was left.
@@ -339,7 +360,7 @@ impl Pipeline {
             etag: upload.etag.clone(),
         };
         let body = self.reader.open(&object).await?;
-        let mut csv = CsvStream::open(body.reader).await?;
+        let csv = CsvStream::open(body.reader).await?;
         let bound = BoundMapping::bind(
             mapping,
             tenant.match_key,
@@ -351,32 +372,32 @@ impl Pipeline {
         self.store.begin(lease).await?;
         *progress = Progress::default();
 
-        // Phase 1: stage.
-        let mut staged = Vec::with_capacity(self.batch_size);
-        let mut rejected = Vec::new();
-        while let Some((line, fields)) = csv.next_row().await? {
-            progress.rows_read += 1;
-            match bound.row(line, &fields) {
-                RowOutcome::Staged(r) => staged.push(r),
-                RowOutcome::Rejected(e) => {
-                    progress.rejected += 1;
-                    rejected.push(e);
-                }
-            }
-            if staged.len() + rejected.len() >= self.batch_size {
-                stops.check()?;
-                self.store
-                    .stage(lease, &staged, &rejected, progress)
-                    .await?;
-                staged.clear();
-                rejected.clear();
-            }
+        // Phase 1: stage. Parsing and validation run in their own task, a
+        // bounded channel ahead of the database writes: the CPU work of the
+        // next batches overlaps the current batch's round trips, and the
+        // channel's capacity is the back-pressure that keeps memory flat
+        // whatever the file size (at most `PARSED_AHEAD` batches wait).
+        let (tx, mut rx) = tokio::sync::mpsc::channel(PARSED_AHEAD);
+        let parser = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(parse_batches(
+            csv,
+            bound.clone(),
+            self.batch_size,
+            tx,
+        )));
+        while let Some(batch) = rx.recv().await {
+            let batch = batch?;
+            progress.rows_read += batch.rows_read;
+            progress.rejected += batch.rejected.len() as u64;
+            stops.check()?;
+            self.store
+                .stage(lease, &batch.staged, &batch.rejected, progress)
+                .await?;
         }
+        // The parser ends by closing the channel: after its last batch, or
+        // (having sent the error) at a broken file.
+        drop(parser);
         stops.check()?;
-        self.store
-            .stage(lease, &staged, &rejected, progress)
-            .await?;
-        drop(staged);
+        self.store.staged(lease, &rules, &bound.headers()).await?;
 
         // Phase 2: merge.
         let headers = bound.headers();
@@ -417,6 +438,64 @@ impl Pipeline {
             .finish(lease, &rules, !bound.has_status(), progress)
             .await?)
     }
+}
+
+/// Parsed batches that may wait ahead of the database: two keep the parser
+/// busy while one batch is written, without holding more of the file.
+const PARSED_AHEAD: usize = 2;
+
+/// One batch of parsed rows on its way to the store.
+struct ParsedBatch {
+    /// Data rows read for this batch.
+    rows_read: u64,
+    /// Rows with a usable key.
+    staged: Vec<StagedRow>,
+    /// Rows rejected outright.
+    rejected: Vec<RowError>,
+}
+
+/// Reads `csv` to the end, sending batches of `batch_size` rows (the last
+/// one possibly smaller or empty). Stops early when the receiver is gone
+/// (the attempt was stopped) and after sending a parse error.
+async fn parse_batches<R>(
+    mut csv: CsvStream<R>,
+    bound: BoundMapping,
+    batch_size: usize,
+    tx: tokio::sync::mpsc::Sender<Result<ParsedBatch, ParseError>>,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let fresh = || ParsedBatch {
+        rows_read: 0,
+        staged: Vec::with_capacity(batch_size),
+        rejected: Vec::new(),
+    };
+    let mut batch = fresh();
+    loop {
+        let row = match csv.next_row().await {
+            Ok(row) => row,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let Some((line, fields)) = row else { break };
+        batch.rows_read += 1;
+        match bound.row(line, &fields) {
+            RowOutcome::Staged(r) => batch.staged.push(r),
+            RowOutcome::Rejected(e) => batch.rejected.push(e),
+        }
+        if batch.staged.len() + batch.rejected.len() >= batch_size
+            && tx
+                .send(Ok(std::mem::replace(&mut batch, fresh())))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+    // Always one last send, even empty: the store writes the final counters.
+    let _ = tx.send(Ok(batch)).await;
 }
 
 /// Backoff before retry number `attempt` (1-based) of a transient failure:

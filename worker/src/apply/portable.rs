@@ -684,70 +684,84 @@ where
     ) -> Result<Finish, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
-        if deactivate_absent {
-            let sql = match rules.match_key {
-                MatchKey::Email => queries::QUEUE_ABSENT_BY_EMAIL,
-                MatchKey::ExternalId => queries::QUEUE_ABSENT_BY_EXTERNAL_ID,
-            };
-            txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                [rules.tenant_id.into(), lease.upload_id.into()],
-            ))
-            .await?;
-        }
         exec(&txn, queries::LOG_CREATED, lease.upload_id).await?;
-        let pending = count(&txn, queries::COUNT_PENDING_DEACTIVATIONS, lease.upload_id).await?;
-        let active = count(&txn, queries::COUNT_ACTIVE_MANAGED, rules.tenant_id).await?;
-        exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
-
-        let outcome = match hold_reason(progress.rows_read, pending, active, rules) {
-            Some(reason) => {
-                // Keep the list for `uploads approve`; change nobody now.
-                progress.deactivated = 0;
-                write_counters(&txn, lease.upload_id, progress).await?;
-                let held = txn
-                    .execute_raw(Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        queries::HOLD,
-                        [
-                            lease.upload_id.into(),
-                            lease.token.into(),
-                            (pending as i64).into(),
-                            reason.clone().into(),
-                        ],
-                    ))
-                    .await?;
-                if held.rows_affected() != 1 {
-                    return Err(ApplyError::LeaseLost);
-                }
-                Finish::Held {
-                    deactivations: pending,
-                    reason,
-                }
-            }
-            None => {
-                exec(&txn, queries::LOG_DEACTIVATIONS, lease.upload_id).await?;
-                progress.deactivated =
-                    exec(&txn, queries::APPLY_DEACTIVATIONS, lease.upload_id).await?;
-                exec(&txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;
-                write_counters(&txn, lease.upload_id, progress).await?;
-                let done = txn
-                    .execute_raw(Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        queries::SUCCEED,
-                        [lease.upload_id.into(), lease.token.into()],
-                    ))
-                    .await?;
-                if done.rows_affected() != 1 {
-                    return Err(ApplyError::LeaseLost);
-                }
-                Finish::Succeeded
-            }
-        };
+        let outcome = finish_in(&txn, lease, rules, deactivate_absent, progress).await?;
         txn.commit().await?;
         Ok(outcome)
     }
+}
+
+/// The end of every upload, inside the caller's fenced transaction: lines up
+/// the absent for deactivation (when asked), drops the staging rows, then
+/// either performs the deactivations and marks the upload succeeded, or
+/// holds it. Shared by every [`ApplyStore`].
+pub(super) async fn finish_in<C: ConnectionTrait>(
+    txn: &C,
+    lease: &Lease,
+    rules: &TenantRules,
+    deactivate_absent: bool,
+    progress: &mut Progress,
+) -> Result<Finish, ApplyError> {
+    if deactivate_absent {
+        let sql = match rules.match_key {
+            MatchKey::Email => queries::QUEUE_ABSENT_BY_EMAIL,
+            MatchKey::ExternalId => queries::QUEUE_ABSENT_BY_EXTERNAL_ID,
+        };
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [rules.tenant_id.into(), lease.upload_id.into()],
+        ))
+        .await?;
+    }
+    let pending = count(txn, queries::COUNT_PENDING_DEACTIVATIONS, lease.upload_id).await?;
+    let active = count(txn, queries::COUNT_ACTIVE_MANAGED, rules.tenant_id).await?;
+    exec(txn, queries::DELETE_STAGED, lease.upload_id).await?;
+
+    let outcome = match hold_reason(progress.rows_read, pending, active, rules) {
+        Some(reason) => {
+            // Keep the list for `uploads approve`; change nobody now.
+            progress.deactivated = 0;
+            write_counters(txn, lease.upload_id, progress).await?;
+            let held = txn
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    queries::HOLD,
+                    [
+                        lease.upload_id.into(),
+                        lease.token.into(),
+                        (pending as i64).into(),
+                        reason.clone().into(),
+                    ],
+                ))
+                .await?;
+            if held.rows_affected() != 1 {
+                return Err(ApplyError::LeaseLost);
+            }
+            Finish::Held {
+                deactivations: pending,
+                reason,
+            }
+        }
+        None => {
+            exec(txn, queries::LOG_DEACTIVATIONS, lease.upload_id).await?;
+            progress.deactivated = exec(txn, queries::APPLY_DEACTIVATIONS, lease.upload_id).await?;
+            exec(txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;
+            write_counters(txn, lease.upload_id, progress).await?;
+            let done = txn
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    queries::SUCCEED,
+                    [lease.upload_id.into(), lease.token.into()],
+                ))
+                .await?;
+            if done.rows_affected() != 1 {
+                return Err(ApplyError::LeaseLost);
+            }
+            Finish::Succeeded
+        }
+    };
+    Ok(outcome)
 }
 
 async fn count<C: sea_orm::ConnectionTrait>(

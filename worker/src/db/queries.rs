@@ -295,3 +295,360 @@ SELECT u.id,
 FROM users u
 WHERE u.tenant_id = $1
 "#;
+
+// ---------------------------------------------------------------------------
+// The set-based PostgreSQL apply path (`apply::postgres::PgStore`).
+//
+// Each batch is one statement: data-modifying CTEs share one snapshot, so
+// the batch is classified once and every write (users, change log, pending
+// deactivations, row errors) reads that one classification. The rules are
+// those of `apply::portable`, which stays the reference: a test applies the
+// same files through both and compares every table.
+// ---------------------------------------------------------------------------
+
+/// Copies a batch of parsed rows into the staging table (text format; the
+/// store escapes the values). `profile` holds the values to set, with JSON
+/// `null` for a cleared field, so the merge is `jsonb_strip_nulls(old || new)`.
+pub const COPY_STAGED_ROWS: &str = "COPY upload_rows (upload_id, line, match_key, email, \
+    external_id, first_name, last_name, active, profile, error_column, error_message, \
+    managers, groups, roles) FROM STDIN";
+
+/// Copies row problems found while parsing (text format).
+pub const COPY_ROW_ERRORS: &str =
+    "COPY upload_row_errors (upload_id, line, column_name, severity, message) FROM STDIN";
+
+/// Marks every row repeating a key seen on an earlier line of the file as
+/// rejected, naming that first line: one pass over the staged file, instead
+/// of one index probe per row in every merge batch. A row that already has
+/// an error keeps it (as in the portable store). `$1` upload, `$2` the key
+/// column's header.
+///
+/// `GROUP BY ... HAVING count(*) > 1` first: in a normal file no key repeats,
+/// so the join afterwards touches nothing.
+pub const MARK_DUPLICATES: &str = r#"
+UPDATE upload_rows r
+SET error_column = $2,
+    error_message = 'duplicate of line ' || d.first
+                    || ': the same person appears twice; this row was skipped'
+FROM (SELECT match_key, min(line) AS first
+      FROM upload_rows WHERE upload_id = $1
+      GROUP BY match_key HAVING count(*) > 1) d
+WHERE r.upload_id = $1 AND r.match_key = d.match_key AND r.line > d.first
+  AND r.error_message IS NULL
+"#;
+
+/// One merge statement, for a key expression over users `u` and the other
+/// identity (the one that may collide with another user's).
+///
+/// Parameters: `$1` upload, `$2` after line, `$3` batch rows, `$4` tenant,
+/// `$5` the file has a status column, `$6` the collision column's header,
+/// `$7` the email column's header.
+///
+/// 1. `looked`: each row of the batch with the user its key names, and the
+///    owner of the other identity it asks for, looked up only when that
+///    differs from the matched user's own (so an unchanged re-feed does no
+///    second lookup).
+/// 2. `ranked`: among rows not yet rejected, the first line asking for an
+///    identity wins it; later lines of the batch asking for it are
+///    rejected (the portable store's "claimed" map).
+/// 3. `final`: reject, create, update or same, with what changed.
+/// 4. The writes, each from `final`: a row that changes nothing writes
+///    nothing, which makes an unchanged nightly file almost free of WAL.
+/// 5. The counts, and the last line, for the progress of the upload.
+macro_rules! merge_batch {
+    (key = $key:literal, other_row = $orow:literal, other_user = $ouser:literal,
+     owner = $owner:literal, taken = $taken:literal) => {
+        concat!(
+            r#"
+WITH batch AS (
+    SELECT r.line, r.match_key, r.email, r.external_id, r.first_name, r.last_name,
+           r.active, r.profile, r.error_column, r.error_message
+    FROM upload_rows r
+    WHERE r.upload_id = $1 AND r.line > $2
+    ORDER BY r.line
+    LIMIT $3
+),
+looked AS (
+    SELECT b.*, u.id AS uid, u.email AS u_email, u.external_id AS u_external_id,
+           u.first_name AS u_first_name, u.last_name AS u_last_name,
+           u.active AS u_active, u.profile AS u_profile, "#, $orow, r#" AS other,
+           CASE WHEN b.error_message IS NULL AND "#, $orow, r#" IS NOT NULL
+                     AND (u.id IS NULL OR "#, $orow, r#" IS DISTINCT FROM "#, $ouser, r#")
+                THEN (SELECT o.id FROM users o WHERE o.tenant_id = $4 AND "#, $owner, r#")
+           END AS other_owner
+    FROM batch b
+    LEFT JOIN users u ON u.tenant_id = $4 AND "#, $key, r#" = b.match_key
+),
+ranked AS (
+    SELECT l.*,
+           CASE WHEN l.error_message IS NOT NULL THEN 'error'
+                WHEN l.other_owner IS NOT NULL AND l.other_owner IS DISTINCT FROM l.uid THEN 'taken'
+           END AS early,
+           row_number() OVER (
+               PARTITION BY (l.error_message IS NULL
+                             AND (l.other_owner IS NULL OR l.other_owner = l.uid)),
+                            l.other
+               ORDER BY l.line) AS claim
+    FROM looked l
+),
+decided AS (
+    SELECT r.*,
+           CASE WHEN r.early = 'error' THEN r.error_column
+                WHEN r.early = 'taken' OR (r.other IS NOT NULL AND r.claim > 1) THEN $6
+                WHEN r.uid IS NULL AND r.email IS NULL THEN $7
+           END AS err_column,
+           CASE WHEN r.early = 'error' THEN r.error_message
+                WHEN r.early = 'taken' OR (r.other IS NOT NULL AND r.claim > 1) THEN "#, $taken, r#"
+                WHEN r.uid IS NULL AND r.email IS NULL THEN 'email is required to create a user'
+           END AS err_message,
+           (NOT $5 OR COALESCE(r.active, TRUE)) AS want_active,
+           (r.email IS NOT NULL AND r.email <> r.u_email) AS email_changed,
+           (r.external_id IS NOT NULL AND r.external_id IS DISTINCT FROM r.u_external_id) AS ext_changed,
+           (r.first_name IS NOT NULL AND r.first_name <> r.u_first_name) AS first_changed,
+           (r.last_name IS NOT NULL AND r.last_name <> r.u_last_name) AS last_changed,
+           CASE WHEN r.profile IS NULL THEN COALESCE(r.u_profile, '{}'::jsonb)
+                ELSE jsonb_strip_nulls(COALESCE(r.u_profile, '{}'::jsonb) || r.profile)
+           END AS n_profile
+    FROM ranked r
+),
+final AS MATERIALIZED (
+    SELECT d.*,
+           CASE WHEN d.err_message IS NOT NULL THEN 'reject'
+                WHEN d.uid IS NULL THEN 'create'
+                WHEN d.email_changed OR d.ext_changed OR d.first_changed OR d.last_changed
+                     OR (d.want_active AND NOT d.u_active)
+                     OR d.n_profile IS DISTINCT FROM d.u_profile THEN 'update'
+                ELSE 'same'
+           END AS outcome,
+           (d.err_message IS NULL AND d.uid IS NOT NULL AND d.want_active AND NOT d.u_active)
+               AS reactivated,
+           (d.err_message IS NULL AND d.uid IS NOT NULL AND NOT d.want_active AND d.u_active)
+               AS deactivate
+    FROM decided d
+),
+created AS (
+    INSERT INTO users (tenant_id, email, external_id, first_name, last_name, active, profile,
+                       feed_managed, created_by_upload_id, last_changed_upload_id, deactivated_at)
+    SELECT $4, f.email, f.external_id, COALESCE(f.first_name, ''), COALESCE(f.last_name, ''),
+           f.want_active, f.n_profile, TRUE, $1, $1,
+           CASE WHEN f.want_active THEN NULL ELSE now() END
+    FROM final f WHERE f.outcome = 'create'
+    ORDER BY f.line
+    RETURNING id
+),
+created_log AS (
+    INSERT INTO upload_changes (upload_id, user_id, kind)
+    SELECT $1, id, 'created' FROM created
+),
+updated AS (
+    UPDATE users u
+    SET email = COALESCE(f.email, u.email),
+        external_id = COALESCE(f.external_id, u.external_id),
+        first_name = COALESCE(f.first_name, u.first_name),
+        last_name = COALESCE(f.last_name, u.last_name),
+        active = u.active OR f.reactivated,
+        deactivated_at = CASE WHEN f.reactivated THEN NULL ELSE u.deactivated_at END,
+        profile = f.n_profile,
+        updated_at = now(),
+        last_changed_upload_id = $1
+    FROM final f
+    WHERE f.outcome = 'update' AND u.id = f.uid
+),
+updated_log AS (
+    INSERT INTO upload_changes (upload_id, user_id, kind, changes)
+    SELECT $1, f.uid, CASE WHEN f.reactivated THEN 'reactivated' ELSE 'updated' END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'email', CASE WHEN f.email_changed THEN jsonb_build_array(f.u_email, f.email) END,
+               'external_id', CASE WHEN f.ext_changed
+                                   THEN jsonb_build_array(f.u_external_id, f.external_id) END,
+               'first_name', CASE WHEN f.first_changed
+                                  THEN jsonb_build_array(f.u_first_name, f.first_name) END,
+               'last_name', CASE WHEN f.last_changed
+                                 THEN jsonb_build_array(f.u_last_name, f.last_name) END,
+               'active', CASE WHEN f.reactivated THEN '[false, true]'::jsonb END))
+           || CASE WHEN f.n_profile IS DISTINCT FROM f.u_profile THEN
+                  (SELECT COALESCE(jsonb_object_agg('profile.' || k,
+                              jsonb_build_array(COALESCE(f.u_profile -> k, 'null'::jsonb),
+                                                COALESCE(f.n_profile -> k, 'null'::jsonb))),
+                              '{}'::jsonb)
+                   FROM (SELECT jsonb_object_keys(f.u_profile)
+                         UNION SELECT jsonb_object_keys(f.n_profile)) AS keys (k)
+                   WHERE f.u_profile -> k IS DISTINCT FROM f.n_profile -> k)
+              ELSE '{}'::jsonb END
+    FROM final f WHERE f.outcome = 'update'
+),
+deactivations AS (
+    INSERT INTO upload_deactivations (upload_id, user_id)
+    SELECT $1, f.uid FROM final f WHERE f.deactivate
+    ON CONFLICT DO NOTHING
+),
+rejected AS (
+    UPDATE upload_rows r SET rejected = TRUE
+    FROM final f
+    WHERE f.outcome = 'reject' AND r.upload_id = $1 AND r.line = f.line
+),
+errors AS (
+    INSERT INTO upload_row_errors (upload_id, line, column_name, severity, message)
+    SELECT $1, f.line, f.err_column, 'error', f.err_message
+    FROM final f WHERE f.outcome = 'reject'
+    ORDER BY f.line
+)
+SELECT max(line) AS last,
+       count(*) FILTER (WHERE outcome = 'create') AS created,
+       count(*) FILTER (WHERE outcome = 'update') AS updated,
+       count(*) FILTER (WHERE outcome = 'same' AND NOT deactivate) AS unchanged,
+       count(*) FILTER (WHERE outcome = 'reject') AS rejected
+FROM final
+"#
+        )
+    };
+}
+
+/// Merges one batch when the tenant matches on email; the other identity,
+/// which may be taken by another user, is the external ID. See
+/// [`merge_batch!`]. `$7` is the email column's header.
+pub const MERGE_BATCH_BY_EMAIL: &str = merge_batch!(
+    key = "lower(u.email)",
+    other_row = "b.external_id",
+    other_user = "u.external_id",
+    owner = "o.external_id = b.external_id",
+    taken = "'external ID ' || to_json(r.external_id)::text || ' already belongs to another user'"
+);
+
+/// Merges one batch when the tenant matches on external ID; the other
+/// identity is the email, compared case-insensitively as the unique index
+/// does. `$7` is the email column's header.
+pub const MERGE_BATCH_BY_EXTERNAL_ID: &str = merge_batch!(
+    key = "u.external_id",
+    other_row = "lower(b.email)",
+    other_user = "lower(u.email)",
+    owner = "lower(o.email) = lower(b.email)",
+    taken = "'email ' || to_json(r.email)::text || ' already belongs to another user'"
+);
+
+/// One link statement: managers, group memberships and roles for a chunk
+/// of accepted rows, once every row of the file has been merged (a manager
+/// may appear later in the file than their report).
+///
+/// Parameters: `$1` upload, `$2` after line, `$3` rows, `$4` tenant, `$5`
+/// `$6` `$7` the managers, groups and roles headers (for warnings).
+///
+/// Cells are split on `|` with the blanks around each item dropped, as
+/// `map::split_list` does. Managers are replaced by the row's list, but as a
+/// difference: only links that are gone are deleted and only new ones are
+/// inserted, so an unchanged file writes nothing (the delete and the insert
+/// never touch the same row, which one statement requires). Memberships and
+/// roles are only ever added, again only those missing. Warnings name the
+/// line and column of each unknown manager, group or role.
+macro_rules! link_chunk {
+    (key = $key:literal) => {
+        concat!(
+            r#"
+WITH staged AS (
+    SELECT r.line, r.match_key, r.managers, r.groups, r.roles
+    FROM upload_rows r
+    WHERE r.upload_id = $1 AND r.line > $2 AND NOT r.rejected AND r.error_message IS NULL
+    ORDER BY r.line
+    LIMIT $3
+),
+listed AS MATERIALIZED (
+    SELECT s.line, s.managers, s.groups, s.roles, u.id AS uid
+    FROM staged s
+    JOIN users u ON u.tenant_id = $4 AND "#, $key, r#" = s.match_key
+),
+mgr AS MATERIALIZED (
+    SELECT l.line, l.uid, c.item, c.pos, m.id AS mid
+    FROM listed l
+    CROSS JOIN LATERAL regexp_split_to_table(l.managers, '\s*\|\s*') WITH ORDINALITY AS c (item, pos)
+    LEFT JOIN users m ON m.tenant_id = $4 AND lower(m.email) = lower(c.item)
+    WHERE l.managers IS NOT NULL AND c.item <> ''
+),
+wanted AS MATERIALIZED (
+    SELECT DISTINCT uid, mid FROM mgr WHERE mid IS NOT NULL AND mid <> uid
+),
+gone AS (
+    DELETE FROM user_managers um
+    USING listed l
+    WHERE l.managers IS NOT NULL AND um.user_id = l.uid
+      AND NOT EXISTS (SELECT 1 FROM wanted w WHERE w.uid = um.user_id AND w.mid = um.manager_id)
+),
+linked AS (
+    INSERT INTO user_managers (user_id, manager_id)
+    SELECT w.uid, w.mid FROM wanted w
+    WHERE NOT EXISTS (SELECT 1 FROM user_managers um
+                      WHERE um.user_id = w.uid AND um.manager_id = w.mid)
+    ON CONFLICT DO NOTHING
+),
+grp AS MATERIALIZED (
+    SELECT l.line, l.uid, c.item, c.pos, g.id AS gid
+    FROM listed l
+    CROSS JOIN LATERAL regexp_split_to_table(l.groups, '\s*\|\s*') WITH ORDINALITY AS c (item, pos)
+    LEFT JOIN groups g ON g.tenant_id = $4 AND g.group_key = c.item
+    WHERE l.groups IS NOT NULL AND c.item <> ''
+),
+joined AS (
+    INSERT INTO group_memberships (group_id, user_id, created_by_upload_id)
+    SELECT DISTINCT g.gid, g.uid, $1::bigint FROM grp g
+    WHERE g.gid IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM group_memberships gm
+                      WHERE gm.group_id = g.gid AND gm.user_id = g.uid)
+    ON CONFLICT DO NOTHING
+),
+named_roles AS MATERIALIZED (
+    SELECT l.line, l.uid, c.item, c.pos,
+           CASE lower(c.item)
+               WHEN 'learner' THEN 'learner'
+               WHEN 'manager' THEN 'manager'
+               WHEN 'administrator' THEN 'administrator'
+               WHEN 'admin' THEN 'administrator'
+           END AS role
+    FROM listed l
+    CROSS JOIN LATERAL regexp_split_to_table(l.roles, '\s*\|\s*') WITH ORDINALITY AS c (item, pos)
+    WHERE l.roles IS NOT NULL AND c.item <> ''
+),
+roles_wanted AS (
+    SELECT uid, 'learner' AS role FROM listed
+    UNION SELECT mid, 'manager' FROM wanted
+    UNION SELECT uid, role FROM named_roles WHERE role IS NOT NULL
+),
+granted AS (
+    INSERT INTO user_roles (user_id, role)
+    SELECT w.uid, w.role FROM roles_wanted w
+    WHERE NOT EXISTS (SELECT 1 FROM user_roles ur WHERE ur.user_id = w.uid AND ur.role = w.role)
+    ON CONFLICT DO NOTHING
+),
+warned AS (
+    INSERT INTO upload_row_errors (upload_id, line, column_name, severity, message)
+    SELECT $1, w.line, w.col, 'warning', w.msg
+    FROM (
+        SELECT line, pos, 1 AS k, $5::text AS col,
+               'manager ' || to_json(item)::text
+               || ' is not a user of this tenant; that link was skipped' AS msg
+        FROM mgr WHERE mid IS NULL
+        UNION ALL
+        SELECT line, pos, 1, $5::text,
+               'a user cannot be their own manager; that link was skipped'
+        FROM mgr WHERE mid = uid
+        UNION ALL
+        SELECT line, pos, 2, $6::text,
+               'group ' || to_json(item)::text || ' is not a group of this tenant; membership skipped'
+        FROM grp WHERE gid IS NULL
+        UNION ALL
+        SELECT line, pos, 3, $7::text,
+               'unknown role ' || to_json(item)::text
+               || '; expected Learner, Manager or Administrator'
+        FROM named_roles WHERE role IS NULL
+    ) w
+    ORDER BY w.line, w.k, w.pos
+)
+SELECT max(line) AS last FROM staged
+"#
+        )
+    };
+}
+
+/// Links a chunk when the tenant matches on email. See [`link_chunk!`].
+pub const LINK_CHUNK_BY_EMAIL: &str = link_chunk!(key = "lower(u.email)");
+
+/// Links a chunk when the tenant matches on external ID. See [`link_chunk!`].
+pub const LINK_CHUNK_BY_EXTERNAL_ID: &str = link_chunk!(key = "u.external_id");
