@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -160,6 +161,40 @@ def naive_rows_per_s(rows):
     return rows / (time.perf_counter() - start)
 
 
+def claim_sql():
+    """The claim query exactly as the daemon runs it, read from its one home
+    (worker/src/db/queries.rs), with the lease owner and length filled in."""
+    src = open(os.path.join(os.path.dirname(__file__), "..", "worker", "src", "db", "queries.rs")).read()
+    m = re.search(r'pub const CLAIM: &str = r#"(.*?)"#;', src, re.S)
+    if not m:
+        raise SystemExit("CLAIM not found in worker/src/db/queries.rs")
+    return m.group(1).replace("$1", "'bench'").replace("$2", "600").strip()
+
+
+def claims_per_s(tenants, backlog):
+    """Claims per second with `tenants` tenants each `backlog` uploads deep:
+    every claim must find the next tenant whose head upload is runnable."""
+    psql(f"""
+        INSERT INTO tenants (slug, bucket, key_prefix)
+        SELECT 'cl-' || g, 'claims', 'cl-' || g || '/' FROM generate_series(1, {tenants}) g;
+        INSERT INTO uploads (tenant_id, bucket, object_key, object_identity)
+        SELECT t.id, 'claims', t.key_prefix || 'f' || k || '.csv', 'x'
+        FROM tenants t, generate_series(1, {backlog}) k WHERE t.slug LIKE 'cl-%' ORDER BY k, t.id;
+        ANALYZE uploads;
+    """)
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        stmt = claim_sql() + ";\n"
+        f.write(stmt * tenants)
+    start = time.perf_counter()
+    subprocess.run(["psql", DB_URL, "-qf", f.name], check=True, stdout=subprocess.DEVNULL)
+    secs = time.perf_counter() - start
+    running = int(psql("SELECT count(*) FROM uploads WHERE state = 'running' AND bucket = 'claims'"))
+    if running != tenants:
+        raise SystemExit(f"claims: {running} running, expected one per tenant ({tenants})")
+    psql("DELETE FROM tenants WHERE slug LIKE 'cl-%'")
+    return tenants / secs
+
+
 def aws():
     kw = dict(endpoint_url=MOTO, region_name="us-east-1",
               aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -304,6 +339,9 @@ def main():
     log(f"  {s:.2f} s, peak RSS {rss_big:.1f} MiB")
     os.remove(big)
 
+    log(f"claims: {tenants} tenants x 10 queued uploads")
+    claim_rate = claims_per_s(tenants, 10)
+
     s3, bucket, queue_url = aws()
     log(f"many tenants: {tenants} tenants x 1,000 rows, 2 daemons")
     mt_rate = many_tenants(tenants, small, s3, bucket, queue_url)
@@ -333,6 +371,7 @@ def main():
         "big_file_mib": round(big_size / 2**20, 1),
         "many_tenants": tenants,
         "many_tenants_uploads_per_s": round(mt_rate, 1),
+        "claims_per_s": round(claim_rate),
         "latency_p50_ms": round(lat[len(lat) // 2]),
         "latency_p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))]),
         "runs": a.runs,
@@ -348,6 +387,7 @@ def main():
         (f"peak RSS, {rows:,} rows", f"{out['peak_rss_mib_rows']} MiB", ""),
         (f"peak RSS, {big_rows:,} rows", f"{out['peak_rss_mib_big']} MiB", f"{out['big_file_mib']} MiB file"),
         (f"{tenants} tenants x 1,000 rows", f"{out['many_tenants_uploads_per_s']} uploads/s", "2 daemons"),
+        ("claim query", f"{out['claims_per_s']} claims/s", f"{tenants} tenants, 10 queued each"),
         ("drop to applied", f"p50 {out['latency_p50_ms']} ms", f"p95 {out['latency_p95_ms']} ms"),
     ]
     for name, fig, note in table:

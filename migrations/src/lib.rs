@@ -91,6 +91,25 @@ sql_migration!(
                  ALTER TABLE uploads ADD CONSTRAINT uploads_state_check
                      CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'held', 'superseded'));"
 );
+sql_migration!(
+    m0007_bulk_links,
+    "0007: link and change-log tables keep integrity with delete triggers instead of per-row foreign-key checks.",
+    "DROP TRIGGER IF EXISTS users_deleted ON users;
+                 DROP TRIGGER IF EXISTS groups_deleted ON groups;
+                 DROP TRIGGER IF EXISTS uploads_deleted ON uploads;
+                 DROP FUNCTION IF EXISTS userfeed_users_deleted(), userfeed_groups_deleted(), userfeed_uploads_deleted();
+                 DROP INDEX IF EXISTS upload_changes_user_idx;
+                 ALTER TABLE user_managers
+                     ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE,
+                     ADD FOREIGN KEY (manager_id) REFERENCES users (id) ON DELETE CASCADE;
+                 ALTER TABLE group_memberships
+                     ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE,
+                     ADD FOREIGN KEY (group_id) REFERENCES groups (id) ON DELETE CASCADE;
+                 ALTER TABLE user_roles ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE;
+                 ALTER TABLE upload_changes
+                     ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE,
+                     ADD FOREIGN KEY (upload_id) REFERENCES uploads (id) ON DELETE CASCADE;"
+);
 
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
@@ -107,6 +126,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_profile_fields::Migration),
             Box::new(m0005_changes::Migration),
             Box::new(m0006_preview::Migration),
+            Box::new(m0007_bulk_links::Migration),
         ]
     }
 }

@@ -286,3 +286,69 @@ async fn typed_profile_fields_store_typed_values_and_a_misfit_is_a_warning() {
         "{warn:?}"
     );
 }
+
+#[tokio::test]
+async fn deleting_a_user_group_or_tenant_removes_their_links_roles_and_change_log() {
+    let e = env().await;
+    e.apply(
+        "1,ann@example.com,Ann,A,boss@example.com,G1,Admin\n\
+         2,boss@example.com,Bo,S,,G1,\n",
+    )
+    .await;
+    userfeed::groups::add(&e.db.db, "acme", "G1", "Group 1")
+        .await
+        .unwrap();
+    e.apply(
+        "1,ann@example.com,Ann,A,boss@example.com,G1,Admin\n\
+         2,boss@example.com,Bo,S,,G1,\n",
+    )
+    .await;
+    let db = &e.db;
+    let count = |table: &'static str| async move {
+        db.scalar(&format!("SELECT count(*) FROM {table}")).await
+    };
+    assert_eq!(count("user_managers").await, 1);
+    assert_eq!(count("group_memberships").await, 2);
+    assert!(count("user_roles").await >= 3, "learners, manager, admin");
+
+    // A user: their links both ways, roles, memberships and log entries go.
+    e.db.db
+        .execute_unprepared("DELETE FROM users WHERE email = 'boss@example.com'")
+        .await
+        .unwrap();
+    assert_eq!(count("user_managers").await, 0, "ann's link to boss");
+    assert_eq!(e.groups_of("ann@example.com").await, vec!["G1"]);
+    assert_eq!(count("group_memberships").await, 1);
+    assert_eq!(
+        e.db.scalar(
+            "SELECT count(*) FROM upload_changes c WHERE NOT EXISTS \
+             (SELECT 1 FROM users u WHERE u.id = c.user_id)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        e.db.scalar(
+            "SELECT count(*) FROM user_roles r WHERE NOT EXISTS \
+             (SELECT 1 FROM users u WHERE u.id = r.user_id)"
+        )
+        .await,
+        0
+    );
+
+    // A group: its memberships go.
+    e.db.db
+        .execute_unprepared("DELETE FROM groups WHERE group_key = 'G1'")
+        .await
+        .unwrap();
+    assert_eq!(count("group_memberships").await, 0);
+
+    // A tenant: everything of theirs goes, through the cascade to users and uploads.
+    e.db.db
+        .execute_unprepared("DELETE FROM tenants WHERE slug = 'acme'")
+        .await
+        .unwrap();
+    for table in ["users", "user_roles", "upload_changes", "uploads"] {
+        assert_eq!(count(table).await, 0, "{table}");
+    }
+}

@@ -115,7 +115,8 @@ pub struct JobsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyConfig {
-    /// Rows per batch transaction, 1 to 5000.
+    /// Rows per batch transaction, 1 to 100000. Memory grows with it: about
+    /// 1 KiB per row for each of the three batches in flight.
     pub batch_size: usize,
 }
 
@@ -231,8 +232,8 @@ impl Config {
         if self.jobs.max_attempts < 1 {
             return bad("jobs.max_attempts", "must be at least 1");
         }
-        if !(1..=5000).contains(&self.apply.batch_size) {
-            return bad("apply.batch_size", "must be between 1 and 5000");
+        if !(1..=100_000).contains(&self.apply.batch_size) {
+            return bad("apply.batch_size", "must be between 1 and 100000");
         }
         if self.aws.region.trim().is_empty() {
             return bad("aws.region", "must be set");

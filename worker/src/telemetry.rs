@@ -30,6 +30,9 @@ pub const UPLOADS_FINISHED: &str = "userfeed_uploads_finished_total";
 pub const ROWS: &str = "userfeed_rows_total";
 /// Wall time of an upload attempt, by `outcome`.
 pub const UPLOAD_DURATION: &str = "userfeed_upload_duration_seconds";
+/// Wall time of each phase of an upload attempt, by `phase` (`stage`,
+/// `merge`, `link`, `finish`): where the time of slow uploads goes.
+pub const APPLY_PHASE_DURATION: &str = "userfeed_apply_phase_seconds";
 /// Uploads waiting to run (all pods; sampled from the database).
 pub const UPLOADS_QUEUED: &str = "userfeed_uploads_queued";
 /// Uploads running (all pods; sampled from the database).
@@ -74,6 +77,12 @@ pub fn init_metrics() -> Result<PrometheusHandle, metrics_exporter_prometheus::B
                 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
             ],
         )?
+        .set_buckets_for_metric(
+            Matcher::Full(APPLY_PHASE_DURATION.to_string()),
+            &[
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+            ],
+        )?
         .install_recorder()?;
     describe();
     Ok(handle)
@@ -104,6 +113,11 @@ fn describe() {
         UPLOAD_DURATION,
         Unit::Seconds,
         "Wall time of an upload attempt."
+    );
+    describe_histogram!(
+        APPLY_PHASE_DURATION,
+        Unit::Seconds,
+        "Wall time of each phase of an upload attempt."
     );
     describe_gauge!(UPLOADS_QUEUED, "Uploads waiting to run.");
     describe_gauge!(UPLOADS_RUNNING, "Uploads running.");
@@ -223,6 +237,13 @@ pub mod events {
         }
         counter!(UPLOADS_FINISHED, "outcome" => o).increment(1);
         histogram!(UPLOAD_DURATION, "outcome" => o).record(seconds);
+    }
+
+    /// A phase of an upload attempt ended (`stage` includes reading and
+    /// parsing the file, which overlap it).
+    pub fn phase_finished(phase: &'static str, seconds: f64) {
+        debug!(phase, seconds, "apply phase finished");
+        histogram!(APPLY_PHASE_DURATION, "phase" => phase).record(seconds);
     }
 
     /// Row counts of a finished upload.

@@ -371,6 +371,7 @@ impl Pipeline {
 
         self.store.begin(lease).await?;
         *progress = Progress::default();
+        let mut phase = PhaseClock::start();
 
         // Phase 1: stage. Parsing and validation run in their own task, a
         // bounded channel ahead of the database writes: the CPU work of the
@@ -398,6 +399,7 @@ impl Pipeline {
         drop(parser);
         stops.check()?;
         self.store.staged(lease, &rules, &bound.headers()).await?;
+        phase.lap("stage");
 
         // Phase 2: merge.
         let headers = bound.headers();
@@ -418,6 +420,7 @@ impl Pipeline {
             after = last;
             stops.check()?;
         }
+        phase.lap("merge");
 
         // Phase 2b: managers, groups and roles, now that every user exists.
         if bound.has_links() {
@@ -430,13 +433,31 @@ impl Pipeline {
                 after = last;
                 stops.check()?;
             }
+            phase.lap("link");
         }
 
         // Phase 3: deactivate (or hold) and finish, atomically.
-        Ok(self
+        let finish = self
             .store
             .finish(lease, &rules, !bound.has_status(), progress)
-            .await?)
+            .await?;
+        phase.lap("finish");
+        Ok(finish)
+    }
+}
+
+/// Times the phases of one attempt, for `userfeed_apply_phase_seconds`.
+struct PhaseClock(std::time::Instant);
+
+impl PhaseClock {
+    fn start() -> Self {
+        PhaseClock(std::time::Instant::now())
+    }
+
+    /// Reports the phase that just ended and starts timing the next.
+    fn lap(&mut self, phase: &'static str) {
+        crate::telemetry::events::phase_finished(phase, self.0.elapsed().as_secs_f64());
+        self.0 = std::time::Instant::now();
     }
 }
 

@@ -90,6 +90,10 @@ impl ApplyStore for PgStore {
     ) -> Result<(), ApplyError> {
         let mut tx = self.pool().begin().await.map_err(sqlx_err)?;
         fence_sqlx(&mut tx, lease).await?;
+        sqlx::query(queries::ASYNC_COMMIT)
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_err)?;
         if !rows.is_empty() {
             let mut buf = Vec::with_capacity(rows.len() * 160);
             for r in rows {
@@ -161,7 +165,8 @@ impl ApplyStore for PgStore {
         };
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
-        txn.execute_unprepared(queries::FORCE_CUSTOM_PLANS).await?;
+        txn.execute_unprepared(queries::SET_BATCH_PLANNER).await?;
+        txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
         let row = txn
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -208,7 +213,8 @@ impl ApplyStore for PgStore {
         };
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
-        txn.execute_unprepared(queries::FORCE_CUSTOM_PLANS).await?;
+        txn.execute_unprepared(queries::SET_BATCH_PLANNER).await?;
+        txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
         let row = txn
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
