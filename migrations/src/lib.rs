@@ -98,7 +98,6 @@ sql_migration!(
                  DROP TRIGGER IF EXISTS groups_deleted ON groups;
                  DROP TRIGGER IF EXISTS uploads_deleted ON uploads;
                  DROP FUNCTION IF EXISTS userfeed_users_deleted(), userfeed_groups_deleted(), userfeed_uploads_deleted();
-                 DROP INDEX IF EXISTS upload_changes_user_idx;
                  ALTER TABLE user_managers
                      ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE,
                      ADD FOREIGN KEY (manager_id) REFERENCES users (id) ON DELETE CASCADE;
