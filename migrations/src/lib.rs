@@ -110,6 +110,12 @@ sql_migration!(
                      ADD FOREIGN KEY (upload_id) REFERENCES uploads (id) ON DELETE CASCADE;"
 );
 
+sql_migration!(
+    m0008_claim_order,
+    "0008: runnable uploads in id order, for the claim's oldest-first walk.",
+    "DROP INDEX IF EXISTS uploads_runnable_order_idx"
+);
+
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
 /// `seaql_migrations`.
@@ -126,6 +132,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_changes::Migration),
             Box::new(m0006_preview::Migration),
             Box::new(m0007_bulk_links::Migration),
+            Box::new(m0008_claim_order::Migration),
         ]
     }
 }

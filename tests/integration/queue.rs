@@ -201,3 +201,26 @@ async fn transient_hand_back_delays_the_retry() {
         .unwrap();
     assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "S3 timed out");
 }
+
+#[tokio::test]
+async fn a_head_waiting_out_its_backoff_still_holds_back_the_tenants_newer_files_but_not_others() {
+    let db = TestDb::new().await.unwrap();
+    let (a, b) = (tenant_id(&db, "a").await, tenant_id(&db, "b").await);
+    enqueue(&db, a, "a/1.csv").await;
+    let a2 = enqueue(&db, a, "a/2.csv").await;
+    let b1 = enqueue(&db, b, "b/1.csv").await;
+    let q = Queue::new(db.db.clone(), "w", Duration::from_secs(60));
+    let first = q.claim().await.unwrap().unwrap();
+    assert!(
+        q.hand_back(&first.lease, Duration::from_secs(300), false, Some("retry"))
+            .await
+            .unwrap()
+    );
+    // a/1 waits for its retry; a/2 must not overtake it. b/1 is free.
+    let next = q.claim().await.unwrap().expect("b1");
+    assert_eq!(next.lease.upload_id, b1);
+    assert!(
+        q.claim().await.unwrap().is_none(),
+        "a2 ({a2}) stays behind a1"
+    );
+}

@@ -9,44 +9,50 @@
 /// `$1` lease owner (pod/worker name), `$2` lease length in seconds.
 ///
 /// How it works:
-/// 1. `heads` is the oldest unfinished upload of every tenant. Only that one
-///    may run: a tenant's files are full lists and must apply in arrival
-///    order. It reads only the partial index `uploads_runnable_idx`, so the
-///    (ever-growing) history of finished uploads is never scanned.
+/// 1. Only the head of a tenant may run, i.e. its oldest unfinished upload:
+///    a tenant's files are full lists and must apply in arrival order.
 /// 2. A head is claimable when it is queued (and past any retry backoff) or
 ///    when it is running under a lease that has expired (its worker died).
 ///    A head that is running under a live lease blocks its whole tenant.
-/// 3. `FOR UPDATE SKIP LOCKED` makes concurrent claimers take different rows
+/// 3. Runnable uploads are walked oldest first through the partial index
+///    `uploads_runnable_order_idx` (finished history is never read), and the
+///    first claimable one that is its tenant's head (no older runnable
+///    upload of the tenant: one probe of `uploads_runnable_idx`) wins. So the
+///    oldest waiting file goes first across tenants, and a claim reads only
+///    the uploads ahead of it: normally the few heads currently running.
+/// 4. `FOR UPDATE SKIP LOCKED` makes concurrent claimers take different rows
 ///    instead of queueing behind each other. When a locked row changed under
-///    us, PostgreSQL re-checks the `u.` conditions on the new version, so a
-///    head another worker just claimed or finished is skipped, not re-run.
-/// 4. The claim bumps `lease_token`: the fencing token every later write of
+///    us, PostgreSQL re-checks the conditions on the new version, so a head
+///    another worker just claimed or finished is skipped, not re-run.
+/// 5. The claim bumps `lease_token`: the fencing token every later write of
 ///    this attempt must present.
 ///
 /// Alternatives measured or considered:
+/// - Computing every tenant's head first (`SELECT DISTINCT ON (tenant_id)`
+///   over the runnable uploads) and taking the oldest claimable one: the
+///   first version of this query. Correct, but it reads and sorts every
+///   runnable upload on every claim: 12 ms per claim with 2,000 tenants ten
+///   uploads deep, against 0.4 ms for this walk (scripts/bench, `claims`).
 /// - A per-tenant advisory lock: works, but the lock lives in a session, so
 ///   it ties the claim to one pooled connection for the whole upload and
 ///   cannot express "expired".
 /// - `SELECT ... FOR UPDATE SKIP LOCKED` on the tenant row: needs a
 ///   transaction open for the whole upload, which the design forbids (no
 ///   transaction spans a streaming file).
-/// - Claiming without the `heads` restriction and relying on the unique index
+/// - Claiming without the head restriction and relying on the unique index
 ///   `uploads_one_running_per_tenant` alone: correct, but under contention
 ///   most attempts would end in a unique violation. The index stays as the
 ///   last line of defence; a violation is treated as "nothing claimed".
 pub const CLAIM: &str = r#"
-WITH heads AS (
-    SELECT DISTINCT ON (tenant_id) id
-    FROM uploads
-    WHERE state IN ('queued', 'running')
-    ORDER BY tenant_id, id
-),
-candidate AS (
+WITH candidate AS (
     SELECT u.id
     FROM uploads u
-    JOIN heads h ON h.id = u.id
-    WHERE (u.state = 'queued' AND (u.not_before IS NULL OR u.not_before <= now()))
-       OR (u.state = 'running' AND u.lease_expires_at < now())
+    WHERE u.state IN ('queued', 'running')
+      AND ((u.state = 'queued' AND (u.not_before IS NULL OR u.not_before <= now()))
+           OR (u.state = 'running' AND u.lease_expires_at < now()))
+      AND NOT EXISTS (SELECT 1 FROM uploads o
+                      WHERE o.tenant_id = u.tenant_id AND o.id < u.id
+                        AND o.state IN ('queued', 'running'))
     ORDER BY u.id
     LIMIT 1
     FOR UPDATE OF u SKIP LOCKED
