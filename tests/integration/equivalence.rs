@@ -212,7 +212,7 @@ async fn both_stores_agree_on_every_rule_by_external_id() {
     let mut p = Pair::new(MatchKey::ExternalId, MAPPING, 3).await;
     p.apply(&rows(
         HEADER,
-        "1,ann@x.io,Ann,A,boss@x.io|lead@x.io,G1|G9,,Eng,3\n\
+        "1,ann@x.io,Ann,A,boss@x.io |\u{a0}lead@x.io,G1| \tG9,,Eng,3\n\
          2,bob@x.io,Bob,B,,G2,Admin,Ops,\n\
          3,lead@x.io,Lee,L,boss@x.io,,manager|wizard,Eng,2.5\n\
          4,boss@x.io,Bo,S,,G1|G2|G3,,,ten\n\
