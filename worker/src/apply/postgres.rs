@@ -17,7 +17,8 @@ use std::io::Write;
 use async_trait::async_trait;
 use sea_orm::sqlx::{self, PgPool, Postgres};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult,
+    RuntimeErr, Statement, TransactionTrait,
 };
 
 use super::portable::{PortableStore, finish_in};
@@ -49,6 +50,30 @@ impl PgStore {
 
     fn pool(&self) -> &PgPool {
         self.db.get_postgres_connection_pool()
+    }
+
+    /// Opens a fenced batch transaction (batch planner settings, asynchronous
+    /// commit) and runs one merge or link statement in it, which returns one
+    /// row. The caller reads the row and commits.
+    async fn batch_statement(
+        &self,
+        lease: &Lease,
+        sql: &str,
+        values: [sea_orm::Value; 7],
+    ) -> Result<(DatabaseTransaction, QueryResult), ApplyError> {
+        let txn = self.db.begin().await?;
+        fence(&txn, lease).await?;
+        txn.execute_unprepared(queries::SET_BATCH_PLANNER).await?;
+        txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("a batch statement returned no row".into()))?;
+        Ok((txn, row))
     }
 }
 
@@ -163,13 +188,9 @@ impl ApplyStore for PgStore {
             MatchKey::Email => (queries::MERGE_BATCH_BY_EMAIL, &headers.external_id),
             MatchKey::ExternalId => (queries::MERGE_BATCH_BY_EXTERNAL_ID, &headers.email),
         };
-        let txn = self.db.begin().await?;
-        fence(&txn, lease).await?;
-        txn.execute_unprepared(queries::SET_BATCH_PLANNER).await?;
-        txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
-        let row = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
+        let (txn, row) = self
+            .batch_statement(
+                lease,
                 sql,
                 [
                     lease.upload_id.into(),
@@ -180,9 +201,8 @@ impl ApplyStore for PgStore {
                     collision_header.clone().into(),
                     headers.email.clone().into(),
                 ],
-            ))
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("merge counts".into()))?;
+            )
+            .await?;
         let Some(last) = row.try_get::<Option<i64>>("", "last")? else {
             txn.commit().await?;
             return Ok(None);
@@ -211,13 +231,9 @@ impl ApplyStore for PgStore {
             MatchKey::Email => queries::LINK_CHUNK_BY_EMAIL,
             MatchKey::ExternalId => queries::LINK_CHUNK_BY_EXTERNAL_ID,
         };
-        let txn = self.db.begin().await?;
-        fence(&txn, lease).await?;
-        txn.execute_unprepared(queries::SET_BATCH_PLANNER).await?;
-        txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
-        let row = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
+        let (txn, row) = self
+            .batch_statement(
+                lease,
                 sql,
                 [
                     lease.upload_id.into(),
@@ -228,9 +244,8 @@ impl ApplyStore for PgStore {
                     headers.groups.clone().into(),
                     headers.roles.clone().into(),
                 ],
-            ))
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("link chunk".into()))?;
+            )
+            .await?;
         let last = row.try_get::<Option<i64>>("", "last")?;
         txn.commit().await?;
         Ok(last)
