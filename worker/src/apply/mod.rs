@@ -395,8 +395,14 @@ impl Pipeline {
                 .await?;
         }
         // The parser ends by closing the channel: after its last batch, or
-        // (having sent the error) at a broken file.
-        drop(parser);
+        // (having sent the error) at a broken file. A channel closed by a
+        // parser that panicked must not read as "end of file": the finish
+        // would then deactivate everyone after the last staged row.
+        if let Err(e) = parser.await {
+            return Err(UploadError::Fail(format!(
+                "internal error while reading the file ({e}); nothing was changed"
+            )));
+        }
         stops.check()?;
         self.store.staged(lease, &rules, &bound.headers()).await?;
         phase.lap("stage");
