@@ -54,13 +54,26 @@ impl PgStore {
 
     /// Opens a fenced batch transaction (batch planner settings, asynchronous
     /// commit) and runs one merge or link statement in it, which returns one
-    /// row. The caller reads the row and commits.
+    /// row. The statements share their first four parameters (upload, after
+    /// line, rows, tenant); `more` are `$5` to `$7`. The caller reads the row
+    /// and commits.
     async fn batch_statement(
         &self,
         lease: &Lease,
         sql: &str,
-        values: [sea_orm::Value; 7],
+        (after, limit, tenant_id): (i64, usize, i64),
+        more: [sea_orm::Value; 3],
     ) -> Result<(DatabaseTransaction, QueryResult), ApplyError> {
+        let [v5, v6, v7] = more;
+        let values = [
+            lease.upload_id.into(),
+            after.into(),
+            (limit as i64).into(),
+            tenant_id.into(),
+            v5,
+            v6,
+            v7,
+        ];
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         txn.execute_unprepared(queries::SET_BATCH_PLANNER).await?;
@@ -192,11 +205,8 @@ impl ApplyStore for PgStore {
             .batch_statement(
                 lease,
                 sql,
+                (after, limit, rules.tenant_id),
                 [
-                    lease.upload_id.into(),
-                    after.into(),
-                    (limit as i64).into(),
-                    rules.tenant_id.into(),
                     has_status.into(),
                     collision_header.clone().into(),
                     headers.email.clone().into(),
@@ -235,11 +245,8 @@ impl ApplyStore for PgStore {
             .batch_statement(
                 lease,
                 sql,
+                (after, limit, rules.tenant_id),
                 [
-                    lease.upload_id.into(),
-                    after.into(),
-                    (limit as i64).into(),
-                    rules.tenant_id.into(),
                     headers.managers.clone().into(),
                     headers.groups.clone().into(),
                     headers.roles.clone().into(),
