@@ -13,6 +13,8 @@ use userfeed_migrations::MigratorTrait;
 use crate::config::DatabaseConfig;
 
 pub mod entity;
+#[cfg(unix)]
+pub mod nodelay;
 pub mod queries;
 
 /// Opens the connection pool. Nothing is logged about the URL beyond its
@@ -24,6 +26,28 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> 
         .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_seconds))
         .connect_timeout(Duration::from_secs(cfg.acquire_timeout_seconds))
         .sqlx_logging(false);
+    #[cfg(unix)]
+    if let Some(pg) = cfg
+        .url
+        .starts_with("postgres")
+        .then(|| {
+            cfg.url
+                .parse::<sea_orm::sqlx::postgres::PgConnectOptions>()
+                .ok()
+        })
+        .flatten()
+    {
+        // See `nodelay`: a workaround for sqlx 0.9.0, measured on `COPY`.
+        let port = pg.get_port();
+        opts.map_sqlx_postgres_pool_opts(move |pool| {
+            pool.after_connect(move |_conn, _meta| {
+                Box::pin(async move {
+                    nodelay::set_on_sockets_to(port);
+                    Ok(())
+                })
+            })
+        });
+    }
     Database::connect(opts).await
 }
 
