@@ -59,14 +59,17 @@ struct Side {
 struct Pair {
     aws: Aws,
     portable: Side,
+    /// `PgStore` in batch mode (per-row lookups, `batch`-row statements).
     fast: Side,
+    /// `PgStore` in whole-file mode (joins), `batch`-row chunks.
+    file: Side,
     files: usize,
 }
 
 impl Pair {
     async fn new(key: MatchKey, mapping: &str, batch: usize) -> Pair {
         let aws = Aws::new().await.unwrap();
-        let side = |store: fn(&TestDb) -> Arc<dyn ApplyStore>| {
+        let side = |store: Box<dyn Fn(&TestDb) -> Arc<dyn ApplyStore>>| {
             let aws = &aws;
             async move {
                 let db = TestDb::new().await.unwrap();
@@ -92,12 +95,20 @@ impl Pair {
                 Side { db, w }
             }
         };
-        let portable = side(|db| Arc::new(PortableStore::new(db.db.clone()))).await;
-        let fast = side(|db| Arc::new(PgStore::new(db.db.clone()))).await;
+        let portable = side(Box::new(|db| Arc::new(PortableStore::new(db.db.clone())))).await;
+        let fast = side(Box::new(|db| {
+            Arc::new(PgStore::new(db.db.clone()).with_whole_file(u64::MAX, 1))
+        }))
+        .await;
+        let file = side(Box::new(move |db| {
+            Arc::new(PgStore::new(db.db.clone()).with_whole_file(0, batch))
+        }))
+        .await;
         Pair {
             aws,
             portable,
             fast,
+            file,
             files: 0,
         }
     }
@@ -109,7 +120,7 @@ impl Pair {
         self.aws.put(&key, body.to_string()).await.unwrap();
         let notes = self.aws.take_object_created().await.unwrap();
         assert_eq!(notes.len(), 1);
-        for side in [&self.portable, &self.fast] {
+        for side in [&self.portable, &self.fast, &self.file] {
             let d = userfeed::intake::Delivery {
                 message_id: key.clone(),
                 body: notes[0].clone(),
@@ -121,16 +132,17 @@ impl Pair {
                 .unwrap();
             assert!(run_next(&side.w).await.is_some());
         }
-        let (a, b) = (
-            snapshot(&self.portable.db).await,
-            snapshot(&self.fast.db).await,
-        );
-        for ((name, left), (_, right)) in a.iter().zip(b.iter()) {
-            assert_eq!(
-                left, right,
-                "file {} ({key}): table {name} differs (left: portable, right: PostgreSQL)\n{body}",
-                self.files
-            );
+        let a = snapshot(&self.portable.db).await;
+        for (mode, side) in [("batch", &self.fast), ("whole-file", &self.file)] {
+            let b = snapshot(&side.db).await;
+            for ((name, left), (_, right)) in a.iter().zip(b.iter()) {
+                assert_eq!(
+                    left, right,
+                    "file {} ({key}): table {name} differs (left: portable, right: PostgreSQL \
+                     in {mode} mode)\n{body}",
+                    self.files
+                );
+            }
         }
         assert!(
             a.iter().any(|(n, rows)| *n == "users" && !rows.is_empty()),
@@ -361,7 +373,7 @@ fn nightly_files(seed: u64, people: usize, nights: usize) -> Vec<String> {
 /// deactivation cap (a random night may leave out more than 20%).
 async fn random_nights(key: MatchKey, batch: usize, seed: u64) {
     let mut p = Pair::new(key, MAPPING, batch).await;
-    for side in [&p.portable, &p.fast] {
+    for side in [&p.portable, &p.fast, &p.file] {
         userfeed::tenants::set_hold_limits(&side.db.db, "acme", Some(100), Some(1000))
             .await
             .unwrap();

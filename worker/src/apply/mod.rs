@@ -180,7 +180,8 @@ pub trait ApplyStore: Send + Sync {
     /// Applies managers, group memberships and roles for up to `limit` staged,
     /// accepted rows after line `after`, once every row has been merged (a
     /// manager may appear later in the file than their report). Returns the
-    /// last line handled, or `None` when nothing was left.
+    /// last line handled, or `None` when nothing was left. `progress` is
+    /// the upload's, read only (a store may choose its method by file size).
     async fn link(
         &self,
         lease: &Lease,
@@ -188,6 +189,7 @@ pub trait ApplyStore: Send + Sync {
         headers: &FileHeaders,
         after: i64,
         limit: usize,
+        progress: &Progress,
     ) -> Result<Option<i64>, ApplyError>;
 
     /// Lines up the absent for deactivation (when asked), then in the same
@@ -433,7 +435,7 @@ impl Pipeline {
             let mut after = 0;
             while let Some(last) = self
                 .store
-                .link(lease, &rules, &headers, after, self.batch_size)
+                .link(lease, &rules, &headers, after, self.batch_size, progress)
                 .await?
             {
                 after = last;

@@ -475,6 +475,7 @@ where
         headers: &FileHeaders,
         after: i64,
         limit: usize,
+        _progress: &Progress,
     ) -> Result<Option<i64>, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;

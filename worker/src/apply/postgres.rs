@@ -32,7 +32,20 @@ use crate::map::{FileHeaders, MatchKey, RowError, StagedRow};
 pub struct PgStore {
     db: DatabaseConnection,
     portable: PortableStore,
+    whole_file_rows: u64,
+    file_chunk_rows: usize,
 }
+
+/// Files of at least this many rows are merged and linked in whole-file
+/// mode: large chunks, joins the planner may hash, instead of per-row
+/// index lookups. Below it a file costs less than reading the tenant's
+/// users once. Measured: see `docs/performance.md`.
+pub const WHOLE_FILE_ROWS: u64 = 20_000;
+
+/// Rows per merge or link statement in whole-file mode: large enough that
+/// reading the tenant's users once per statement is small beside the rows,
+/// small enough to bound one transaction.
+pub const FILE_CHUNK_ROWS: usize = 250_000;
 
 impl PgStore {
     /// Wraps a PostgreSQL connection pool.
@@ -45,6 +58,26 @@ impl PgStore {
         PgStore {
             portable: PortableStore::new(db.clone()),
             db,
+            whole_file_rows: WHOLE_FILE_ROWS,
+            file_chunk_rows: FILE_CHUNK_ROWS,
+        }
+    }
+
+    /// The same store with another whole-file threshold and chunk size
+    /// (tests use them to run either mode, across chunks, on small files).
+    pub fn with_whole_file(mut self, from_rows: u64, chunk_rows: usize) -> Self {
+        self.whole_file_rows = from_rows;
+        self.file_chunk_rows = chunk_rows.max(1);
+        self
+    }
+
+    /// The statement shape, planner settings and chunk size for a file of
+    /// `rows` rows.
+    fn mode(&self, rows: u64, limit: usize) -> (bool, &'static str, usize) {
+        if rows >= self.whole_file_rows {
+            (true, queries::SET_FILE_PLANNER, self.file_chunk_rows)
+        } else {
+            (false, queries::SET_BATCH_PLANNER, limit)
         }
     }
 
@@ -60,7 +93,7 @@ impl PgStore {
     async fn batch_statement(
         &self,
         lease: &Lease,
-        sql: &str,
+        (sql, planner): (&str, &str),
         (after, limit, tenant_id): (i64, usize, i64),
         more: [sea_orm::Value; 3],
     ) -> Result<(DatabaseTransaction, QueryResult), ApplyError> {
@@ -76,7 +109,7 @@ impl PgStore {
         ];
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
-        txn.execute_unprepared(queries::SET_BATCH_PLANNER).await?;
+        txn.execute_unprepared(planner).await?;
         txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
         let row = txn
             .query_one_raw(Statement::from_sql_and_values(
@@ -197,14 +230,17 @@ impl ApplyStore for PgStore {
         limit: usize,
         progress: &mut Progress,
     ) -> Result<Option<i64>, ApplyError> {
-        let (sql, collision_header) = match rules.match_key {
-            MatchKey::Email => (queries::MERGE_BATCH_BY_EMAIL, &headers.external_id),
-            MatchKey::ExternalId => (queries::MERGE_BATCH_BY_EXTERNAL_ID, &headers.email),
+        let (whole, planner, limit) = self.mode(progress.rows_read, limit);
+        let (sql, collision_header) = match (rules.match_key, whole) {
+            (MatchKey::Email, false) => (queries::MERGE_BATCH_BY_EMAIL, &headers.external_id),
+            (MatchKey::Email, true) => (queries::MERGE_FILE_BY_EMAIL, &headers.external_id),
+            (MatchKey::ExternalId, false) => (queries::MERGE_BATCH_BY_EXTERNAL_ID, &headers.email),
+            (MatchKey::ExternalId, true) => (queries::MERGE_FILE_BY_EXTERNAL_ID, &headers.email),
         };
         let (txn, row) = self
             .batch_statement(
                 lease,
-                sql,
+                (sql, planner),
                 (after, limit, rules.tenant_id),
                 [
                     has_status.into(),
@@ -236,15 +272,19 @@ impl ApplyStore for PgStore {
         headers: &FileHeaders,
         after: i64,
         limit: usize,
+        progress: &Progress,
     ) -> Result<Option<i64>, ApplyError> {
-        let sql = match rules.match_key {
-            MatchKey::Email => queries::LINK_CHUNK_BY_EMAIL,
-            MatchKey::ExternalId => queries::LINK_CHUNK_BY_EXTERNAL_ID,
+        let (whole, planner, limit) = self.mode(progress.rows_read, limit);
+        let sql = match (rules.match_key, whole) {
+            (MatchKey::Email, false) => queries::LINK_CHUNK_BY_EMAIL,
+            (MatchKey::Email, true) => queries::LINK_FILE_BY_EMAIL,
+            (MatchKey::ExternalId, false) => queries::LINK_CHUNK_BY_EXTERNAL_ID,
+            (MatchKey::ExternalId, true) => queries::LINK_FILE_BY_EXTERNAL_ID,
         };
         let (txn, row) = self
             .batch_statement(
                 lease,
-                sql,
+                (sql, planner),
                 (after, limit, rules.tenant_id),
                 [
                     headers.managers.clone().into(),
@@ -317,10 +357,18 @@ fn encode_row(buf: &mut Vec<u8>, upload_id: i64, r: &StagedRow) {
     field(buf, profile.as_deref());
     field(buf, r.error.as_ref().and_then(|e| e.column.as_deref()));
     field(buf, r.error.as_ref().map(|e| e.message.as_str()));
-    field(buf, r.managers.as_deref());
-    field(buf, r.groups.as_deref());
-    field(buf, r.roles.as_deref());
+    list(buf, r.managers.as_deref());
+    list(buf, r.groups.as_deref());
+    list(buf, r.roles.as_deref());
     buf.push(b'\n');
+}
+
+/// Appends a list cell as its items, trimmed and without empty ones, joined
+/// by `|` (what `map::split_list` reads from it): the link statements then
+/// split without trimming, which was a third of splitting's cost in SQL.
+fn list(buf: &mut Vec<u8>, cell: Option<&str>) {
+    let items = cell.map(|c| crate::map::split_list(c).collect::<Vec<_>>().join("|"));
+    field(buf, items.as_deref());
 }
 
 /// Appends one row problem in `COPY` text format.
@@ -365,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn a_staged_row_encodes_cleared_profile_fields_as_json_null() {
+    fn a_staged_row_encodes_cleared_profile_fields_as_json_null_and_lists_trimmed() {
         let mut profile = serde_json::Map::new();
         profile.insert("dept".into(), "".into());
         profile.insert("level".into(), 3.into());
@@ -378,7 +426,7 @@ mod tests {
             last_name: None,
             active: Some(false),
             profile: Some(profile),
-            managers: None,
+            managers: Some(" a@x.io |\u{a0}| b@x.io\t".into()),
             groups: Some("G1|G2".into()),
             roles: None,
             error: None,
@@ -388,7 +436,7 @@ mod tests {
         encode_row(&mut buf, 42, &row);
         assert_eq!(
             String::from_utf8(buf).unwrap(),
-            "42\t7\ta@x.io\tA@x.io\t\\N\tAnn\t\\N\tf\t{\"dept\":null,\"level\":3}\t\\N\t\\N\t\\N\tG1|G2\t\\N\n"
+            "42\t7\ta@x.io\tA@x.io\t\\N\tAnn\t\\N\tf\t{\"dept\":null,\"level\":3}\t\\N\t\\N\ta@x.io|b@x.io\tG1|G2\t\\N\n"
         );
     }
 }

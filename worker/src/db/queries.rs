@@ -292,6 +292,14 @@ GROUP BY r.line
 pub const SET_BATCH_PLANNER: &str = "SET LOCAL plan_cache_mode = force_custom_plan; \
     SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
 
+/// Planner settings for the whole-file statements (`merge_file!`,
+/// `link_file!`), which join large sets: hash joins are what they are for,
+/// so the scans stay allowed. More memory for the hashes, so that a chunk's
+/// hash tables stay in memory instead of spilling in batches to disk; JIT
+/// off as for the batch statements.
+pub const SET_FILE_PLANNER: &str = "SET LOCAL plan_cache_mode = force_custom_plan; \
+    SET LOCAL work_mem = '64MB'; SET LOCAL enable_nestloop = off; SET LOCAL jit = off";
+
 /// Commits a batch transaction without waiting for its WAL to reach disk.
 ///
 /// Safe here because no batch is the last word: if the server crashes and
@@ -405,7 +413,108 @@ macro_rules! merge_batch {
     (key = $key:literal, other_row = $orow:literal, other_user = $ouser:literal,
      owner = $owner:literal, taken = $taken:literal) => {
         concat!(
+            merge_head!(),
             r#"
+keyed AS MATERIALIZED (
+    SELECT b.*,
+           (SELECT u FROM users u WHERE u.tenant_id = $4 AND "#,
+            $key,
+            r#" = b.match_key) AS u
+    FROM batch b
+),
+unpacked AS (
+    SELECT k.line, k.match_key, k.email, k.external_id, k.first_name, k.last_name,
+           k.active, k.profile, k.error_column, k.error_message,
+           (k.u).id AS uid, (k.u).email AS u_email, (k.u).external_id AS u_external_id,
+           (k.u).first_name AS u_first_name, (k.u).last_name AS u_last_name,
+           (k.u).active AS u_active, (k.u).profile AS u_profile
+    FROM keyed k
+),
+looked AS MATERIALIZED (
+    SELECT k.*, "#,
+            $orow,
+            r#" AS other,
+           CASE WHEN k.error_message IS NULL AND "#,
+            $orow,
+            r#" IS NOT NULL
+                     AND (k.uid IS NULL OR "#,
+            $orow,
+            r#" IS DISTINCT FROM "#,
+            $ouser,
+            r#")
+                THEN (SELECT o.id FROM users o WHERE o.tenant_id = $4 AND "#,
+            $owner,
+            r#")
+           END AS other_owner,
+           "#,
+            merge_same!(),
+            r#"
+    FROM unpacked k
+),
+"#,
+            merge_tail!($taken)
+        )
+    };
+}
+
+/// [`merge_batch!`] with joins instead of per-row lookups, for large files
+/// (see `PgStore`'s whole-file mode): each side is read once and hashed.
+///
+/// The owner of the other identity is looked up only for the rows that ask
+/// (`asking`): in an unchanged file none does, and a hash join with an empty
+/// side does not read the other, so the re-feed reads `users` once.
+macro_rules! merge_file {
+    (key = $key:literal, other_row = $orow:literal, other_user = $ouser:literal,
+     owner = $owner:literal, taken = $taken:literal) => {
+        concat!(
+            merge_head!(),
+            r#"
+keyed AS MATERIALIZED (
+    SELECT b.*, u.id AS uid, u.email AS u_email, u.external_id AS u_external_id,
+           u.first_name AS u_first_name, u.last_name AS u_last_name,
+           u.active AS u_active, u.profile AS u_profile
+    FROM batch b
+    LEFT JOIN users u ON u.tenant_id = $4 AND "#,
+            $key,
+            r#" = b.match_key
+),
+asking AS MATERIALIZED (
+    SELECT k.line, k.email, k.external_id FROM keyed k
+    WHERE k.error_message IS NULL AND "#,
+            $orow,
+            r#" IS NOT NULL
+      AND (k.uid IS NULL OR "#,
+            $orow,
+            r#" IS DISTINCT FROM "#,
+            $ouser,
+            r#")
+),
+owners AS MATERIALIZED (
+    SELECT k.line, o.id FROM asking k
+    JOIN users o ON o.tenant_id = $4 AND "#,
+            $owner,
+            r#"
+),
+looked AS MATERIALIZED (
+    SELECT k.*, "#,
+            $orow,
+            r#" AS other, w.id AS other_owner,
+           "#,
+            merge_same!(),
+            r#"
+    FROM keyed k
+    LEFT JOIN owners w ON w.line = k.line
+),
+"#,
+            merge_tail!($taken)
+        )
+    };
+}
+
+/// The rows of one merge statement: `$3` staged rows after line `$2`.
+macro_rules! merge_head {
+    () => {
+        r#"
 WITH batch AS (
     SELECT r.line, r.match_key, r.email, r.external_id, r.first_name, r.last_name,
            r.active, r.profile, r.error_column, r.error_message
@@ -413,34 +522,31 @@ WITH batch AS (
     WHERE r.upload_id = $1 AND r.line > $2
     ORDER BY r.line
     LIMIT $3
-),
-keyed AS MATERIALIZED (
-    SELECT b.*,
-           (SELECT u FROM users u WHERE u.tenant_id = $4 AND "#, $key, r#" = b.match_key) AS u
-    FROM batch b
-),
-looked AS MATERIALIZED (
-    SELECT k.line, k.match_key, k.email, k.external_id, k.first_name, k.last_name,
-           k.active, k.profile, k.error_column, k.error_message,
-           (k.u).id AS uid, (k.u).email AS u_email, (k.u).external_id AS u_external_id,
-           (k.u).first_name AS u_first_name, (k.u).last_name AS u_last_name,
-           (k.u).active AS u_active, (k.u).profile AS u_profile, "#, $orow, r#" AS other,
-           CASE WHEN k.error_message IS NULL AND "#, $orow, r#" IS NOT NULL
-                     AND ((k.u).id IS NULL OR "#, $orow, r#" IS DISTINCT FROM "#, $ouser, r#")
-                THEN (SELECT o.id FROM users o WHERE o.tenant_id = $4 AND "#, $owner, r#")
-           END AS other_owner,
-           COALESCE((k.u).id IS NOT NULL AND k.error_message IS NULL
-                    AND (k.email IS NULL OR k.email = (k.u).email)
-                    AND (k.external_id IS NULL OR k.external_id = (k.u).external_id)
-                    AND (k.first_name IS NULL OR k.first_name = (k.u).first_name)
-                    AND (k.last_name IS NULL OR k.last_name = (k.u).last_name)
-                    AND (NOT $5 OR COALESCE(k.active, TRUE)) = (k.u).active
+),"#
+    };
+}
+
+/// Whether a looked-up row `k` (its values, and its user's as `u_*`) would
+/// change nothing.
+macro_rules! merge_same {
+    () => {
+        r#"COALESCE(k.uid IS NOT NULL AND k.error_message IS NULL
+                    AND (k.email IS NULL OR k.email = k.u_email)
+                    AND (k.external_id IS NULL OR k.external_id = k.u_external_id)
+                    AND (k.first_name IS NULL OR k.first_name = k.u_first_name)
+                    AND (k.last_name IS NULL OR k.last_name = k.u_last_name)
+                    AND (NOT $5 OR COALESCE(k.active, TRUE)) = k.u_active
                     AND (k.profile IS NULL
-                         OR jsonb_strip_nulls((k.u).profile || k.profile) = (k.u).profile),
-                    FALSE) AS same
-    FROM keyed k
-),
-ranked AS (
+                         OR jsonb_strip_nulls(k.u_profile || k.profile) = k.u_profile),
+                    FALSE) AS same"#
+    };
+}
+
+/// Steps 2 to 5 of [`merge_batch!`], from `looked`.
+macro_rules! merge_tail {
+    ($taken:literal) => {
+        concat!(
+            r#"ranked AS (
     SELECT l.*,
            CASE WHEN l.error_message IS NOT NULL THEN 'error'
                 WHEN l.other_owner IS NOT NULL AND l.other_owner IS DISTINCT FROM l.uid THEN 'taken'
@@ -573,7 +679,7 @@ FROM final
 pub const MERGE_BATCH_BY_EMAIL: &str = merge_batch!(
     key = "lower(u.email)",
     other_row = "k.external_id",
-    other_user = "(k.u).external_id",
+    other_user = "k.u_external_id",
     owner = "o.external_id = k.external_id",
     taken = "'external ID ' || to_json(r.external_id)::text || ' already belongs to another user'"
 );
@@ -584,7 +690,25 @@ pub const MERGE_BATCH_BY_EMAIL: &str = merge_batch!(
 pub const MERGE_BATCH_BY_EXTERNAL_ID: &str = merge_batch!(
     key = "u.external_id",
     other_row = "lower(k.email)",
-    other_user = "lower((k.u).email)",
+    other_user = "lower(k.u_email)",
+    owner = "lower(o.email) = lower(k.email)",
+    taken = "'email ' || to_json(r.email)::text || ' already belongs to another user'"
+);
+
+/// [`MERGE_BATCH_BY_EMAIL`] for large files ([`merge_file!`]).
+pub const MERGE_FILE_BY_EMAIL: &str = merge_file!(
+    key = "lower(u.email)",
+    other_row = "k.external_id",
+    other_user = "k.u_external_id",
+    owner = "o.external_id = k.external_id",
+    taken = "'external ID ' || to_json(r.external_id)::text || ' already belongs to another user'"
+);
+
+/// [`MERGE_BATCH_BY_EXTERNAL_ID`] for large files ([`merge_file!`]).
+pub const MERGE_FILE_BY_EXTERNAL_ID: &str = merge_file!(
+    key = "u.external_id",
+    other_row = "lower(k.email)",
+    other_user = "lower(k.u_email)",
     owner = "lower(o.email) = lower(k.email)",
     taken = "'email ' || to_json(r.email)::text || ' already belongs to another user'"
 );
@@ -629,7 +753,7 @@ mgr AS MATERIALIZED (
            (SELECT m.id FROM users m
             WHERE m.tenant_id = $4 AND lower(m.email) = lower(c.item)) AS mid
     FROM listed l
-    CROSS JOIN LATERAL (SELECT btrim(x.raw, E' \t\n\r\x0b\x0c' || U&'\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\2028\2029\202F\205F\3000') AS item, x.pos
+    CROSS JOIN LATERAL (SELECT btrim(x.raw, "#, trim_set!(), r#") AS item, x.pos
                         FROM unnest(string_to_array(l.managers, '|')) WITH ORDINALITY AS x (raw, pos)) c
     WHERE l.managers IS NOT NULL AND c.item <> ''
 ),
@@ -658,7 +782,7 @@ grp AS MATERIALIZED (
     SELECT l.line, l.uid, c.item, c.pos,
            (SELECT g.id FROM groups g WHERE g.tenant_id = $4 AND g.group_key = c.item) AS gid
     FROM listed l
-    CROSS JOIN LATERAL (SELECT btrim(x.raw, E' \t\n\r\x0b\x0c' || U&'\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\2028\2029\202F\205F\3000') AS item, x.pos
+    CROSS JOIN LATERAL (SELECT btrim(x.raw, "#, trim_set!(), r#") AS item, x.pos
                         FROM unnest(string_to_array(l.groups, '|')) WITH ORDINALITY AS x (raw, pos)) c
     WHERE l.groups IS NOT NULL AND c.item <> ''
 ),
@@ -679,7 +803,7 @@ named_roles AS MATERIALIZED (
                WHEN 'admin' THEN 'administrator'
            END AS role
     FROM listed l
-    CROSS JOIN LATERAL (SELECT btrim(x.raw, E' \t\n\r\x0b\x0c' || U&'\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\2028\2029\202F\205F\3000') AS item, x.pos
+    CROSS JOIN LATERAL (SELECT btrim(x.raw, "#, trim_set!(), r#") AS item, x.pos
                         FROM unnest(string_to_array(l.roles, '|')) WITH ORDINALITY AS x (raw, pos)) c
     WHERE l.roles IS NOT NULL AND c.item <> ''
 ),
@@ -694,7 +818,119 @@ granted AS (
     WHERE (SELECT TRUE FROM user_roles ur WHERE ur.user_id = w.uid AND ur.role = w.role) IS NULL
     ON CONFLICT DO NOTHING
 ),
-warned AS (
+"#,
+            link_warnings!()
+        )
+    };
+}
+
+/// [`link_chunk!`] with joins instead of per-row lookups, for large files
+/// (see `PgStore`'s whole-file mode): each table is read once and hashed,
+/// and what is already there is subtracted as a set (a hash anti-join
+/// against the link table itself: cheaper, measured, than first collecting
+/// the listed users' links). Cells arrive trimmed from staging (`PgStore`
+/// writes each list as its items joined by `|`), so they are only split.
+/// Memberships and roles rely on `ON CONFLICT DO NOTHING` for the rare
+/// item repeated in one cell rather than removing duplicates from every row.
+macro_rules! link_file {
+    (key = $key:literal) => {
+        concat!(
+            r#"
+WITH staged AS (
+    SELECT r.line, r.match_key, r.managers, r.groups, r.roles
+    FROM upload_rows r
+    WHERE r.upload_id = $1 AND r.line > $2 AND NOT r.rejected AND r.error_message IS NULL
+    ORDER BY r.line
+    LIMIT $3
+),
+listed AS MATERIALIZED (
+    SELECT s.line, s.managers, s.groups, s.roles, u.id AS uid
+    FROM staged s
+    JOIN users u ON u.tenant_id = $4 AND "#, $key, r#" = s.match_key
+),
+mgr AS MATERIALIZED (
+    SELECT c.line, c.uid, c.item, c.pos, m.id AS mid
+    FROM (SELECT l.line, l.uid, x.item, x.pos
+          FROM listed l
+          CROSS JOIN LATERAL unnest(string_to_array(l.managers, '|')) WITH ORDINALITY AS x (item, pos)
+          WHERE l.managers IS NOT NULL) c
+    LEFT JOIN users m ON m.tenant_id = $4 AND lower(m.email) = lower(c.item)
+    WHERE c.item <> ''
+),
+wanted AS MATERIALIZED (
+    SELECT DISTINCT uid, mid FROM mgr WHERE mid IS NOT NULL AND mid <> uid
+),
+had AS MATERIALIZED (
+    SELECT um.user_id AS uid, um.manager_id AS mid
+    FROM listed l
+    JOIN user_managers um ON um.user_id = l.uid
+    WHERE l.managers IS NOT NULL
+),
+gone AS (
+    DELETE FROM user_managers um
+    USING (SELECT h.uid, h.mid FROM had h
+           LEFT JOIN wanted w ON w.uid = h.uid AND w.mid = h.mid
+           WHERE w.uid IS NULL) x
+    WHERE um.user_id = x.uid AND um.manager_id = x.mid
+),
+linked AS (
+    INSERT INTO user_managers (user_id, manager_id)
+    SELECT w.uid, w.mid FROM wanted w
+    LEFT JOIN had h ON h.uid = w.uid AND h.mid = w.mid
+    WHERE h.uid IS NULL
+    ON CONFLICT DO NOTHING
+),
+grp AS MATERIALIZED (
+    SELECT c.line, c.uid, c.item, c.pos, g.id AS gid
+    FROM (SELECT l.line, l.uid, x.item, x.pos
+          FROM listed l
+          CROSS JOIN LATERAL unnest(string_to_array(l.groups, '|')) WITH ORDINALITY AS x (item, pos)
+          WHERE l.groups IS NOT NULL) c
+    LEFT JOIN groups g ON g.tenant_id = $4 AND g.group_key = c.item
+    WHERE c.item <> ''
+),
+joined AS (
+    INSERT INTO group_memberships (group_id, user_id, created_by_upload_id)
+    SELECT g.gid, g.uid, $1::bigint FROM grp g
+    WHERE g.gid IS NOT NULL
+      AND NOT EXISTS (SELECT FROM group_memberships gm
+                      WHERE gm.group_id = g.gid AND gm.user_id = g.uid)
+    ON CONFLICT DO NOTHING
+),
+named_roles AS MATERIALIZED (
+    SELECT l.line, l.uid, c.item, c.pos,
+           CASE lower(c.item)
+               WHEN 'learner' THEN 'learner'
+               WHEN 'manager' THEN 'manager'
+               WHEN 'administrator' THEN 'administrator'
+               WHEN 'admin' THEN 'administrator'
+           END AS role
+    FROM listed l
+    CROSS JOIN LATERAL unnest(string_to_array(l.roles, '|')) WITH ORDINALITY AS c (item, pos)
+    WHERE l.roles IS NOT NULL AND c.item <> ''
+),
+roles_wanted AS (
+    SELECT uid, 'learner' AS role FROM listed
+    UNION ALL SELECT DISTINCT mid, 'manager' FROM wanted
+    UNION ALL SELECT DISTINCT uid, role FROM named_roles WHERE role IS NOT NULL
+),
+granted AS (
+    INSERT INTO user_roles (user_id, role)
+    SELECT w.uid, w.role FROM roles_wanted w
+    WHERE NOT EXISTS (SELECT FROM user_roles ur WHERE ur.user_id = w.uid AND ur.role = w.role)
+    ON CONFLICT DO NOTHING
+),
+"#,
+            link_warnings!()
+        )
+    };
+}
+
+/// The warnings of a link statement (unknown managers, groups and roles,
+/// and self-management), then its result row: the last line handled.
+macro_rules! link_warnings {
+    () => {
+        r#"warned AS (
     INSERT INTO upload_row_errors (upload_id, line, column_name, severity, message)
     SELECT $1, w.line, w.col, 'warning', w.msg
     FROM (
@@ -720,7 +956,14 @@ warned AS (
 )
 SELECT max(line) AS last FROM staged
 "#
-        )
+    };
+}
+
+/// The white space `btrim` removes around list items: Rust's
+/// `char::is_whitespace` set, as `map::split_list` trims.
+macro_rules! trim_set {
+    () => {
+        r#"E' \t\n\r\x0b\x0c' || U&'\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\2028\2029\202F\205F\3000'"#
     };
 }
 
@@ -729,3 +972,9 @@ pub const LINK_CHUNK_BY_EMAIL: &str = link_chunk!(key = "lower(u.email)");
 
 /// Links a chunk when the tenant matches on external ID. See [`link_chunk!`].
 pub const LINK_CHUNK_BY_EXTERNAL_ID: &str = link_chunk!(key = "u.external_id");
+
+/// [`LINK_CHUNK_BY_EMAIL`] for large files ([`link_file!`]).
+pub const LINK_FILE_BY_EMAIL: &str = link_file!(key = "lower(u.email)");
+
+/// [`LINK_CHUNK_BY_EXTERNAL_ID`] for large files ([`link_file!`]).
+pub const LINK_FILE_BY_EXTERNAL_ID: &str = link_file!(key = "u.external_id");
