@@ -8,5 +8,6 @@ mod holds;
 mod import;
 mod intake;
 mod links;
+mod plans;
 mod preview;
 mod queue;

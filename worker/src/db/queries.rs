@@ -293,12 +293,26 @@ pub const SET_BATCH_PLANNER: &str = "SET LOCAL plan_cache_mode = force_custom_pl
     SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
 
 /// Planner settings for the whole-file statements (`merge_file!`,
-/// `link_file!`), which join large sets: hash joins are what they are for,
-/// so the scans stay allowed. More memory for the hashes, so that a chunk's
-/// hash tables stay in memory instead of spilling in batches to disk; JIT
-/// off as for the batch statements.
+/// `link_file!`), which join large sets: hash joins only. Measured at
+/// 1,000,000 rows with the planner left to choose: merge joins sorting a
+/// million users to disk for every chunk, and the chunk's rows read by a
+/// bitmap scan of the whole upload and sorted (140 MB on disk) instead of
+/// in index order up to the chunk's end. More memory for the hash tables
+/// (times `hash_mem_multiplier`), so that a chunk's hashes stay in memory;
+/// JIT off as for the batch statements.
 pub const SET_FILE_PLANNER: &str = "SET LOCAL plan_cache_mode = force_custom_plan; \
-    SET LOCAL work_mem = '64MB'; SET LOCAL enable_nestloop = off; SET LOCAL jit = off";
+    SET LOCAL work_mem = '64MB'; SET LOCAL enable_nestloop = off; \
+    SET LOCAL enable_mergejoin = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
+
+/// Fresh statistics before whole-file links: the merge may just have
+/// created a large share of the users, and the link tables grow with them.
+/// With estimates of a few thousand users where there were a million, the
+/// planner hashed the million users instead of the file's rows (measured:
+/// 0.6 s per statement). Sampling costs well under a second for any size.
+/// (Not `upload_rows`: its contents churn with every upload, so statistics
+/// taken of one upload mislead the plans of the next; see
+/// [`MARK_DUPLICATES_PLANNER`].)
+pub const ANALYZE_LINKED: &str = "ANALYZE users, user_managers, group_memberships, user_roles";
 
 /// Commits a batch transaction without waiting for its WAL to reach disk.
 ///
@@ -374,6 +388,15 @@ pub const COPY_ROW_ERRORS: &str =
 ///
 /// `GROUP BY ... HAVING count(*) > 1` first: in a normal file no key repeats,
 /// so the join afterwards touches nothing.
+/// Planner settings for [`MARK_DUPLICATES`]: no nested loops. Found when
+/// `upload_rows` had statistics from an earlier upload (as autovacuum's
+/// analyze leaves them, whenever it runs): the planner then estimated one
+/// row for the new upload and joined the grouped keys to the rows in a
+/// nested loop that regrouped the whole upload for every row. A 1,000,000-row
+/// file ran for 15 minutes before it was cancelled; with hash joins the
+/// statement takes well under a second whatever the statistics.
+pub const MARK_DUPLICATES_PLANNER: &str = "SET LOCAL enable_nestloop = off";
+
 pub const MARK_DUPLICATES: &str = r#"
 UPDATE upload_rows r
 SET error_column = $2,
