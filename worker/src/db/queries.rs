@@ -696,45 +696,49 @@ FROM final
     };
 }
 
-/// Merges one batch when the tenant matches on email; the other identity,
-/// which may be taken by another user, is the external ID. See
-/// [`merge_batch!`]. `$7` is the email column's header.
-pub const MERGE_BATCH_BY_EMAIL: &str = merge_batch!(
-    key = "lower(u.email)",
-    other_row = "k.external_id",
-    other_user = "k.u_external_id",
-    owner = "o.external_id = k.external_id",
-    taken = "'external ID ' || to_json(r.external_id)::text || ' already belongs to another user'"
-);
+/// Invokes a merge macro (`merge_batch!` or `merge_file!`) for tenants that
+/// match on email; the other identity, which may be taken by another user,
+/// is the external ID.
+macro_rules! merge_by_email {
+    ($merge:ident) => {
+        $merge!(
+            key = "lower(u.email)",
+            other_row = "k.external_id",
+            other_user = "k.u_external_id",
+            owner = "o.external_id = k.external_id",
+            taken = "'external ID ' || to_json(r.external_id)::text || ' already belongs to another user'"
+        )
+    };
+}
 
-/// Merges one batch when the tenant matches on external ID; the other
+/// Invokes a merge macro for tenants that match on external ID; the other
 /// identity is the email, compared case-insensitively as the unique index
-/// does. `$7` is the email column's header.
-pub const MERGE_BATCH_BY_EXTERNAL_ID: &str = merge_batch!(
-    key = "u.external_id",
-    other_row = "lower(k.email)",
-    other_user = "lower(k.u_email)",
-    owner = "lower(o.email) = lower(k.email)",
-    taken = "'email ' || to_json(r.email)::text || ' already belongs to another user'"
-);
+/// does.
+macro_rules! merge_by_external_id {
+    ($merge:ident) => {
+        $merge!(
+            key = "u.external_id",
+            other_row = "lower(k.email)",
+            other_user = "lower(k.u_email)",
+            owner = "lower(o.email) = lower(k.email)",
+            taken = "'email ' || to_json(r.email)::text || ' already belongs to another user'"
+        )
+    };
+}
+
+/// Merges one batch when the tenant matches on email. See [`merge_batch!`].
+/// `$7` is the email column's header.
+pub const MERGE_BATCH_BY_EMAIL: &str = merge_by_email!(merge_batch);
+
+/// Merges one batch when the tenant matches on external ID. See
+/// [`merge_batch!`]. `$7` is the email column's header.
+pub const MERGE_BATCH_BY_EXTERNAL_ID: &str = merge_by_external_id!(merge_batch);
 
 /// [`MERGE_BATCH_BY_EMAIL`] for large files ([`merge_file!`]).
-pub const MERGE_FILE_BY_EMAIL: &str = merge_file!(
-    key = "lower(u.email)",
-    other_row = "k.external_id",
-    other_user = "k.u_external_id",
-    owner = "o.external_id = k.external_id",
-    taken = "'external ID ' || to_json(r.external_id)::text || ' already belongs to another user'"
-);
+pub const MERGE_FILE_BY_EMAIL: &str = merge_by_email!(merge_file);
 
 /// [`MERGE_BATCH_BY_EXTERNAL_ID`] for large files ([`merge_file!`]).
-pub const MERGE_FILE_BY_EXTERNAL_ID: &str = merge_file!(
-    key = "u.external_id",
-    other_row = "lower(k.email)",
-    other_user = "lower(k.u_email)",
-    owner = "lower(o.email) = lower(k.email)",
-    taken = "'email ' || to_json(r.email)::text || ' already belongs to another user'"
-);
+pub const MERGE_FILE_BY_EXTERNAL_ID: &str = merge_by_external_id!(merge_file);
 
 /// One link statement: managers, group memberships and roles for a chunk
 /// of accepted rows, once every row of the file has been merged (a manager
