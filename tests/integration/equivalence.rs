@@ -49,6 +49,9 @@ department = "Dept"
 const HEADER: &str = "ID,Email,First,Last,Managers,Groups,Roles,Dept,Level\n";
 const HEADER_WITH_STATUS: &str = "ID,Email,First,Last,Status,Managers,Groups,Dept\n";
 
+/// Makes the store a side applies files through, over its database.
+type StoreFor = Box<dyn Fn(&TestDb) -> Arc<dyn ApplyStore>>;
+
 /// One database applying files through one store.
 struct Side {
     db: TestDb,
@@ -69,7 +72,7 @@ struct Pair {
 impl Pair {
     async fn new(key: MatchKey, mapping: &str, batch: usize) -> Pair {
         let aws = Aws::new().await.unwrap();
-        let side = |store: Box<dyn Fn(&TestDb) -> Arc<dyn ApplyStore>>| {
+        let side = |store: StoreFor| {
             let aws = &aws;
             async move {
                 let db = TestDb::new().await.unwrap();
