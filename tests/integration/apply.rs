@@ -395,3 +395,37 @@ async fn migrations_are_safe_to_run_twice() {
         known
     );
 }
+
+#[tokio::test]
+async fn files_over_the_default_limits_fail_naming_the_limit_and_change_nothing() {
+    let e = env(MatchKey::Email, MAPPING, 2).await;
+    e.apply("acme/1.csv", employees_csv(5, false)).await;
+    let before = users_of(&e.db, "acme").await;
+    // A header of 1,001 columns (limits.max_columns is 1,000).
+    let wide: Vec<String> = (0..1001).map(|i| format!("c{i}")).collect();
+    let wide = format!("{}\n1\n", wide.join(","));
+    // A valid start, then 2 MiB without a line end (limits.max_record_bytes
+    // is 1 MiB): the reader stops there instead of buffering the rest.
+    let mut endless = employees_csv(3, false).into_bytes();
+    endless.extend(std::iter::repeat_n(b'x', 2 << 20));
+    // A 100 KiB name (limits.max_field_bytes is 64 KiB).
+    let long = format!(
+        "Employee ID,Work Email,First Name,Last Name\nE0,user0@example.com,{},Last0\n",
+        "n".repeat(100 << 10)
+    );
+    for (i, (body, limit)) in [
+        (wide.into_bytes(), "limits.max_columns"),
+        (endless, "limits.max_record_bytes"),
+        (long.into_bytes(), "limits.max_field_bytes"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let up = e.apply(&format!("acme/over-{i}.csv"), body).await;
+        assert_eq!(up.state, "failed", "{limit}");
+        assert_eq!(up.attempts, 1, "a limit is not retried ({limit})");
+        let reason = up.failure_reason.unwrap();
+        assert!(reason.contains(limit), "{limit}: {reason}");
+        assert_eq!(users_of(&e.db, "acme").await, before, "{limit}");
+    }
+}

@@ -586,6 +586,7 @@ pub fn workers_with(
             reader: std::sync::Arc::new(userfeed::source::s3::S3Reader::new(aws.s3.clone())),
             store,
             batch_size,
+            limits: Default::default(),
         },
         settings: userfeed::jobs::PoolSettings {
             concurrency: 1,

@@ -326,6 +326,7 @@ async fn import(
             reader: Arc::new(crate::source::local::FolderReader),
             store: crate::apply::store_for(db),
             batch_size: cfg.apply.batch_size,
+            limits: cfg.limits,
         },
         settings: PoolSettings {
             concurrency: 1,
@@ -359,6 +360,7 @@ async fn import(
 
 async fn admin(db: &DatabaseConnection, cmd: Command, cfg: &Config) -> anyhow::Result<()> {
     let batch_size = cfg.apply.batch_size;
+    let limits = cfg.limits;
     match cmd {
         Command::Serve { .. } => unreachable!("handled by run"),
         Command::Migrate => {
@@ -490,7 +492,7 @@ async fn admin(db: &DatabaseConnection, cmd: Command, cfg: &Config) -> anyhow::R
         }
         Command::Preview { tenant, file, out } => {
             let t = tenants::by_slug(db, &tenant).await?;
-            let r = crate::apply::preview::preview(db, &t, &file, batch_size).await?;
+            let r = crate::apply::preview::preview(db, &t, &file, batch_size, limits).await?;
             if out.json {
                 print_json(&r)?
             } else {

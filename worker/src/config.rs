@@ -16,7 +16,9 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// The configuration sections, i.e. the `<SECTION>` of `USERFEED_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 7] = ["database", "aws", "intake", "jobs", "apply", "http", "log"];
+const SECTIONS: [&str; 8] = [
+    "database", "aws", "intake", "jobs", "apply", "limits", "http", "log",
+];
 
 /// Everything the daemon and the CLI read at start.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +34,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Parsing and applying files.
     pub apply: ApplyConfig,
+    /// What one file may hold (`[limits]`).
+    pub limits: crate::parse::Limits,
     /// The health, readiness and metrics endpoint.
     pub http: HttpConfig,
     /// Log output.
@@ -234,6 +238,24 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.apply.batch_size) {
             return bad("apply.batch_size", "must be between 1 and 100000");
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.max_object_bytes", l.max_object_bytes),
+            ("limits.max_rows", l.max_rows),
+            ("limits.max_record_bytes", l.max_record_bytes),
+            ("limits.max_field_bytes", l.max_field_bytes as u64),
+            ("limits.max_columns", l.max_columns as u64),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if l.max_field_bytes as u64 > l.max_record_bytes {
+            return bad(
+                "limits.max_field_bytes",
+                "must not be larger than limits.max_record_bytes",
+            );
         }
         if self.aws.region.trim().is_empty() {
             return bad("aws.region", "must be set");

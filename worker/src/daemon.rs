@@ -94,6 +94,7 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
             reader,
             store: crate::apply::store_for(&db),
             batch_size: cfg.apply.batch_size,
+            limits: cfg.limits,
         },
         settings: PoolSettings {
             concurrency: cfg.jobs.concurrency,

@@ -37,9 +37,104 @@ pub enum ParseError {
         /// The reader's explanation.
         message: String,
     },
+    /// The file goes over one of the configured `[limits]`.
+    #[error("{0}")]
+    Limit(#[from] LimitExceeded),
     /// Reading the object failed (network, storage): worth retrying.
     #[error("reading the file failed: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Bounds on what one file may hold (`[limits]` in the configuration).
+/// Each protects the daemon's memory or the database from a file that is
+/// broken or not a CSV export at all; going over one fails the upload with
+/// the limit named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest object, in bytes.
+    pub max_object_bytes: u64,
+    /// Most data rows in one file.
+    pub max_rows: u64,
+    /// Longest record (one row, with the line breaks inside quoted fields),
+    /// in bytes. The reader stops at this many bytes of one record, so a
+    /// file without line ends is never held in memory whole.
+    pub max_record_bytes: u64,
+    /// Longest single field, in bytes.
+    pub max_field_bytes: usize,
+    /// Most columns in the header or in any row.
+    pub max_columns: usize,
+}
+
+impl Default for Limits {
+    /// Generous for any HR export (a 10,000,000-row file is about 1 GiB; a
+    /// person's row under 1 KiB), small enough that no file can exhaust the
+    /// daemon: a record is at most 1 MiB in memory.
+    fn default() -> Self {
+        Limits {
+            max_object_bytes: 4 << 30,
+            max_rows: 20_000_000,
+            max_record_bytes: 1 << 20,
+            max_field_bytes: 64 << 10,
+            max_columns: 1_000,
+        }
+    }
+}
+
+/// Which limit a file went over, and where: the message names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    /// The object is larger than `limits.max_object_bytes`.
+    #[error(
+        "the file is larger than the limit of {limit} bytes (limits.max_object_bytes); \
+         split it or ask for the limit to be raised"
+    )]
+    ObjectBytes {
+        /// The limit.
+        limit: u64,
+    },
+    /// More rows than `limits.max_rows`.
+    #[error("the file has more than {limit} data rows, the limit (limits.max_rows)")]
+    Rows {
+        /// The limit.
+        limit: u64,
+    },
+    /// One record longer than `limits.max_record_bytes`.
+    #[error(
+        "a row starting on line {line} is longer than the limit of {limit} bytes \
+         (limits.max_record_bytes); is this a CSV export, and are its quotes balanced?"
+    )]
+    RecordBytes {
+        /// Line where the record starts.
+        line: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// One field longer than `limits.max_field_bytes`.
+    #[error(
+        "line {line}, column {column} is longer than the limit of {limit} bytes \
+         (limits.max_field_bytes)"
+    )]
+    FieldBytes {
+        /// Line of the record.
+        line: u64,
+        /// 1-based field position.
+        column: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// More columns than `limits.max_columns`.
+    #[error(
+        "line {line} has {columns} columns, more than the limit of {limit} (limits.max_columns)"
+    )]
+    Columns {
+        /// Line of the record.
+        line: u64,
+        /// Columns found.
+        columns: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl ParseError {
@@ -56,22 +151,31 @@ pub struct CsvStream<R> {
     record: ByteRecord,
     /// Reader line after the last record, and that record's embedded line breaks.
     last: (u64, u64),
+    limits: Limits,
+    rows: u64,
 }
 
 impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
-    /// Reads the header row. Exactly one header row is expected; a UTF-8 byte
-    /// order mark is accepted and removed.
+    /// [`CsvStream::open_with`] the default [`Limits`].
     pub async fn open(reader: R) -> Result<Self, ParseError> {
+        Self::open_with(reader, Limits::default()).await
+    }
+
+    /// Reads the header row. Exactly one header row is expected; a UTF-8 byte
+    /// order mark is accepted and removed. Reading anything beyond `limits`
+    /// fails with [`ParseError::Limit`].
+    pub async fn open_with(reader: R, limits: Limits) -> Result<Self, ParseError> {
         let mut rdr = AsyncReaderBuilder::new()
             .has_headers(false)
             // Ragged rows are reported per row (with their line) instead of
             // failing the whole file.
             .flexible(true)
-            .create_reader(NormaliseNewlines::new(reader));
+            .create_reader(NormaliseNewlines::with_limits(reader, limits));
         let mut record = ByteRecord::new();
         if !read(&mut rdr, &mut record).await? {
             return Err(ParseError::Empty);
         }
+        check_shape(&record, 1, &limits)?;
         let mut header = Vec::with_capacity(record.len());
         for (i, field) in record.iter().enumerate() {
             let field = if i == 0 {
@@ -93,6 +197,8 @@ impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
             header,
             record,
             last: (0, 0),
+            limits,
+            rows: 0,
         };
         stream.last = (stream.rdr.position().line(), stream.embedded_newlines());
         stream.check_complete_if_done()?;
@@ -159,6 +265,14 @@ impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
         let end = self.rdr.position().line();
         let line = end.saturating_sub(1 + embedded);
         self.last = (end, embedded);
+        self.rows += 1;
+        if self.rows > self.limits.max_rows {
+            return Err(LimitExceeded::Rows {
+                limit: self.limits.max_rows,
+            }
+            .into());
+        }
+        check_shape(&self.record, line, &self.limits)?;
         let mut fields = Vec::with_capacity(self.record.len());
         for (i, f) in self.record.iter().enumerate() {
             fields.push(std::str::from_utf8(f).map_err(|_| ParseError::NotUtf8 {
@@ -168,6 +282,25 @@ impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
         }
         Ok(Some((line, fields)))
     }
+}
+
+/// Columns and field lengths of one record against `limits`.
+fn check_shape(record: &ByteRecord, line: u64, limits: &Limits) -> Result<(), LimitExceeded> {
+    if record.len() > limits.max_columns {
+        return Err(LimitExceeded::Columns {
+            line,
+            columns: record.len(),
+            limit: limits.max_columns,
+        });
+    }
+    if let Some(i) = record.iter().position(|f| f.len() > limits.max_field_bytes) {
+        return Err(LimitExceeded::FieldBytes {
+            line,
+            column: i + 1,
+            limit: limits.max_field_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Rewrites `\r\n` and lone `\r` line ends to `\n`.
@@ -189,11 +322,29 @@ pub struct NormaliseNewlines<R> {
     done: bool,
     /// Quote characters seen, for the unterminated-quote check.
     quotes: u64,
+    limits: Limits,
+    /// Bytes read from `inner`, for `limits.max_object_bytes`.
+    read: u64,
+    /// Bytes of the record being read, for `limits.max_record_bytes`.
+    record: u64,
+    /// Where the record being read is, as the CSV reader sees it (a quote
+    /// opens a quoted field only at the start of a field: `O"Brien` is text).
+    csv: CsvState,
+    /// Line ends handed out, for the line of a record over the limit.
+    lines: u64,
+    record_line: u64,
 }
 
 impl<R> NormaliseNewlines<R> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, with the default [`Limits`].
     pub fn new(inner: R) -> Self {
+        Self::with_limits(inner, Limits::default())
+    }
+
+    /// Wraps `inner`; reading past `limits.max_object_bytes` in all, or
+    /// `limits.max_record_bytes` in one record, is an error (see
+    /// [`LimitExceeded`]), so the CSV reader never buffers more than that.
+    pub fn with_limits(inner: R, limits: Limits) -> Self {
         NormaliseNewlines {
             inner,
             buf: vec![0; 64 * 1024].into_boxed_slice(),
@@ -203,8 +354,62 @@ impl<R> NormaliseNewlines<R> {
             last: None,
             done: false,
             quotes: 0,
+            limits,
+            read: 0,
+            record: 0,
+            csv: CsvState::FieldStart,
+            lines: 0,
+            record_line: 1,
         }
     }
+
+    /// Counts one byte handed out; the error when a limit is passed.
+    fn count(&mut self, b: u8) -> Result<(), LimitExceeded> {
+        use CsvState::*;
+        if b == b'\n' {
+            self.lines += 1;
+        }
+        self.csv = match (self.csv, b) {
+            (Quoted, b'"') => QuoteInQuoted,
+            (Quoted, _) | (QuoteInQuoted, b'"') => Quoted,
+            (FieldStart, b'"') => Quoted,
+            (_, b',') => FieldStart,
+            (_, b'\n') => {
+                self.record = 0;
+                self.record_line = self.lines + 1;
+                self.csv = FieldStart;
+                return Ok(());
+            }
+            _ => Unquoted,
+        };
+        self.record += 1;
+        if self.record > self.limits.max_record_bytes {
+            return Err(LimitExceeded::RecordBytes {
+                line: self.record_line,
+                limit: self.limits.max_record_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The CSV reader's state, as far as record boundaries go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CsvState {
+    /// At the start of a field (a quote here opens a quoted field).
+    FieldStart,
+    /// Inside an unquoted field.
+    Unquoted,
+    /// Inside a quoted field (line ends belong to the field).
+    Quoted,
+    /// A quote inside a quoted field: closes it, or doubles into a quote.
+    QuoteInQuoted,
+}
+
+/// A limit passed while reading, carried through the CSV reader as an I/O
+/// error of kind `InvalidData` and turned back into [`ParseError::Limit`].
+fn limit_error(e: LimitExceeded) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for NormaliseNewlines<R> {
@@ -222,6 +427,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for NormaliseNewlines<R> {
                     other => return other,
                 }
                 let n = rb.filled().len();
+                this.read += n as u64;
+                if this.read > this.limits.max_object_bytes {
+                    return Poll::Ready(Err(limit_error(LimitExceeded::ObjectBytes {
+                        limit: this.limits.max_object_bytes,
+                    })));
+                }
                 if n == 0 {
                     // End of input: terminate the last record, so that every
                     // record ends with a newline (see `next_row`).
@@ -238,17 +449,27 @@ impl<R: AsyncRead + Unpin> AsyncRead for NormaliseNewlines<R> {
             while this.start < this.end && out.remaining() > 0 {
                 let b = this.buf[this.start];
                 this.start += 1;
-                match b {
+                let emitted = match b {
                     b'\r' => {
                         out.put_slice(b"\n");
                         this.after_cr = true;
+                        Some(b'\n')
                     }
-                    b'\n' if this.after_cr => this.after_cr = false,
+                    b'\n' if this.after_cr => {
+                        this.after_cr = false;
+                        None
+                    }
                     _ => {
                         this.quotes += u64::from(b == b'"');
                         out.put_slice(&[b]);
                         this.after_cr = false;
+                        Some(b)
                     }
+                };
+                if let Some(e) = emitted
+                    && let Err(limit) = this.count(e)
+                {
+                    return Poll::Ready(Err(limit_error(limit)));
                 }
             }
             if out.filled().len() > before {
@@ -271,7 +492,12 @@ async fn read<R: AsyncRead + Unpin + Send>(
         Err(e) => {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
             match e.into_kind() {
-                csv_async::ErrorKind::Io(io) => Err(ParseError::Io(io)),
+                csv_async::ErrorKind::Io(io) => {
+                    match io.get_ref().and_then(|e| e.downcast_ref::<LimitExceeded>()) {
+                        Some(limit) => Err(ParseError::Limit(limit.clone())),
+                        None => Err(ParseError::Io(io)),
+                    }
+                }
                 other => Err(ParseError::Malformed {
                     line,
                     message: format!("{other:?}"),
@@ -395,5 +621,138 @@ mod tests {
     async fn empty_file_is_an_error() {
         assert!(matches!(rows(b"").await, Err(ParseError::Empty)));
         assert!(matches!(rows(b"\n\n").await, Err(ParseError::Empty)));
+    }
+
+    async fn rows_with(bytes: &[u8], limits: Limits) -> Result<u64, ParseError> {
+        let mut s = CsvStream::open_with(bytes, limits).await?;
+        let mut n = 0;
+        while s.next_row().await?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn small() -> Limits {
+        Limits {
+            max_object_bytes: 10_000,
+            max_rows: 3,
+            max_record_bytes: 100,
+            max_field_bytes: 20,
+            max_columns: 4,
+        }
+    }
+
+    fn limit(r: Result<u64, ParseError>) -> LimitExceeded {
+        match r {
+            Err(ParseError::Limit(l)) => l,
+            other => panic!("expected a limit error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_within_every_limit_reads_whole() {
+        let file = b"id,email\n1,a@x.io\n2,b@x.io\n3,\"c\nd\"\n";
+        assert_eq!(rows_with(file, small()).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn more_rows_than_the_limit_fail_naming_max_rows() {
+        let l = limit(rows_with(b"id\n1\n2\n3\n4\n", small()).await);
+        assert_eq!(l, LimitExceeded::Rows { limit: 3 });
+        assert!(l.to_string().contains("limits.max_rows"), "{l}");
+    }
+
+    #[tokio::test]
+    async fn a_file_without_line_ends_stops_at_the_record_limit_naming_its_line() {
+        let mut file = b"id\n1\n".to_vec();
+        file.extend(std::iter::repeat_n(b'x', 5_000));
+        let l = limit(rows_with(&file, small()).await);
+        assert_eq!(
+            l,
+            LimitExceeded::RecordBytes {
+                line: 3,
+                limit: 100
+            }
+        );
+        assert!(l.to_string().contains("limits.max_record_bytes"), "{l}");
+    }
+
+    #[tokio::test]
+    async fn an_unclosed_quote_swallowing_the_file_stops_at_the_record_limit() {
+        let mut file = b"id,name\n1,\"open\n".to_vec();
+        for i in 0..50 {
+            file.extend(format!("{i},name\n").as_bytes());
+        }
+        let l = limit(rows_with(&file, small()).await);
+        assert!(
+            matches!(l, LimitExceeded::RecordBytes { line: 2, .. }),
+            "{l:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stray_quotes_inside_unquoted_fields_do_not_join_records() {
+        // Each row has one quote (odd), so a quote count would see one
+        // endless record; the CSV reader sees ordinary rows.
+        let file = b"id,name\n1,O\"Brien\n2,5\" screen\n3,x\n";
+        let limits = Limits {
+            max_record_bytes: 12,
+            ..small()
+        };
+        assert_eq!(rows_with(file, limits).await.unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_long_field_fails_naming_its_line_and_column() {
+        let file = b"id,name\n1,short\n2,a-value-far-longer-than-twenty-bytes\n";
+        let l = limit(rows_with(file, small()).await);
+        assert_eq!(
+            l,
+            LimitExceeded::FieldBytes {
+                line: 3,
+                column: 2,
+                limit: 20
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_columns_fail_in_the_header_or_a_row() {
+        let l = limit(rows_with(b"a,b,c,d,e\n1\n", small()).await);
+        assert_eq!(
+            l,
+            LimitExceeded::Columns {
+                line: 1,
+                columns: 5,
+                limit: 4
+            }
+        );
+        let l = limit(rows_with(b"a\n1,2,3,4,5,6\n", small()).await);
+        assert!(
+            matches!(
+                l,
+                LimitExceeded::Columns {
+                    line: 2,
+                    columns: 6,
+                    ..
+                }
+            ),
+            "{l:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_object_larger_than_the_limit_fails_while_reading() {
+        let mut file = b"id\n".to_vec();
+        for i in 0..3_000 {
+            file.extend(format!("{i}\n").as_bytes());
+        }
+        let limits = Limits {
+            max_rows: 1_000_000,
+            ..small()
+        };
+        let l = limit(rows_with(&file, limits).await);
+        assert_eq!(l, LimitExceeded::ObjectBytes { limit: 10_000 });
+        assert!(!ParseError::Limit(l).is_transient());
     }
 }

@@ -306,6 +306,8 @@ pub struct Pipeline {
     pub store: Arc<dyn ApplyStore>,
     /// Rows per batch transaction.
     pub batch_size: usize,
+    /// What one file may hold; going over fails the upload.
+    pub limits: crate::parse::Limits,
 }
 
 /// Signals that stop an attempt between batches.
@@ -362,7 +364,15 @@ impl Pipeline {
             etag: upload.etag.clone(),
         };
         let body = self.reader.open(&object).await?;
-        let csv = CsvStream::open(body.reader).await?;
+        // Refuse an oversized object before reading it; the reader checks
+        // again as it reads, in case the size was unknown or wrong.
+        if body.size.is_some_and(|n| n > self.limits.max_object_bytes) {
+            return Err(ParseError::from(crate::parse::LimitExceeded::ObjectBytes {
+                limit: self.limits.max_object_bytes,
+            })
+            .into());
+        }
+        let csv = CsvStream::open_with(body.reader, self.limits).await?;
         let bound = BoundMapping::bind(
             mapping,
             tenant.match_key,

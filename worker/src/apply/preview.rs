@@ -72,6 +72,7 @@ pub async fn preview(
     tenant: &Tenant,
     file: &Path,
     batch_size: usize,
+    limits: crate::parse::Limits,
 ) -> Result<PreviewReport, PreviewError> {
     let txn = db.begin().await?;
     let up = crate::intake::local::record(&txn, tenant.id, file, "preview", 86_400.0)
@@ -89,6 +90,7 @@ pub async fn preview(
         reader: Arc::new(FolderReader),
         store: store.clone(),
         batch_size,
+        limits,
     };
     let mut progress = Progress::default();
     let outcome = pipeline
