@@ -29,6 +29,15 @@ pub enum ParseError {
         /// 1-based field position.
         column: usize,
     },
+    /// The bytes are another format (a spreadsheet, an archive, UTF-16).
+    #[error(
+        "the file is {format}, not a CSV text file; save or export it as \"CSV UTF-8\" \
+         and upload that file itself"
+    )]
+    NotCsv {
+        /// What the file's first bytes say it is.
+        format: &'static str,
+    },
     /// The CSV structure is broken.
     #[error("the file is not valid CSV near line {line}: {message}")]
     Malformed {
@@ -175,6 +184,9 @@ impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
         if !read(&mut rdr, &mut record).await? {
             return Err(ParseError::Empty);
         }
+        if let Some(format) = record.get(0).and_then(binary_format) {
+            return Err(ParseError::NotCsv { format });
+        }
         check_shape(&record, 1, &limits)?;
         let mut header = Vec::with_capacity(record.len());
         for (i, field) in record.iter().enumerate() {
@@ -282,6 +294,24 @@ impl<R: AsyncRead + Unpin + Send> CsvStream<R> {
         }
         Ok(Some((line, fields)))
     }
+}
+
+/// The format whose signature `first` (the first field of the first row)
+/// starts with, for files uploaded by mistake: their bytes would otherwise
+/// be reported as "not UTF-8" or as a header missing every column.
+fn binary_format(first: &[u8]) -> Option<&'static str> {
+    const SIGNATURES: [(&[u8], &str); 6] = [
+        (b"\x1f\x8b", "gzip-compressed"),
+        (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook is one)"),
+        (b"\xd0\xcf\x11\xe0", "a legacy Excel (.xls) workbook"),
+        (b"%PDF", "a PDF document"),
+        (b"\xff\xfe", "UTF-16 text"),
+        (b"\xfe\xff", "UTF-16 text"),
+    ];
+    SIGNATURES
+        .iter()
+        .find(|(sig, _)| first.starts_with(sig))
+        .map(|(_, f)| *f)
 }
 
 /// Columns and field lengths of one record against `limits`.

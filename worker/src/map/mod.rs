@@ -457,6 +457,44 @@ impl BoundMapping {
             }
         };
 
+        // PostgreSQL text cannot hold a NUL byte, and no HR value has one:
+        // it means a damaged file or a binary column. The row stays "seen"
+        // through its key (a damaged row never deactivates anyone) and is
+        // rejected, carrying no other value.
+        if let Some(i) = fields.iter().position(|f| f.contains('\0')) {
+            let why = format!(
+                "column {} contains a NUL byte, which text cannot hold; \
+                 is the file damaged or exported as binary?",
+                i + 1
+            );
+            let key_header = match self.key {
+                MatchKey::Email => &self.email.1,
+                MatchKey::ExternalId => &self.external_id.as_ref().expect("checked").1,
+            };
+            if match_key.contains('\0') {
+                return RowOutcome::rejected(line, key_header, why);
+            }
+            return RowOutcome::Staged(StagedRow {
+                line,
+                match_key,
+                email: None,
+                external_id: None,
+                first_name: None,
+                last_name: None,
+                active: None,
+                profile: None,
+                managers: None,
+                groups: None,
+                roles: None,
+                error: Some(RowError {
+                    line,
+                    column: None,
+                    message: why,
+                }),
+                warnings: Vec::new(),
+            });
+        }
+
         let mut row = StagedRow {
             line,
             match_key,
