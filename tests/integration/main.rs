@@ -8,6 +8,7 @@ mod equivalence;
 mod holds;
 mod import;
 mod intake;
+mod isolation;
 mod links;
 mod plans;
 mod preview;

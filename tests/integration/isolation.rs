@@ -1,0 +1,149 @@
+//! Tenant isolation: a file under one tenant's prefix reads and writes only
+//! that tenant's rows, even when its emails, manager emails, group IDs and
+//! external IDs are those of another tenant's users and groups. Both
+//! stores' statements are exercised: batch mode (small files) and
+//! whole-file mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use userfeed::apply::postgres::PgStore;
+use userfeed::map::MatchKey;
+use userfeed_tests::*;
+
+const MAPPING: &str = r#"
+[columns]
+external_id = "ID"
+email = "Email"
+first_name = "First"
+last_name = "Last"
+managers = "Managers"
+groups = "Groups"
+roles = "Roles"
+"#;
+
+const HEADER: &str = "ID,Email,First,Last,Managers,Groups,Roles\n";
+
+/// Everything of `slug` a file could change: users, their managers, group
+/// memberships and roles, by email and group key.
+async fn state_of(db: &TestDb, slug: &str) -> Vec<String> {
+    db.rows(&format!(
+        "SELECT 'user ' || u.email || ' ' || coalesce(u.external_id, '-') || ' ' || u.first_name
+                || ' active=' || u.active
+         FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
+         UNION ALL
+         SELECT 'manager ' || u.email || '<-' || m.email
+         FROM user_managers l JOIN users u ON u.id = l.user_id JOIN users m ON m.id = l.manager_id
+         JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
+         UNION ALL
+         SELECT 'member ' || u.email || ' of ' || g.group_key
+         FROM group_memberships gm JOIN users u ON u.id = gm.user_id JOIN groups g ON g.id = gm.group_id
+         JOIN tenants t ON t.id = g.tenant_id WHERE t.slug = '{slug}'
+         UNION ALL
+         SELECT 'role ' || u.email || ' ' || r.role
+         FROM user_roles r JOIN users u ON u.id = r.user_id
+         JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
+         ORDER BY 1"
+    ))
+    .await
+}
+
+async fn isolation(key: MatchKey, whole_file: bool) {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    let store = PgStore::new(db.db.clone());
+    let store = if whole_file {
+        store.with_whole_file(0, 2)
+    } else {
+        store.with_whole_file(u64::MAX, 1)
+    };
+    let w = workers_with(&db, &aws, Duration::from_secs(30), 2, Arc::new(store));
+    for slug in ["alpha", "beta"] {
+        tenant(&db, slug, &aws.bucket, key, MAPPING).await;
+    }
+    // Beta has group G1; alpha has only G2.
+    userfeed::groups::add(&db.db, "beta", "G1", "Beta's group")
+        .await
+        .unwrap();
+    userfeed::groups::add(&db.db, "alpha", "G2", "Alpha's group")
+        .await
+        .unwrap();
+    let run = |slug: &'static str, rows: &'static str| {
+        let (db, aws, w) = (&db, &aws, &w);
+        async move {
+            aws.put(&unique(&format!("{slug}/f-")), format!("{HEADER}{rows}"))
+                .await
+                .unwrap();
+            let ids = intake_all(db, aws).await;
+            assert_eq!(ids.len(), 1);
+            run_next(w).await;
+            let up = upload(db, ids[0]).await;
+            assert_eq!(up.state, "succeeded", "{:?}", up.failure_reason);
+            up
+        }
+    };
+    run(
+        "beta",
+        "E1,boss@x.io,Beta,Boss,,G1,Admin\nE2,ann@x.io,Beta,Ann,boss@x.io,G1,\n",
+    )
+    .await;
+    let beta = state_of(&db, "beta").await;
+    assert!(beta.len() >= 6, "{beta:?}");
+
+    // Alpha's file names beta's people, emails, IDs, manager and group.
+    let up = run(
+        "alpha",
+        "E1,ann@x.io,Alpha,Ann,boss@x.io,G1|G2,Manager\nE9,zed@x.io,Alpha,Zed,ann@x.io,,\n",
+    )
+    .await;
+    assert_eq!(up.rows_created, 2, "alpha's own users, whatever beta has");
+    assert_eq!(up.rows_updated, 0);
+    let warnings = db
+        .rows(&format!(
+            "SELECT message FROM upload_row_errors WHERE upload_id = {} ORDER BY line, message",
+            up.id
+        ))
+        .await;
+    assert_eq!(
+        warnings,
+        vec![
+            "group \"G1\" is not a group of this tenant; membership skipped".to_string(),
+            "manager \"boss@x.io\" is not a user of this tenant; that link was skipped".to_string(),
+        ]
+    );
+    assert_eq!(
+        state_of(&db, "alpha").await,
+        vec![
+            "manager zed@x.io<-ann@x.io",
+            "member ann@x.io of G2",
+            "role ann@x.io learner",
+            "role ann@x.io manager",
+            "role zed@x.io learner",
+            "user ann@x.io E1 Alpha active=true",
+            "user zed@x.io E9 Alpha active=true",
+        ]
+    );
+    assert_eq!(state_of(&db, "beta").await, beta, "beta untouched");
+
+    // Alpha's next file leaves everyone out but one: only alpha's absent
+    // are deactivated.
+    run("alpha", "E9,zed@x.io,Alpha,Zed,,,\n").await;
+    assert_eq!(state_of(&db, "beta").await, beta, "beta untouched");
+    assert!(
+        state_of(&db, "alpha")
+            .await
+            .contains(&"user ann@x.io E1 Alpha active=false".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_file_naming_another_tenants_people_ids_managers_and_groups_touches_only_its_own_by_email()
+ {
+    isolation(MatchKey::Email, false).await;
+}
+
+#[tokio::test]
+async fn a_file_naming_another_tenants_people_ids_managers_and_groups_touches_only_its_own_by_external_id_whole_file()
+ {
+    isolation(MatchKey::ExternalId, true).await;
+}
