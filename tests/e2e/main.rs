@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sea_orm::ConnectionTrait;
 use userfeed_tests::*;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -620,4 +621,62 @@ async fn a_200k_row_file_streams_with_flat_memory() {
         growth_mib < big_mib,
         "memory grew {growth_mib:.1} MiB for a {big_mib:.1} MiB file"
     );
+}
+
+#[tokio::test]
+async fn a_notification_that_cannot_be_recorded_is_deleted_after_max_receives_and_counted() {
+    let s = stack().await;
+    s.tenant("acme", "email", MAPPING).await;
+    // Fault injection in the real database: recording this one object fails
+    // on every attempt, as a notification that poisons intake would.
+    s.db.db
+        .execute_unprepared(
+            "CREATE FUNCTION inject_poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.object_key LIKE '%poison%' THEN \
+               RAISE EXCEPTION 'injected fault: cannot record %', NEW.object_key; \
+             END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER inject_poison BEFORE INSERT ON uploads \
+             FOR EACH ROW EXECUTE FUNCTION inject_poison()",
+        )
+        .await
+        .unwrap();
+    let d = Daemon::start(&s.env(&[
+        ("USERFEED_INTAKE_MAX_RECEIVES", "2"),
+        ("USERFEED_INTAKE_VISIBILITY_TIMEOUT_SECONDS", "1"),
+        ("USERFEED_INTAKE_WAIT_TIME_SECONDS", "1"),
+    ]))
+    .await
+    .unwrap();
+    s.upload_file("acme/poison.csv", employees_csv(2, false))
+        .await;
+    s.upload_file("acme/users.csv", employees_csv(3, false))
+        .await;
+
+    let ups = s.finished(1).await;
+    assert_eq!(
+        ups[0].object_key, "acme/users.csv",
+        "the good file is applied"
+    );
+    s.aws.wait_drained(WAIT).await;
+    let m = d.get("/metrics").await.unwrap().1;
+    assert_eq!(
+        metric(&m, r#"userfeed_intake_ignored_total{reason="poison"}"#),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, r#"userfeed_intake_errors_total{stage="record"}"#) >= 1.0,
+        "{m}"
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("intake.max_receives") && log.contains("acme/poison.csv"),
+        "the deletion is logged with its reason and message:\n{log}"
+    );
+    assert_eq!(
+        d.get("/healthz").await.unwrap().0,
+        200,
+        "the daemon lives on"
+    );
+    assert_eq!(s.db.scalar("SELECT count(*) FROM users").await, 3);
 }

@@ -93,6 +93,10 @@ pub struct IntakeConfig {
     /// Visibility timeout asked for on receive, in seconds: how long a message
     /// stays hidden while it is being recorded before SQS redelivers it.
     pub visibility_timeout_seconds: u32,
+    /// Receives after which a message that still cannot be recorded is
+    /// deleted as poison, logged and counted; 0 never deletes one (the
+    /// queue's redrive policy then moves it to a dead-letter queue).
+    pub max_receives: u32,
 }
 
 /// `[jobs]`

@@ -79,6 +79,7 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
             source,
             health.clone(),
             shutdown.clone(),
+            cfg.intake.max_receives,
         )))
     };
 

@@ -159,6 +159,20 @@ pub mod events {
         counter!(INTAKE_IGNORED, "reason" => reason).increment(1);
     }
 
+    /// A message that still could not be recorded after `receives`
+    /// receives is deleted (`intake.max_receives`).
+    pub fn intake_poison(receives: u32, error: &dyn std::fmt::Display, body: &str) {
+        let body: String = body.chars().take(512).collect();
+        error!(
+            reason = "poison",
+            receives,
+            %error,
+            body,
+            "deleting a notification that could not be recorded after intake.max_receives receives"
+        );
+        counter!(INTAKE_IGNORED, "reason" => "poison").increment(1);
+    }
+
     /// An intake step failed; it will be retried.
     pub fn intake_error(stage: &'static str, error: &dyn std::fmt::Display) {
         warn!(stage, %error, "intake step failed; will retry");

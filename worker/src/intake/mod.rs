@@ -172,11 +172,16 @@ pub async fn record_upload<C: ConnectionTrait>(
 /// Runs intake until `cancel` fires: receive, record, delete, with
 /// exponential backoff (capped at a minute, with jitter) while the queue or
 /// the database is failing, so an outage never becomes a hot loop.
+///
+/// A message that cannot be recorded is left on the queue to be received
+/// again; after `max_receives` receives (when not 0) it is deleted as
+/// poison instead, logged and counted.
 pub async fn run(
     db: DatabaseConnection,
     source: Arc<dyn IntakeSource>,
     health: Arc<Health>,
     cancel: CancellationToken,
+    max_receives: u32,
 ) {
     const LOOP: &str = "intake";
     // A receive waits up to 20 s; anything much longer means it is stuck.
@@ -218,6 +223,10 @@ pub async fn run(
             let _g = span.enter();
             match handle_delivery(&db, d).await {
                 Ok(_) => acks.push(d.ack_handle.clone()),
+                Err(e) if max_receives > 0 && d.receive_count >= max_receives => {
+                    events::intake_poison(d.receive_count, &e, &d.body);
+                    acks.push(d.ack_handle.clone());
+                }
                 // Not acknowledged: the queue redelivers it after the
                 // visibility timeout, and recording is idempotent.
                 Err(e) => {
