@@ -387,4 +387,16 @@ mod tests {
         assert!(shown.contains("postgres://app:***@db:5432/uf"), "{shown}");
         assert_eq!(redact_url("postgres://app@db/uf"), "postgres://app@db/uf");
     }
+
+    #[test]
+    fn the_documented_limits_are_the_built_in_ones_and_the_environment_sets_them() {
+        let cfg = env_with(&[]).unwrap();
+        assert_eq!(cfg.limits, crate::parse::Limits::default());
+        let cfg = env_with(&[("USERFEED_LIMITS_MAX_ROWS", "5")]).unwrap();
+        assert_eq!(cfg.limits.max_rows, 5);
+        let err = env_with(&[("USERFEED_LIMITS_MAX_COLUMNS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("limits.max_columns"), "{err}");
+        let err = env_with(&[("USERFEED_LIMITS_MAX_FIELD_BYTES", "2000000")]).unwrap_err();
+        assert!(err.to_string().contains("limits.max_field_bytes"), "{err}");
+    }
 }
