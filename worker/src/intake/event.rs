@@ -392,4 +392,61 @@ mod tests {
         };
         assert!(matches!(&r[0], EventRecord::Invalid { .. }));
     }
+
+    // Property tests (issue 5's fuzzing): whatever arrives on the queue, the
+    // parser answers with a notification or a refusal, never a panic. 256
+    // cases each in the test suite; longer on demand with, for example,
+    // `PROPTEST_CASES=100000 cargo test -p userfeed never_panics`.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::super::{decode_form_key, parse_message};
+
+        fn record(name: &str, bucket: &str, key: &str, seq: &str, size: i64) -> serde_json::Value {
+            serde_json::json!({
+                "eventName": name, "eventTime": "2026-11-01T00:00:00Z",
+                "s3": {"bucket": {"name": bucket},
+                       "object": {"key": key, "sequencer": seq, "size": size}}
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn any_message_body_never_panics(body in any::<String>()) {
+                let _ = parse_message(&body);
+            }
+
+            #[test]
+            fn s3_shaped_events_with_arbitrary_fields_never_panic(
+                name in prop_oneof![Just("ObjectCreated:Put".to_string()), ".{0,30}"],
+                bucket in ".{0,40}",
+                key in "(%[0-9a-fA-F]{0,2}|\\+|/|\\.|[a-z]|.){0,60}",
+                seq in ".{0,20}",
+                size in any::<i64>(),
+                wrap in 0..3u8,
+            ) {
+                let inner = serde_json::json!({
+                    "Records": [record(&name, &bucket, &key, &seq, size)]
+                })
+                .to_string();
+                let body = match wrap {
+                    // Directly from S3, through SNS, or as a bare string.
+                    0 => inner,
+                    1 => serde_json::json!({"Type": "Notification", "Message": inner}).to_string(),
+                    _ => serde_json::Value::String(inner).to_string(),
+                };
+                let _ = parse_message(&body);
+            }
+
+            #[test]
+            fn form_encoded_keys_decode_or_are_refused_and_never_panic(
+                raw in "(%[0-9a-fA-F]{0,2}|\\+|.){0,80}"
+            ) {
+                if let Ok(key) = decode_form_key(&raw) {
+                    // Decoding never makes a key longer.
+                    prop_assert!(key.len() <= raw.len());
+                }
+            }
+        }
+    }
 }

@@ -874,4 +874,50 @@ mod tests {
             Err(MappingError::Reused(" e ".into()))
         );
     }
+
+    // Property test (issue 5's fuzzing): any bytes after a valid header go
+    // through the CSV reader and the row mapping as rows, row problems or a
+    // file error, never a panic; every staged row keeps a usable key.
+    // `PROPTEST_CASES=100000 cargo test -p userfeed never_panics` for longer.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::parse::{CsvStream, Limits};
+
+        proptest! {
+            #[test]
+            fn any_file_body_maps_to_rows_or_errors_and_never_panics(
+                body in proptest::collection::vec(
+                    prop_oneof![
+                        Just(b','), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(b'@'),
+                        Just(b'|'), Just(0u8), Just(0xC3u8), Just(0xA9u8), any::<u8>(),
+                        b'a'..=b'z',
+                    ],
+                    0..400,
+                ),
+                status in any::<bool>(),
+            ) {
+                let mut file = b"Employee ID,Work Email,First,Last,Status\n".to_vec();
+                file.extend(&body);
+                let limits = Limits { max_record_bytes: 200, max_field_bytes: 100, ..Limits::default() };
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                rt.block_on(async {
+                    let Ok(mut csv) = CsvStream::open_with(&file[..], limits).await else {
+                        return Ok(());
+                    };
+                    let bound = BoundMapping::bind(
+                        &mapping(status), MatchKey::Email, csv.header(), &BTreeMap::new(),
+                    ).expect("the header is valid");
+                    while let Ok(Some((line, fields))) = csv.next_row().await {
+                        if let RowOutcome::Staged(row) = bound.row(line, &fields) {
+                            prop_assert!(!row.match_key.is_empty());
+                            prop_assert!(!row.match_key.contains('\0'));
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+    }
 }
