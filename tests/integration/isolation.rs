@@ -11,18 +11,8 @@ use userfeed::apply::postgres::PgStore;
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
 
-const MAPPING: &str = r#"
-[columns]
-external_id = "ID"
-email = "Email"
-first_name = "First"
-last_name = "Last"
-managers = "Managers"
-groups = "Groups"
-roles = "Roles"
-"#;
-
-const HEADER: &str = "ID,Email,First,Last,Managers,Groups,Roles\n";
+const MAPPING: &str = LINK_MAPPING;
+const HEADER: &str = LINK_HEADER;
 
 /// Everything of `slug` a file could change: users, their managers, group
 /// memberships and roles, by email and group key.

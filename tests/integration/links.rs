@@ -6,18 +6,7 @@ use sea_orm::ConnectionTrait;
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
 
-const LINK_MAPPING: &str = r#"
-[columns]
-external_id = "ID"
-email = "Email"
-first_name = "First"
-last_name = "Last"
-managers = "Managers"
-groups = "Groups"
-roles = "Roles"
-"#;
-
-const HEADER: &str = "ID,Email,First,Last,Managers,Groups,Roles\n";
+const HEADER: &str = LINK_HEADER;
 
 struct Env {
     db: TestDb,

@@ -543,6 +543,21 @@ first_name = "First Name"
 last_name = "Last Name"
 "#;
 
+/// A mapping with managers, groups and roles, matching [`LINK_HEADER`].
+pub const LINK_MAPPING: &str = r#"
+[columns]
+external_id = "ID"
+email = "Email"
+first_name = "First"
+last_name = "Last"
+managers = "Managers"
+groups = "Groups"
+roles = "Roles"
+"#;
+
+/// The header of files for [`LINK_MAPPING`].
+pub const LINK_HEADER: &str = "ID,Email,First,Last,Managers,Groups,Roles\n";
+
 /// [`MAPPING`] plus the status column.
 pub const MAPPING_WITH_STATUS: &str = r#"
 [columns]

@@ -376,7 +376,8 @@ fn encode_row(buf: &mut Vec<u8>, upload_id: i64, r: &StagedRow) {
 
 /// Appends a list cell as its items, trimmed and without empty ones, joined
 /// by `|` (what `map::split_list` reads from it): the link statements then
-/// split without trimming, which was a third of splitting's cost in SQL.
+/// split without trimming (measured at 100,000 rows: splitting the manager
+/// cells took 188 ms with the trim in SQL, 155 ms without).
 fn list(buf: &mut Vec<u8>, cell: Option<&str>) {
     let items = cell.map(|c| crate::map::split_list(c).collect::<Vec<_>>().join("|"));
     field(buf, items.as_deref());
