@@ -715,6 +715,7 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
         ))
         .await?;
     }
+    reconcile_with_log(txn, lease.upload_id, progress).await?;
     let pending = count(txn, queries::COUNT_PENDING_DEACTIVATIONS, lease.upload_id).await?;
     let active = count(txn, queries::COUNT_ACTIVE_MANAGED, rules.tenant_id).await?;
     exec(txn, queries::DELETE_STAGED, lease.upload_id).await?;
@@ -763,6 +764,35 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
         }
     };
     Ok(outcome)
+}
+
+/// Makes the counters those of the upload as a whole, not of this attempt:
+/// rows an earlier, interrupted attempt created or updated (and committed)
+/// were found unchanged by this one. The change log holds every attempt's
+/// committed changes, so the counts come from it, and the rows this attempt
+/// merged that the log does not account for are the unchanged ones. After
+/// an uninterrupted run this changes nothing.
+async fn reconcile_with_log<C: ConnectionTrait>(
+    txn: &C,
+    upload_id: i64,
+    progress: &mut Progress,
+) -> Result<(), sea_orm::DbErr> {
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            queries::COUNT_LOGGED_CHANGES,
+            [upload_id.into()],
+        ))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("logged changes".into()))?;
+    let n = |col: &str| -> Result<u64, sea_orm::DbErr> {
+        Ok(u64::try_from(row.try_get::<i64>("", col)?).unwrap_or(0))
+    };
+    let merged = progress.created + progress.updated + progress.unchanged;
+    progress.created = n("created")?;
+    progress.updated = n("updated")?;
+    progress.unchanged = merged.saturating_sub(progress.created + progress.updated);
+    Ok(())
 }
 
 async fn count<C: sea_orm::ConnectionTrait>(

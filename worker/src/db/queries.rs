@@ -213,6 +213,17 @@ SELECT created_by_upload_id, id, 'created' FROM users
 WHERE created_by_upload_id = $1
 "#;
 
+/// The creations and updates an upload has logged, over all its attempts.
+/// A retried upload re-merges rows an earlier attempt already committed and
+/// finds them unchanged; the log (never cleared between attempts) says what
+/// the upload as a whole did, so the final counters come from it. Reads
+/// `upload_changes_upload_idx` only. `$1` upload.
+pub const COUNT_LOGGED_CHANGES: &str = r#"
+SELECT count(*) FILTER (WHERE kind = 'created') AS created,
+       count(*) FILTER (WHERE kind IN ('updated', 'reactivated')) AS updated
+FROM upload_changes WHERE upload_id = $1 AND kind IN ('created', 'updated', 'reactivated')
+"#;
+
 /// Performs an upload's lined-up deactivations. `$1` upload. Users already
 /// inactive are left alone (and not counted).
 pub const APPLY_DEACTIVATIONS: &str = r#"
