@@ -131,7 +131,15 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     sampler.abort();
     http_stop.cancel();
     let _ = http_task.await;
-    db.close().await.ok();
+    // Closing the pool waits for every checked-out connection; one held by
+    // a statement still running when the grace period ran out would hold
+    // the exit past it. Its transaction rolls back when the process ends.
+    if tokio::time::timeout(Duration::from_secs(1), db.close())
+        .await
+        .is_err()
+    {
+        warn!("a database statement was still running at exit; its transaction is rolled back");
+    }
     info!("stopped");
     Ok(())
 }
