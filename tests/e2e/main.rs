@@ -7,6 +7,8 @@ use std::time::Duration;
 use sea_orm::ConnectionTrait;
 use userfeed_tests::*;
 
+mod faults;
+
 const WAIT: Duration = Duration::from_secs(90);
 
 struct Stack {
@@ -559,12 +561,19 @@ async fn sigterm_hands_back_the_running_upload_and_another_worker_resumes_it_at_
         .await;
     let mut first = Daemon::start(&env).await.unwrap();
     s.wait_part_way().await;
+    let asked = std::time::Instant::now();
     first.signal("TERM");
     let status = tokio::time::timeout(Duration::from_secs(15), first.child.wait())
         .await
-        .expect("exits within the grace period")
+        .expect("exits")
         .unwrap();
+    let took = asked.elapsed();
+    println!("SIGTERM to exit, handing back at a batch boundary: {took:?} (grace 10 s)");
     assert!(status.success(), "{status:?}\n{}", first.log_text());
+    assert!(
+        took < Duration::from_secs(10),
+        "hands back well within the grace period (jobs.shutdown_grace_seconds = 10 in daemon_env): {took:?}"
+    );
     let back = upload(&s.db, 1).await;
     assert_eq!(
         (

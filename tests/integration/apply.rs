@@ -429,3 +429,97 @@ async fn files_over_the_default_limits_fail_naming_the_limit_and_change_nothing(
         assert_eq!(users_of(&e.db, "acme").await, before, "{limit}");
     }
 }
+
+/// Reads objects from moto like the daemon, but panics once more than
+/// `after` bytes of a body have been read: a bug in the reading code,
+/// injected where the parse task runs it.
+struct PanicsPartWay {
+    inner: userfeed::source::s3::S3Reader,
+    after: usize,
+}
+
+struct PanickingBody {
+    inner: std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+    left: usize,
+}
+
+impl tokio::io::AsyncRead for PanickingBody {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = self.inner.as_mut().poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > self.left {
+            panic!("injected fault: the reader panicked part-way");
+        }
+        self.left -= read;
+        polled
+    }
+}
+
+#[async_trait::async_trait]
+impl userfeed::source::ObjectReader for PanicsPartWay {
+    async fn open(
+        &self,
+        object: &userfeed::source::ObjectRef,
+    ) -> Result<userfeed::source::ObjectBody, userfeed::source::SourceError> {
+        let body = self.inner.open(object).await?;
+        Ok(userfeed::source::ObjectBody {
+            reader: Box::pin(PanickingBody {
+                inner: body.reader,
+                left: self.after,
+            }),
+            size: body.size,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_reader_that_panics_part_way_fails_the_upload_and_deactivates_nobody() {
+    let e = env(MatchKey::Email, MAPPING, 100).await;
+    let first = e.apply("acme/1.csv", employees_csv(2_000, false)).await;
+    assert_eq!(first.state, "succeeded");
+    let before = users_of(&e.db, "acme").await;
+
+    // The same people again, through a reader that panics half-way: the
+    // header and the first half are read, then the parse task dies.
+    let file = employees_csv(2_000, false);
+    let w = std::sync::Arc::new(userfeed::jobs::Workers {
+        db: e.w.db.clone(),
+        queue: userfeed::jobs::Queue::new(e.db.db.clone(), unique("panicky-"), LEASE),
+        pipeline: userfeed::apply::Pipeline {
+            reader: std::sync::Arc::new(PanicsPartWay {
+                inner: userfeed::source::s3::S3Reader::new(e.aws.s3.clone()),
+                after: file.len() / 2,
+            }),
+            store: userfeed::apply::store_for(&e.db.db),
+            batch_size: 100,
+            limits: Default::default(),
+        },
+        settings: e.w.settings.clone(),
+        health: Default::default(),
+    });
+    e.aws.put("acme/2.csv", file).await.unwrap();
+    let ids = intake_all(&e.db, &e.aws).await;
+    assert_eq!(run_next(&w).await, Some(ids[0]));
+    let up = upload(&e.db, ids[0]).await;
+    assert_eq!(up.state, "failed");
+    let reason = up.failure_reason.unwrap();
+    assert!(
+        reason.contains("internal error while reading the file")
+            && reason.contains("nothing was changed"),
+        "{reason}"
+    );
+    assert!(
+        (1..2_000).contains(&up.rows_read),
+        "the panic came part-way: {} rows read",
+        up.rows_read
+    );
+    // Had the closed channel read as the end of the file, the second half
+    // would have been deactivated as absent.
+    assert_eq!(users_of(&e.db, "acme").await, before, "nobody changed");
+    assert_eq!(up.rows_deactivated, 0);
+}

@@ -14,30 +14,6 @@ use userfeed_tests::*;
 const MAPPING: &str = LINK_MAPPING;
 const HEADER: &str = LINK_HEADER;
 
-/// Everything of `slug` a file could change: users, their managers, group
-/// memberships and roles, by email and group key.
-async fn state_of(db: &TestDb, slug: &str) -> Vec<String> {
-    db.rows(&format!(
-        "SELECT 'user ' || u.email || ' ' || coalesce(u.external_id, '-') || ' ' || u.first_name
-                || ' active=' || u.active
-         FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
-         UNION ALL
-         SELECT 'manager ' || u.email || '<-' || m.email
-         FROM user_managers l JOIN users u ON u.id = l.user_id JOIN users m ON m.id = l.manager_id
-         JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
-         UNION ALL
-         SELECT 'member ' || u.email || ' of ' || g.group_key
-         FROM group_memberships gm JOIN users u ON u.id = gm.user_id JOIN groups g ON g.id = gm.group_id
-         JOIN tenants t ON t.id = g.tenant_id WHERE t.slug = '{slug}'
-         UNION ALL
-         SELECT 'role ' || u.email || ' ' || r.role
-         FROM user_roles r JOIN users u ON u.id = r.user_id
-         JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
-         ORDER BY 1"
-    ))
-    .await
-}
-
 async fn isolation(key: MatchKey, whole_file: bool) {
     let db = TestDb::new().await.unwrap();
     let aws = Aws::new().await.unwrap();
@@ -77,7 +53,7 @@ async fn isolation(key: MatchKey, whole_file: bool) {
         "E1,boss@x.io,Beta,Boss,,G1,Admin\nE2,ann@x.io,Beta,Ann,boss@x.io,G1,\n",
     )
     .await;
-    let beta = state_of(&db, "beta").await;
+    let beta = tenant_state(&db, "beta").await;
     assert!(beta.len() >= 6, "{beta:?}");
 
     // Alpha's file names beta's people, emails, IDs, manager and group.
@@ -102,7 +78,7 @@ async fn isolation(key: MatchKey, whole_file: bool) {
         ]
     );
     assert_eq!(
-        state_of(&db, "alpha").await,
+        tenant_state(&db, "alpha").await,
         vec![
             "manager zed@x.io<-ann@x.io",
             "member ann@x.io of G2",
@@ -113,14 +89,14 @@ async fn isolation(key: MatchKey, whole_file: bool) {
             "user zed@x.io E9 Alpha active=true",
         ]
     );
-    assert_eq!(state_of(&db, "beta").await, beta, "beta untouched");
+    assert_eq!(tenant_state(&db, "beta").await, beta, "beta untouched");
 
     // Alpha's next file leaves everyone out but one: only alpha's absent
     // are deactivated.
     run("alpha", "E9,zed@x.io,Alpha,Zed,,,\n").await;
-    assert_eq!(state_of(&db, "beta").await, beta, "beta untouched");
+    assert_eq!(tenant_state(&db, "beta").await, beta, "beta untouched");
     assert!(
-        state_of(&db, "alpha")
+        tenant_state(&db, "alpha")
             .await
             .contains(&"user ann@x.io E1 Alpha active=false".to_string())
     );

@@ -68,6 +68,22 @@ impl TestDb {
         Ok(TestDb { db, url, name })
     }
 
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `sql` on the maintenance database (for statements about this
+    /// database as a whole, such as refusing its connections).
+    pub async fn admin_exec(&self, sql: &str) {
+        let admin = Database::connect(admin_url()).await.expect("admin connect");
+        admin
+            .execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        admin.close().await.ok();
+    }
+
     /// Runs one scalar query returning an i64.
     pub async fn scalar(&self, sql: &str) -> i64 {
         let row = self
@@ -685,6 +701,31 @@ pub async fn users_of(db: &TestDb, slug: &str) -> Vec<String> {
     .await
 }
 
+/// Everything of tenant `slug` a file can change, one sorted text row each:
+/// its users, their managers, group memberships and roles, by email and
+/// group key (ids may differ between databases and tenants).
+pub async fn tenant_state(db: &TestDb, slug: &str) -> Vec<String> {
+    db.rows(&format!(
+        "SELECT 'user ' || u.email || ' ' || coalesce(u.external_id, '-') || ' ' || u.first_name
+                || ' active=' || u.active
+         FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
+         UNION ALL
+         SELECT 'manager ' || u.email || '<-' || m.email
+         FROM user_managers l JOIN users u ON u.id = l.user_id JOIN users m ON m.id = l.manager_id
+         JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
+         UNION ALL
+         SELECT 'member ' || u.email || ' of ' || g.group_key
+         FROM group_memberships gm JOIN users u ON u.id = gm.user_id JOIN groups g ON g.id = gm.group_id
+         JOIN tenants t ON t.id = g.tenant_id WHERE t.slug = '{slug}'
+         UNION ALL
+         SELECT 'role ' || u.email || ' ' || r.role
+         FROM user_roles r JOIN users u ON u.id = r.user_id
+         JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
+         ORDER BY 1"
+    ))
+    .await
+}
+
 /// Row problems of an upload as `line|column|message`.
 pub async fn row_errors(db: &TestDb, upload_id: i64) -> Vec<String> {
     db.rows(&format!(
@@ -718,4 +759,97 @@ pub async fn mark_tenant_busy(db: &TestDb, tenant_id: i64) {
         ))
         .await
         .unwrap();
+}
+
+/// A TCP proxy in front of a real service (moto), which a test takes down
+/// and brings back. Down closes every open connection and refuses new ones
+/// (accepted and closed at once), as a partition or a restarting service
+/// looks to a client; the service behind keeps its state, which moto cannot
+/// across a restart. Responses flow back at most `bytes_per_s`, so a test
+/// can catch a download part-way.
+pub struct Proxy {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    state: std::sync::Arc<std::sync::Mutex<(bool, tokio_util::sync::CancellationToken)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `target` (`host:port`).
+    pub async fn start(target: &str, bytes_per_s: usize) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = std::sync::Arc::new(std::sync::Mutex::new((
+            true,
+            tokio_util::sync::CancellationToken::new(),
+        )));
+        let (target, shared) = (target.to_string(), state.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (up, cut) = shared.lock().unwrap().clone();
+                if !up {
+                    drop(client);
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = cut.cancelled() => {}
+                        _ = pipe(client, server, bytes_per_s) => {}
+                    }
+                });
+            }
+        });
+        Ok(Proxy { url, state, task })
+    }
+
+    /// Cuts every connection and refuses new ones until [`Proxy::up`].
+    pub fn down(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = false;
+        s.1.cancel();
+    }
+
+    /// Accepts connections again.
+    pub fn up(&self) {
+        *self.state.lock().unwrap() = (true, tokio_util::sync::CancellationToken::new());
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.down();
+    }
+}
+
+async fn pipe(client: tokio::net::TcpStream, server: tokio::net::TcpStream, bytes_per_s: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let up = async move {
+        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        let _ = sw.shutdown().await;
+    };
+    let down = async move {
+        const CHUNK: usize = 16 * 1024;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match sr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let pause = Duration::from_secs_f64(n as f64 / bytes_per_s as f64);
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        let _ = cw.shutdown().await;
+    };
+    tokio::join!(up, down);
 }
