@@ -116,6 +116,12 @@ sql_migration!(
     "DROP INDEX IF EXISTS uploads_runnable_order_idx"
 );
 
+sql_migration!(
+    m0009_row_problems,
+    "0009: uploads count the row problems they did not keep (limits.max_row_problems).",
+    "ALTER TABLE uploads DROP COLUMN IF EXISTS row_problems_dropped"
+);
+
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
 /// `seaql_migrations`.
@@ -133,6 +139,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_preview::Migration),
             Box::new(m0007_bulk_links::Migration),
             Box::new(m0008_claim_order::Migration),
+            Box::new(m0009_row_problems::Migration),
         ]
     }
 }

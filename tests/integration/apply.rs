@@ -523,3 +523,62 @@ async fn a_reader_that_panics_part_way_fails_the_upload_and_deactivates_nobody()
     assert_eq!(users_of(&e.db, "acme").await, before, "nobody changed");
     assert_eq!(up.rows_deactivated, 0);
 }
+
+#[tokio::test]
+async fn row_problems_over_the_limit_are_counted_not_kept_and_the_upload_still_applies() {
+    let e = env(MatchKey::ExternalId, MAPPING, 3).await;
+    e.apply("acme/1.csv", employees_csv(3, false)).await;
+    // Lines 2-6: five bad emails, rejected while reading; lines 7-9: three
+    // emails of other people, rejected by the merge; line 10 applies.
+    let mut file = String::from("Employee ID,Work Email,First Name,Last Name\n");
+    for i in 0..5 {
+        file.push_str(&format!("N{i},not-an-email-{i},F,L\n"));
+    }
+    for i in 0..3 {
+        file.push_str(&format!("X{i},user{i}@example.com,F,L\n"));
+    }
+    file.push_str("E0,user0@example.com,First0,Last0\n");
+    let limits = userfeed::parse::Limits {
+        max_row_problems: 4,
+        ..Default::default()
+    };
+    let w = std::sync::Arc::new(userfeed::jobs::Workers {
+        db: e.w.db.clone(),
+        queue: userfeed::jobs::Queue::new(e.db.db.clone(), unique("capped-"), LEASE),
+        pipeline: userfeed::apply::Pipeline {
+            reader: std::sync::Arc::new(userfeed::source::s3::S3Reader::new(e.aws.s3.clone())),
+            store: userfeed::apply::store_for(&e.db.db),
+            batch_size: 3,
+            limits,
+        },
+        settings: e.w.settings.clone(),
+        health: Default::default(),
+    });
+    e.aws.put("acme/2.csv", file).await.unwrap();
+    let ids = intake_all(&e.db, &e.aws).await;
+    assert_eq!(run_next(&w).await, Some(ids[0]));
+    let up = upload(&e.db, ids[0]).await;
+    assert_eq!(up.state, "succeeded", "{:?}", up.failure_reason);
+    assert_eq!(
+        (up.rows_read, up.rows_rejected, up.rows_unchanged),
+        (9, 8, 1)
+    );
+    let kept = row_errors(&e.db, up.id).await;
+    assert_eq!(
+        kept.iter()
+            .map(|r| r.split('|').next().unwrap())
+            .collect::<Vec<_>>(),
+        ["2", "3", "4", "5"],
+        "the first four by line: {kept:?}"
+    );
+    assert_eq!(
+        up.row_problems_dropped, 4,
+        "one from reading, three from the merge"
+    );
+    let shown = userfeed::report::upload_text(&userfeed::report::UploadDetail {
+        tenant: "acme".into(),
+        upload: up.clone(),
+        errors: vec![],
+    });
+    assert!(shown.contains("4 more row problem(s)"), "{shown}");
+}

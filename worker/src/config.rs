@@ -250,6 +250,7 @@ impl Config {
             ("limits.max_record_bytes", l.max_record_bytes),
             ("limits.max_field_bytes", l.max_field_bytes as u64),
             ("limits.max_columns", l.max_columns as u64),
+            ("limits.max_row_problems", l.max_row_problems),
         ] {
             if value == 0 {
                 return bad(key, "must be at least 1");

@@ -73,6 +73,10 @@ pub struct Limits {
     pub max_field_bytes: usize,
     /// Most columns in the header or in any row.
     pub max_columns: usize,
+    /// Most row problems (errors and warnings) kept per upload, the first by
+    /// line; the rest are counted, not stored. Unlike the other limits,
+    /// going over this one does not fail the upload.
+    pub max_row_problems: u64,
 }
 
 impl Default for Limits {
@@ -86,6 +90,7 @@ impl Default for Limits {
             max_record_bytes: 1 << 20,
             max_field_bytes: 64 << 10,
             max_columns: 1_000,
+            max_row_problems: 10_000,
         }
     }
 }
@@ -669,6 +674,7 @@ mod tests {
             max_record_bytes: 100,
             max_field_bytes: 20,
             max_columns: 4,
+            max_row_problems: 10,
         }
     }
 

@@ -321,6 +321,12 @@ pub fn upload_text(d: &UploadDetail) -> String {
         s.push_str("\nrow problems:\n");
         s.push_str(&errors_table(&d.errors));
     }
+    if u.row_problems_dropped > 0 {
+        s.push_str(&format!(
+            "\n... and {} more row problem(s), counted but not kept (limits.max_row_problems)\n",
+            u.row_problems_dropped
+        ));
+    }
     s
 }
 

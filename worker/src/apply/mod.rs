@@ -68,6 +68,8 @@ pub struct Progress {
     pub deactivated: u64,
     /// Rows rejected (see the upload's errors).
     pub rejected: u64,
+    /// Row problems found but not kept (over `limits.max_row_problems`).
+    pub problems_dropped: u64,
 }
 
 /// What a tenant contributes to applying a file.
@@ -81,6 +83,8 @@ pub struct TenantRules {
     pub hold_over_percent: i32,
     /// ...and more than this many users.
     pub hold_over_count: i32,
+    /// Row problems kept for the upload (`limits.max_row_problems`).
+    pub keep_row_problems: u64,
 }
 
 /// How an upload that ran to the end finished.
@@ -355,6 +359,7 @@ impl Pipeline {
             match_key: tenant.match_key,
             hold_over_percent: tenant.hold_over_percent,
             hold_over_count: tenant.hold_over_count,
+            keep_row_problems: self.limits.max_row_problems,
         };
         let object = ObjectRef {
             source: upload.source.clone(),
@@ -397,10 +402,15 @@ impl Pipeline {
             self.batch_size,
             tx,
         )));
+        let mut problems_kept = 0;
         while let Some(batch) = rx.recv().await {
-            let batch = batch?;
+            let mut batch = batch?;
             progress.rows_read += batch.rows_read;
             progress.rejected += batch.rejected.len() as u64;
+            problems_kept += batch.keep_problems(
+                self.limits.max_row_problems.saturating_sub(problems_kept),
+                &mut progress.problems_dropped,
+            );
             stops.check()?;
             self.store
                 .stage(lease, &batch.staged, &batch.rejected, progress)
@@ -493,6 +503,30 @@ struct ParsedBatch {
     rejected: Vec<RowError>,
 }
 
+impl ParsedBatch {
+    /// Keeps at most `room` of the batch's row problems (rejections first,
+    /// then warnings, each in line order), counts the rest into `dropped`;
+    /// returns how many were kept. The rows themselves are unaffected: a
+    /// rejected row is still rejected and counted.
+    fn keep_problems(&mut self, room: u64, dropped: &mut u64) -> u64 {
+        let mut room = usize::try_from(room).unwrap_or(usize::MAX);
+        let mut kept = 0;
+        let over = self.rejected.len().saturating_sub(room);
+        self.rejected.truncate(self.rejected.len() - over);
+        *dropped += over as u64;
+        room -= self.rejected.len();
+        kept += self.rejected.len();
+        for row in &mut self.staged {
+            let over = row.warnings.len().saturating_sub(room);
+            row.warnings.truncate(row.warnings.len() - over);
+            *dropped += over as u64;
+            room -= row.warnings.len();
+            kept += row.warnings.len();
+        }
+        kept as u64
+    }
+}
+
 /// Reads `csv` to the end, sending batches of `batch_size` rows (the last
 /// one possibly smaller or empty). Stops early when the receiver is gone
 /// (the attempt was stopped) and after sending a parse error.
@@ -554,6 +588,7 @@ mod tests {
             match_key: MatchKey::Email,
             hold_over_percent: pct,
             hold_over_count: count,
+            keep_row_problems: 10,
         }
     }
 

@@ -716,6 +716,20 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
         .await?;
     }
     reconcile_with_log(txn, lease.upload_id, progress).await?;
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let trimmed = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            queries::TRIM_ROW_PROBLEMS,
+            [
+                lease.upload_id.into(),
+                n(rules.keep_row_problems).into(),
+                n(progress.problems_dropped).into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the upload".into()))?;
+    progress.problems_dropped = u64::try_from(trimmed.try_get::<i64>("", "n")?).unwrap_or(0);
     let pending = count(txn, queries::COUNT_PENDING_DEACTIVATIONS, lease.upload_id).await?;
     let active = count(txn, queries::COUNT_ACTIVE_MANAGED, rules.tenant_id).await?;
     exec(txn, queries::DELETE_STAGED, lease.upload_id).await?;

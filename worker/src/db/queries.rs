@@ -224,6 +224,25 @@ SELECT count(*) FILTER (WHERE kind = 'created') AS created,
 FROM upload_changes WHERE upload_id = $1 AND kind IN ('created', 'updated', 'reactivated')
 "#;
 
+/// Keeps an upload's first `$2` row problems by line and deletes the rest
+/// (merge-time rejections are written by set-based statements without a
+/// running count; the parse-time ones over the limit were never written),
+/// recording how many were not kept: `$3` already dropped plus those
+/// deleted here. `$1` upload.
+pub const TRIM_ROW_PROBLEMS: &str = r#"
+WITH kept AS (
+    SELECT id FROM upload_row_errors WHERE upload_id = $1 ORDER BY line, id LIMIT $2
+),
+dropped AS (
+    DELETE FROM upload_row_errors e
+    WHERE e.upload_id = $1 AND NOT EXISTS (SELECT 1 FROM kept k WHERE k.id = e.id)
+    RETURNING 1
+)
+UPDATE uploads SET row_problems_dropped = $3 + (SELECT count(*) FROM dropped)
+WHERE id = $1
+RETURNING row_problems_dropped AS n
+"#;
+
 /// Performs an upload's lined-up deactivations. `$1` upload. Users already
 /// inactive are left alone (and not counted).
 pub const APPLY_DEACTIVATIONS: &str = r#"

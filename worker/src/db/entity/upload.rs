@@ -33,6 +33,8 @@ pub struct Model {
     pub rows_unchanged: i64,
     pub rows_deactivated: i64,
     pub rows_rejected: i64,
+    /// Row problems found but not kept, over `limits.max_row_problems`.
+    pub row_problems_dropped: i64,
     pub failure_reason: Option<String>,
     pub held_deactivations: i64,
     pub hold_reason: Option<String>,
