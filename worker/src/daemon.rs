@@ -116,7 +116,8 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     shutdown.cancel();
 
     let grace = Duration::from_secs(cfg.jobs.shutdown_grace_seconds);
-    let drained = tokio::time::timeout(grace, async {
+    let deadline = tokio::time::Instant::now() + grace;
+    let drained = tokio::time::timeout_at(deadline, async {
         if let Some(t) = intake_task {
             let _ = t.await;
         }
@@ -133,11 +134,11 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     let _ = http_task.await;
     // Closing the pool waits for every checked-out connection; one held by
     // a statement still running when the grace period ran out would hold
-    // the exit past it. Its transaction rolls back when the process ends.
-    if tokio::time::timeout(Duration::from_secs(1), db.close())
-        .await
-        .is_err()
-    {
+    // the exit past it. So the close gets what is left of the grace period
+    // (at least a moment, for the idle connections); a statement still
+    // running then has its transaction rolled back when the process ends.
+    let left = deadline.max(tokio::time::Instant::now() + Duration::from_millis(50));
+    if tokio::time::timeout_at(left, db.close()).await.is_err() {
         warn!("a database statement was still running at exit; its transaction is rolled back");
     }
     info!("stopped");
