@@ -23,6 +23,28 @@ async fn env(key: MatchKey, mapping: &str, batch: usize) -> Env {
 }
 
 impl Env {
+    /// Another worker pool on this database, with its own reader, batch
+    /// size and limits.
+    fn workers_with(
+        &self,
+        reader: std::sync::Arc<dyn userfeed::source::ObjectReader>,
+        batch_size: usize,
+        limits: userfeed::parse::Limits,
+    ) -> std::sync::Arc<userfeed::jobs::Workers> {
+        std::sync::Arc::new(userfeed::jobs::Workers {
+            db: self.w.db.clone(),
+            queue: userfeed::jobs::Queue::new(self.db.db.clone(), unique("worker-"), LEASE),
+            pipeline: userfeed::apply::Pipeline {
+                reader,
+                store: userfeed::apply::store_for(&self.db.db),
+                batch_size,
+                limits,
+            },
+            settings: self.w.settings.clone(),
+            health: Default::default(),
+        })
+    }
+
     /// Uploads `body` as `key`, records it and runs it; returns the upload.
     async fn apply(
         &self,
@@ -487,21 +509,11 @@ async fn a_reader_that_panics_part_way_fails_the_upload_and_deactivates_nobody()
     // The same people again, through a reader that panics half-way: the
     // header and the first half are read, then the parse task dies.
     let file = employees_csv(2_000, false);
-    let w = std::sync::Arc::new(userfeed::jobs::Workers {
-        db: e.w.db.clone(),
-        queue: userfeed::jobs::Queue::new(e.db.db.clone(), unique("panicky-"), LEASE),
-        pipeline: userfeed::apply::Pipeline {
-            reader: std::sync::Arc::new(PanicsPartWay {
-                inner: userfeed::source::s3::S3Reader::new(e.aws.s3.clone()),
-                after: file.len() / 2,
-            }),
-            store: userfeed::apply::store_for(&e.db.db),
-            batch_size: 100,
-            limits: Default::default(),
-        },
-        settings: e.w.settings.clone(),
-        health: Default::default(),
-    });
+    let reader = PanicsPartWay {
+        inner: userfeed::source::s3::S3Reader::new(e.aws.s3.clone()),
+        after: file.len() / 2,
+    };
+    let w = e.workers_with(std::sync::Arc::new(reader), 100, Default::default());
     e.aws.put("acme/2.csv", file).await.unwrap();
     let ids = intake_all(&e.db, &e.aws).await;
     assert_eq!(run_next(&w).await, Some(ids[0]));
@@ -542,18 +554,8 @@ async fn row_problems_over_the_limit_are_counted_not_kept_and_the_upload_still_a
         max_row_problems: 4,
         ..Default::default()
     };
-    let w = std::sync::Arc::new(userfeed::jobs::Workers {
-        db: e.w.db.clone(),
-        queue: userfeed::jobs::Queue::new(e.db.db.clone(), unique("capped-"), LEASE),
-        pipeline: userfeed::apply::Pipeline {
-            reader: std::sync::Arc::new(userfeed::source::s3::S3Reader::new(e.aws.s3.clone())),
-            store: userfeed::apply::store_for(&e.db.db),
-            batch_size: 3,
-            limits,
-        },
-        settings: e.w.settings.clone(),
-        health: Default::default(),
-    });
+    let reader = userfeed::source::s3::S3Reader::new(e.aws.s3.clone());
+    let w = e.workers_with(std::sync::Arc::new(reader), 3, limits);
     e.aws.put("acme/2.csv", file).await.unwrap();
     let ids = intake_all(&e.db, &e.aws).await;
     assert_eq!(run_next(&w).await, Some(ids[0]));
