@@ -639,3 +639,95 @@ async fn two_daemons_racing_apply_every_upload_once_in_each_tenants_order() {
 async fn four_daemons_racing_apply_every_upload_once_in_each_tenants_order() {
     racing(4).await;
 }
+
+/// The object's size in an S3 notification body.
+fn notified_size(body: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    v["Records"][0]["s3"]["object"]["size"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_vanished_object_and_an_overwritten_one_fail_once_with_a_clear_reason_and_the_newer_applies()
+ {
+    let s = stack().await;
+    s.tenant("acme", "email", MAPPING).await;
+    s.tenant("beta", "email", MAPPING).await;
+    // Before any daemon runs: acme drops a file and deletes it again; beta
+    // drops a file and overwrites it, and the newer notification is late
+    // (held back here, sent again below).
+    s.upload_file("acme/gone.csv", employees_csv(3, false))
+        .await;
+    s.aws
+        .s3
+        .delete_object()
+        .bucket(&s.aws.bucket)
+        .key("acme/gone.csv")
+        .send()
+        .await
+        .unwrap();
+    let (older, newer) = (employees_csv(3, false), employees_csv(5, false));
+    s.upload_file("beta/hr.csv", &older).await;
+    s.upload_file("beta/hr.csv", &newer).await;
+    let notes = s.aws.take_object_created().await.unwrap();
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    let (late, now): (Vec<_>, Vec<_>) = notes
+        .into_iter()
+        .partition(|b| notified_size(b) == newer.len() as i64);
+    for body in &now {
+        s.aws.send(body).await.unwrap();
+    }
+
+    let d = Daemon::start(&s.env(&[])).await.unwrap();
+    let ups = s.finished(2).await;
+    let gone = ups
+        .iter()
+        .find(|u| u.object_key == "acme/gone.csv")
+        .unwrap();
+    let old = ups.iter().find(|u| u.object_key == "beta/hr.csv").unwrap();
+    assert_eq!((gone.state.as_str(), gone.attempts), ("failed", 1));
+    assert!(
+        gone.failure_reason
+            .as_deref()
+            .unwrap()
+            .contains("no longer exists"),
+        "{:?}",
+        gone.failure_reason
+    );
+    assert_eq!((old.state.as_str(), old.attempts), ("failed", 1));
+    assert!(
+        old.failure_reason
+            .as_deref()
+            .unwrap()
+            .contains("overwritten"),
+        "{:?}",
+        old.failure_reason
+    );
+
+    // The late notification of the newer version applies it.
+    s.aws.send(&late[0]).await.unwrap();
+    let ups = s.finished(3).await;
+    assert_eq!(
+        (
+            ups[2].object_key.as_str(),
+            ups[2].state.as_str(),
+            ups[2].rows_created
+        ),
+        ("beta/hr.csv", "succeeded", 5)
+    );
+    // No retry storm: both failures stayed at one attempt, and the daemon
+    // counted exactly two failed uploads.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        s.db.scalar("SELECT sum(attempts) FROM uploads WHERE state = 'failed'")
+            .await,
+        2
+    );
+    let m = d.get("/metrics").await.unwrap().1;
+    assert_eq!(
+        metric(&m, r#"userfeed_uploads_finished_total{outcome="failed"}"#),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(users_of(&s.db, "acme").await.len(), 0);
+    assert_eq!(users_of(&s.db, "beta").await.len(), 5);
+}
