@@ -472,11 +472,14 @@ async fn sigterm_with_a_statement_that_cannot_finish_exits_at_the_grace_period_a
     assert_eq!(done.attempts, 2);
 }
 
-/// The `g`-th file of a racing tenant: 200 people, a different tenth absent
-/// each time, names marked with the generation.
+/// People in a racing tenant's file.
+const RACERS: usize = 1_000;
+
+/// The `g`-th file of a racing tenant: [`RACERS`] people, a different tenth
+/// absent each time, names marked with the generation.
 fn generation(g: usize) -> String {
     let mut s = String::from("Employee ID,Work Email,First Name,Last Name\n");
-    for i in 0..200 {
+    for i in 0..RACERS {
         if !(i + g).is_multiple_of(10) {
             s.push_str(&format!("E{i},user{i}@example.com,First{i}-g{g},Last{i}\n"));
         }
@@ -485,7 +488,7 @@ fn generation(g: usize) -> String {
 }
 
 async fn racing(daemons: usize) {
-    const TENANTS: usize = 6;
+    const TENANTS: usize = 4;
     const FILES: usize = 3;
     let s = stack().await;
     // Every change of an upload's state, with its owner and the time, for
@@ -510,7 +513,20 @@ async fn racing(daemons: usize) {
     for _ in 0..daemons {
         running.push(Daemon::start(&env).await.unwrap());
     }
-    // Each tenant drops its three files in order; the tenants at once.
+    // Each tenant drops its three files one after the other, the tenants in
+    // parallel. Every upload is slowed to over 2 s (a trigger sleeps while
+    // its first row is staged), longer than the next drop takes to arrive,
+    // so a tenant's next file is queued while its previous one runs: the
+    // moment a wrong claim would run two at once.
+    s.db.db
+        .execute_unprepared(
+            "CREATE FUNCTION slow_upload() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$; \
+             CREATE TRIGGER slow_upload BEFORE INSERT ON upload_rows FOR EACH ROW \
+             WHEN (NEW.line = 2) EXECUTE FUNCTION slow_upload()",
+        )
+        .await
+        .unwrap();
     let mut drops = tokio::task::JoinSet::new();
     for t in 0..TENANTS {
         let bucket = s.aws.bucket.clone();
@@ -612,21 +628,32 @@ async fn racing(daemons: usize) {
                  WHERE t.slug = '{slug}' ORDER BY u.id DESC LIMIT 1"
             ))
             .await;
-        assert_eq!(last, vec![format!("{slug}/gen3.csv succeeded")]);
-        // The newest file is what the tenant's users say, whatever order
-        // of claims the race produced.
+        // The newest recorded file is applied and is what the tenant's
+        // users say, whatever order of claims the race produced.
+        let [last] = &last[..] else {
+            panic!("{last:?}")
+        };
+        let g: usize = last
+            .strip_prefix(&format!("{slug}/gen"))
+            .and_then(|r| r.strip_suffix(".csv succeeded"))
+            .unwrap_or_else(|| panic!("{slug}: the newest upload did not succeed: {last}"))
+            .parse()
+            .unwrap();
         let users = users_of(db, &slug).await;
         let active: Vec<_> = users.iter().filter(|u| u.contains("|active|")).collect();
-        assert_eq!(active.len(), 180, "{slug}");
+        assert_eq!(active.len(), RACERS * 9 / 10, "{slug}");
+        let mark = format!("-g{g}|");
         assert!(
-            active.iter().all(|u| u.contains("-g3|")),
+            active.iter().all(|u| u.contains(&mark)),
             "{slug}: {active:?}"
         );
-        assert_eq!(
-            users.len() - active.len(),
-            20,
-            "{slug}: the tenth absent from gen 3"
-        );
+        for u in users.iter().filter(|u| !u.contains("|active|")) {
+            let i: usize = u.split('|').nth(1).unwrap()[1..].parse().unwrap();
+            assert!(
+                (i + g).is_multiple_of(10),
+                "{slug}: {u} is inactive but in gen {g}"
+            );
+        }
     }
 }
 
