@@ -741,9 +741,9 @@ async fn a_vanished_object_and_an_overwritten_one_fail_once_with_a_clear_reason_
         ),
         ("beta/hr.csv", "succeeded", 5)
     );
-    // No retry storm: both failures stayed at one attempt, and the daemon
+    // No retry storm: a failed upload is terminal (claims take only queued
+    // or expired running ones), both stayed at one attempt, and the daemon
     // counted exactly two failed uploads.
-    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         s.db.scalar("SELECT sum(attempts) FROM uploads WHERE state = 'failed'")
             .await,

@@ -17,20 +17,10 @@ use userfeed::apply::postgres::PgStore;
 use userfeed::map::{FieldType, MatchKey};
 use userfeed_tests::*;
 
-const MAPPING: &str = r#"
-[columns]
-external_id = "ID"
-email = "Email"
-first_name = "First"
-last_name = "Last"
-managers = "Managers"
-groups = "Groups"
-roles = "Roles"
-
-[profile]
-department = "Dept"
-level = "Level"
-"#;
+/// The link mapping plus two profile fields, for [`HEADER`].
+fn mapping() -> String {
+    format!("{LINK_MAPPING}\n[profile]\ndepartment = \"Dept\"\nlevel = \"Level\"\n")
+}
 
 const MAPPING_WITH_STATUS: &str = r#"
 [columns]
@@ -224,7 +214,7 @@ fn rows(header: &str, body: &str) -> String {
 #[tokio::test]
 async fn both_stores_agree_on_every_rule_by_external_id() {
     // Batches of 3 rows: collisions, duplicates and links cross batches.
-    let mut p = Pair::new(MatchKey::ExternalId, MAPPING, 3).await;
+    let mut p = Pair::new(MatchKey::ExternalId, &mapping(), 3).await;
     p.apply(&rows(
         HEADER,
         "1,ann@x.io,Ann,A,boss@x.io |\u{a0}lead@x.io,G1| \tG9,,Eng,3\n\
@@ -375,7 +365,7 @@ fn nightly_files(seed: u64, people: usize, nights: usize) -> Vec<String> {
 /// Six seeded random nights of 60 people through both stores, without the
 /// deactivation cap (a random night may leave out more than 20%).
 async fn random_nights(key: MatchKey, batch: usize, seed: u64) {
-    let mut p = Pair::new(key, MAPPING, batch).await;
+    let mut p = Pair::new(key, &mapping(), batch).await;
     for side in [&p.portable, &p.fast, &p.file] {
         userfeed::tenants::set_hold_limits(&side.db.db, "acme", Some(100), Some(1000))
             .await
