@@ -49,6 +49,13 @@ pub struct TestDb {
 impl TestDb {
     /// Creates and migrates a new database.
     pub async fn new() -> anyhow::Result<Self> {
+        let db = Self::empty().await?;
+        userfeed::db::migrate(&db.db).await?;
+        Ok(db)
+    }
+
+    /// Creates a new database with no schema at all.
+    pub async fn empty() -> anyhow::Result<Self> {
         let name = unique("uf_test_");
         let admin = Database::connect(admin_url())
             .await
@@ -64,7 +71,6 @@ impl TestDb {
             None => bail!("USERFEED_TEST_DATABASE_URL has no database part"),
         };
         let db = Database::connect(url.clone()).await?;
-        userfeed::db::migrate(&db).await?;
         Ok(TestDb { db, url, name })
     }
 

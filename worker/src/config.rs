@@ -53,7 +53,27 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long to wait for a connection from the pool, in seconds.
     pub acquire_timeout_seconds: u64,
+    /// TLS to the database: `disable`, `prefer`, `require`, `verify-ca` or
+    /// `verify-full`, as libpq means them. Empty takes `sslmode` from the
+    /// URL (or `PGSSLMODE`), else `prefer`. Managed databases (RDS, Aurora,
+    /// Cloud SQL) want `verify-full` with their CA bundle as `sslrootcert`.
+    pub sslmode: String,
+    /// PEM file of the certificate authorities trusted for `verify-ca` and
+    /// `verify-full` (for RDS and Aurora, AWS's regional bundle). Empty takes
+    /// `sslrootcert` from the URL (or `PGSSLROOTCERT`), else the built-in
+    /// public roots (Mozilla's list).
+    pub sslrootcert: String,
 }
+
+/// The `sslmode` values, as libpq spells them.
+pub const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 
 impl std::fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +81,8 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_seconds", &self.acquire_timeout_seconds)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
             .finish()
     }
 }
@@ -221,6 +243,24 @@ impl Config {
             || self.database.url.starts_with("postgresql://"))
         {
             return bad("database.url", "must be a postgres:// URL");
+        }
+        if !self.database.sslmode.is_empty() && !SSL_MODES.contains(&self.database.sslmode.as_str())
+        {
+            return bad(
+                "database.sslmode",
+                format!(
+                    "must be one of {} (or empty to use the URL's), not {:?}",
+                    SSL_MODES.join(", "),
+                    self.database.sslmode
+                ),
+            );
+        }
+        if !self.database.sslrootcert.is_empty() && !Path::new(&self.database.sslrootcert).is_file()
+        {
+            return bad(
+                "database.sslrootcert",
+                format!("names no readable file: {}", self.database.sslrootcert),
+            );
         }
         if self.database.max_connections < 2 {
             return bad("database.max_connections", "must be at least 2");
@@ -387,6 +427,17 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("postgres://app:***@db:5432/uf"), "{shown}");
         assert_eq!(redact_url("postgres://app@db/uf"), "postgres://app@db/uf");
+    }
+
+    #[test]
+    fn tls_settings_are_checked_and_name_their_key() {
+        let cfg = env_with(&[("USERFEED_DATABASE_SSLMODE", "verify-full")]).unwrap();
+        assert_eq!(cfg.database.sslmode, "verify-full");
+        let err = env_with(&[("USERFEED_DATABASE_SSLMODE", "strict")]).unwrap_err();
+        assert!(err.to_string().contains("database.sslmode"), "{err}");
+        let err =
+            env_with(&[("USERFEED_DATABASE_SSLROOTCERT", "/nonexistent/ca.pem")]).unwrap_err();
+        assert!(err.to_string().contains("database.sslrootcert"), "{err}");
     }
 
     #[test]

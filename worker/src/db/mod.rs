@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use sea_orm::sqlx;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use userfeed_migrations::MigratorTrait;
 
@@ -17,28 +19,75 @@ pub mod entity;
 pub mod nodelay;
 pub mod queries;
 
-/// Opens the connection pool. Nothing is logged about the URL beyond its
-/// redacted form.
-pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> {
+/// Why the pool could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The TLS handshake failed or TLS was required and refused: a wrong or
+    /// missing CA (`verify-ca`, `verify-full`), a host name that the
+    /// certificate does not name (`verify-full`), or a server without TLS.
+    #[error(
+        "TLS to the database failed (sslmode={mode}): {detail}; check database.sslmode and database.sslrootcert"
+    )]
+    Tls {
+        /// The effective `sslmode`.
+        mode: String,
+        /// What rustls or the server said.
+        detail: String,
+    },
+    /// Anything else: unreachable, refused, authentication, ...
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// The PostgreSQL connect options: the URL, then `database.sslmode` and
+/// `database.sslrootcert` when set (they win over the URL's).
+fn pg_options(cfg: &DatabaseConfig) -> Result<PgConnectOptions, DbErr> {
+    let mut pg: PgConnectOptions = cfg
+        .url
+        .parse()
+        .map_err(|e: sqlx::Error| DbErr::Custom(format!("database.url: {e}")))?;
+    if !cfg.sslmode.is_empty() {
+        let mode = cfg
+            .sslmode
+            .parse::<PgSslMode>()
+            .map_err(|e| DbErr::Custom(format!("database.sslmode: {e}")))?;
+        pg = pg.ssl_mode(mode);
+    }
+    if !cfg.sslrootcert.is_empty() {
+        pg = pg.ssl_root_cert(&cfg.sslrootcert);
+    }
+    Ok(pg)
+}
+
+fn mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
+}
+
+/// Opens the connection pool (over TLS as `sslmode` says). Nothing is
+/// logged about the URL beyond its redacted form.
+pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, ConnectError> {
+    let pg = pg_options(cfg)?;
+    let mode = mode_name(pg.get_ssl_mode());
+    let port = pg.get_port();
     let mut opts = ConnectOptions::new(cfg.url.clone());
     opts.max_connections(cfg.max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_seconds))
         .connect_timeout(Duration::from_secs(cfg.acquire_timeout_seconds))
         .sqlx_logging(false);
+    // The options parsed above, overrides included, replace what sea-orm
+    // parses from the URL.
+    opts.map_sqlx_postgres_opts(move |_| pg.clone());
     #[cfg(unix)]
-    if let Some(pg) = cfg
-        .url
-        .starts_with("postgres")
-        .then(|| {
-            cfg.url
-                .parse::<sea_orm::sqlx::postgres::PgConnectOptions>()
-                .ok()
-        })
-        .flatten()
     {
         // See `nodelay`: a workaround for sqlx 0.9.0, measured on `COPY`.
-        let port = pg.get_port();
         opts.map_sqlx_postgres_pool_opts(move |pool| {
             pool.after_connect(move |_conn, _meta| {
                 Box::pin(async move {
@@ -48,12 +97,70 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, DbErr> 
             })
         });
     }
-    Database::connect(opts).await
+    #[cfg(not(unix))]
+    let _ = port;
+    Database::connect(opts).await.map_err(|e| classify(e, mode))
 }
 
+/// Names TLS failures as such. sqlx reports a certificate that does not
+/// verify as an I/O error wrapping rustls' error, a failed handshake as its
+/// own TLS error, and a server that refuses the TLS `require` asked for as
+/// a configuration error naming TLS.
+fn classify(err: DbErr, mode: &str) -> ConnectError {
+    use sea_orm::RuntimeErr;
+    let tls_detail = match &err {
+        DbErr::Conn(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sqlx::Error::Tls(e) => Some(e.to_string()),
+            sqlx::Error::Io(io) => io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .map(|e| e.to_string()),
+            sqlx::Error::Configuration(e) if e.to_string().contains("TLS") => Some(e.to_string()),
+            _ => None,
+        },
+        _ => None,
+    };
+    match tls_detail {
+        Some(detail) => ConnectError::Tls {
+            mode: mode.to_string(),
+            detail,
+        },
+        None => ConnectError::Db(err),
+    }
+}
+
+/// Key of the PostgreSQL advisory lock that migrations run under: "ufmigrat"
+/// in ASCII, so it cannot collide with a small number another tool picks.
+pub const MIGRATION_LOCK_KEY: i64 = 0x7566_6d69_6772_6174;
+
 /// Applies pending migrations; a no-op when the schema is current.
+///
+/// sea-orm-migration takes no lock of its own, and every pod's init
+/// container runs `userfeed migrate` at once during a rollout
+/// (deploy/kubernetes), so the migrations run under a session-level
+/// advisory lock: the first process applies them, the others wait, then
+/// find nothing pending. The lock is held on a connection of its own, and
+/// PostgreSQL releases it if the process dies.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    userfeed_migrations::Migrator::up(db, None).await
+    use sea_orm::sqlx::Executor;
+    let pool = db.get_postgres_connection_pool();
+    let mut lock = pool.acquire().await.map_err(sqlx_conn_err)?;
+    lock.execute(sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK_KEY))
+        .await
+        .map_err(sqlx_conn_err)?;
+    let applied = userfeed_migrations::Migrator::up(db, None).await;
+    let unlocked = lock
+        .execute(sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK_KEY))
+        .await;
+    if unlocked.is_err() {
+        // The session ends with the connection, and the lock with it.
+        lock.detach();
+    }
+    applied
+}
+
+fn sqlx_conn_err(e: sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
 }
 
 /// Names of migrations not yet applied (reads only; creates nothing).
