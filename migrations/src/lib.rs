@@ -121,6 +121,12 @@ sql_migration!(
     "0009: uploads count the row problems they did not keep (limits.max_row_problems).",
     "ALTER TABLE uploads DROP COLUMN IF EXISTS row_problems_dropped"
 );
+sql_migration!(
+    m0010_retries,
+    "0010: retries of failed uploads (`uploads.retry_of`); an index for the held-upload gauges.",
+    "DROP INDEX IF EXISTS uploads_held_idx;
+                 ALTER TABLE uploads DROP COLUMN IF EXISTS retry_of;"
+);
 
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
@@ -140,6 +146,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_bulk_links::Migration),
             Box::new(m0008_claim_order::Migration),
             Box::new(m0009_row_problems::Migration),
+            Box::new(m0010_retries::Migration),
         ]
     }
 }

@@ -8,8 +8,12 @@ use sea_orm::ConnectionTrait;
 use userfeed_tests::*;
 
 mod faults;
+mod production;
 
 const WAIT: Duration = Duration::from_secs(90);
+
+/// The smallest mapping: people matched and named by email alone.
+const MAPPING_EMAIL_ONLY: &str = "[columns]\nemail = \"Email\"\n";
 
 struct Stack {
     db: TestDb,

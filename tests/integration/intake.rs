@@ -128,3 +128,57 @@ async fn sns_wrapped_and_eventbridge_notifications_are_recorded() {
     let keys = db.rows("SELECT object_key FROM uploads ORDER BY id").await;
     assert_eq!(keys, vec!["acme/HR file.csv", "acme/HR+file.csv"]);
 }
+
+#[tokio::test]
+async fn a_multipart_upload_by_the_aws_cli_is_one_upload_though_moto_sends_two_events() {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
+    // 6 MB in 5 MB parts: the CLI uploads it in two parts.
+    let config = temp_file(
+        "aws-config",
+        b"[default]\ns3 =\n  multipart_threshold = 5MB\n  multipart_chunksize = 5MB\n",
+    );
+    let body = employees_csv(125_000, false);
+    assert!(body.len() > 6_000_000, "{}", body.len());
+    let file = temp_file("users.csv", body.as_bytes());
+    let cli = std::env::var("USERFEED_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
+    let out = tokio::process::Command::new(cli)
+        .args([
+            "--endpoint-url",
+            &moto_endpoint(),
+            "s3",
+            "cp",
+            "--only-show-errors",
+        ])
+        .arg(&file)
+        .arg(format!("s3://{}/acme/users.csv", aws.bucket))
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bodies = aws.take_object_created().await.unwrap();
+    assert_eq!(
+        bodies.len(),
+        2,
+        "moto's Put and CompleteMultipartUpload: {bodies:?}"
+    );
+    let mut recorded = 0;
+    for body in &bodies {
+        recorded += handle_delivery(&db.db, &delivery(body))
+            .await
+            .unwrap()
+            .recorded
+            .len();
+    }
+    assert_eq!(recorded, 1);
+    assert_eq!(db.scalar("SELECT count(*) FROM uploads").await, 1);
+}

@@ -33,8 +33,15 @@ pub enum Command {
         #[arg(long)]
         migrate: bool,
     },
-    /// Apply database migrations (safe to run repeatedly).
-    Migrate,
+    /// Apply database migrations (safe to run repeatedly, and from many
+    /// processes at once: they take turns under an advisory lock).
+    Migrate {
+        /// Keep retrying, with backoff, while the database is unreachable
+        /// (for an init container started during an outage) instead of
+        /// failing at once.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCmd),
@@ -211,6 +218,12 @@ pub enum UploadsCmd {
         /// Upload id.
         id: i64,
     },
+    /// Queue a failed upload's object again as a new upload (once its cause
+    /// is fixed). Refused unless it is the tenant's newest file.
+    Retry {
+        /// Upload id.
+        id: i64,
+    },
     /// What an upload changed: users created, updated (old and new values),
     /// reactivated and deactivated.
     Changes {
@@ -271,6 +284,12 @@ pub async fn run() -> anyhow::Result<()> {
             print!("{}", crate::map::tools::suggest(csv.header()).to_toml());
             Ok(())
         }
+        Command::Migrate { wait: true } => {
+            crate::telemetry::init_logging(&cfg.log);
+            crate::daemon::migrate_when_reachable(&cfg).await?;
+            println!("migrations applied");
+            Ok(())
+        }
         other => {
             // Admin commands log only warnings, as text, to stderr.
             crate::telemetry::init_logging(&LogConfig {
@@ -283,7 +302,7 @@ pub async fn run() -> anyhow::Result<()> {
                     crate::config::redact_url(&cfg.database.url)
                 )
             })?;
-            if !matches!(other, Command::Migrate) {
+            if !matches!(other, Command::Migrate { .. }) {
                 let pending = crate::db::pending_migrations(&db)
                     .await
                     .context("reading the schema version")?;
@@ -363,7 +382,7 @@ async fn admin(db: &DatabaseConnection, cmd: Command, cfg: &Config) -> anyhow::R
     let limits = cfg.limits;
     match cmd {
         Command::Serve { .. } => unreachable!("handled by run"),
-        Command::Migrate => {
+        Command::Migrate { .. } => {
             crate::db::migrate(db)
                 .await
                 .context("applying migrations")?;
@@ -464,6 +483,10 @@ async fn admin(db: &DatabaseConnection, cmd: Command, cfg: &Config) -> anyhow::R
         Command::Uploads(UploadsCmd::Reject { id }) => {
             let n = crate::apply::holds::reject(db, id).await?;
             println!("upload {id} rejected: {n} deactivation(s) dropped");
+        }
+        Command::Uploads(UploadsCmd::Retry { id }) => {
+            let new_id = crate::jobs::retry::retry(db, id).await?;
+            println!("upload {id} queued again as upload {new_id}");
         }
         Command::Mapping(MappingCmd::Set { slug, file }) => {
             let tenant = tenants::by_slug(db, &slug).await?;

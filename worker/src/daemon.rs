@@ -8,10 +8,11 @@
 //! still held is re-claimed when its lease runs out). HTTP stops last, so
 //! probes answer throughout.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use backon::BackoffBuilder;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -26,30 +27,30 @@ use crate::source::s3::S3Reader;
 use crate::telemetry::{self, events};
 
 /// Runs the daemon until SIGTERM or SIGINT.
+///
+/// The HTTP listener binds first: `/healthz` answers as soon as the process
+/// runs, and `/readyz` says why the daemon is not ready while it waits for
+/// the database and a current schema, retrying with backoff. A pod started
+/// during a database outage (or before its release's migration ran) is
+/// therefore live and unready, never restarted into a crash loop.
 pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     let metrics = telemetry::init_metrics().context("installing the metrics recorder")?;
+    events::build_info();
     info!(database = %redact_url(&cfg.database.url), queue = %cfg.intake.queue_url, "starting");
 
-    let db = connect_with_retry(&cfg).await?;
-    if migrate {
-        crate::db::migrate(&db)
-            .await
-            .context("applying migrations")?;
-    } else {
-        // Refuse to run against an old schema rather than fail every query.
-        let pending = crate::db::pending_migrations(&db)
-            .await
-            .context("reading the schema version")?;
-        anyhow::ensure!(
-            pending.is_empty(),
-            "the database schema is not up to date (pending: {}); run `userfeed migrate` first",
-            pending.join(", ")
-        );
-    }
-
     let health = Arc::new(Health::default());
+    health.set_starting(Some("database unreachable".into()));
+    let signalled = CancellationToken::new();
+    tokio::spawn({
+        let signalled = signalled.clone();
+        async move {
+            wait_for_signal().await;
+            signalled.cancel();
+        }
+    });
     let shutdown = CancellationToken::new();
     let http_stop = CancellationToken::new();
+    let ready_db = Arc::new(OnceLock::new());
 
     let listener = tokio::net::TcpListener::bind(cfg.http.bind)
         .await
@@ -58,12 +59,22 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     let http_task = tokio::spawn(http::serve(
         listener,
         HttpState {
-            db: db.clone(),
+            db: ready_db.clone(),
             health: health.clone(),
             metrics: Some(metrics),
         },
         http_stop.clone(),
     ));
+
+    let Some(db) = start_database(&cfg, migrate, &health, &signalled).await else {
+        info!("stopped before the database was ready");
+        http_stop.cancel();
+        let _ = http_task.await;
+        return Ok(());
+    };
+    let _ = ready_db.set(db.clone());
+    health.set_starting(None);
+    info!("database ready; starting intake and workers");
 
     let sdk = crate::aws::sdk_config(&cfg.aws).await;
     let reader = Arc::new(S3Reader::new(crate::aws::s3_client(&sdk, &cfg.aws)));
@@ -108,7 +119,7 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     let workers_task = tokio::spawn(workers.run(shutdown.clone()));
     let sampler = tokio::spawn(sample_queue(db.clone(), shutdown.clone()));
 
-    wait_for_signal().await;
+    signalled.cancelled().await;
     info!(
         grace_s = cfg.jobs.shutdown_grace_seconds,
         "shutdown requested; stopping intake and claims"
@@ -145,28 +156,114 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect_with_retry(cfg: &Config) -> anyhow::Result<DatabaseConnection> {
-    let mut delay = Duration::from_millis(500);
-    loop {
-        match crate::db::connect(&cfg.database).await {
-            Ok(db) => return Ok(db),
-            Err(e) => {
-                warn!(error = %e, retry_in_s = delay.as_secs_f64(), "database not reachable yet");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = wait_for_signal() => anyhow::bail!("stopped before the database became reachable"),
+/// Connects and brings the schema to where this binary needs it (applying
+/// migrations with `--migrate`, else waiting for `userfeed migrate`),
+/// retrying with capped exponential backoff and logging every attempt.
+/// `None` when a signal arrived first.
+async fn start_database(
+    cfg: &Config,
+    migrate: bool,
+    health: &Health,
+    signalled: &CancellationToken,
+) -> Option<DatabaseConnection> {
+    let mut backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    let mut db: Option<DatabaseConnection> = None;
+    for attempt in 1u64.. {
+        let problem = match &db {
+            None => match crate::db::connect(&cfg.database).await {
+                Ok(pool) => {
+                    db = Some(pool);
+                    continue;
                 }
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
+                Err(e) => {
+                    let reason = match e {
+                        crate::db::ConnectError::Tls { .. } => "database unreachable (TLS failed)",
+                        crate::db::ConnectError::Db(_) => "database unreachable",
+                    };
+                    (reason.to_string(), e.to_string())
+                }
+            },
+            Some(pool) => match schema_ready(pool, migrate).await {
+                Ok(()) => return db,
+                Err(p) => p,
+            },
+        };
+        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        warn!(
+            attempt,
+            reason = %problem.0,
+            error = %problem.1,
+            retry_in_s = delay.as_secs_f64(),
+            "not ready yet"
+        );
+        health.set_starting(Some(problem.0));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = signalled.cancelled() => return None,
         }
     }
+    unreachable!("the attempt counter does not run out")
 }
 
-/// Samples queue depth into gauges every 10 s.
+/// `userfeed migrate --wait`: connects and migrates with the daemon's
+/// start-up backoff, logging each attempt, until it succeeds or a signal
+/// arrives.
+pub async fn migrate_when_reachable(cfg: &Config) -> anyhow::Result<()> {
+    let signalled = CancellationToken::new();
+    tokio::spawn({
+        let signalled = signalled.clone();
+        async move {
+            wait_for_signal().await;
+            signalled.cancel();
+        }
+    });
+    let db = start_database(cfg, true, &Health::default(), &signalled)
+        .await
+        .context("stopped before the migrations could run")?;
+    db.close().await.ok();
+    Ok(())
+}
+
+/// `Ok` when the schema is current. The error is (the reason `/readyz`
+/// gives, the detail for the log).
+async fn schema_ready(db: &DatabaseConnection, migrate: bool) -> Result<(), (String, String)> {
+    let unreachable = |e: sea_orm::DbErr| ("database unreachable".to_string(), e.to_string());
+    if migrate {
+        return crate::db::migrate(db).await.map_err(|e| {
+            if crate::db::is_transient(&e) {
+                unreachable(e)
+            } else {
+                ("migration failed".to_string(), e.to_string())
+            }
+        });
+    }
+    // Refuse to run against an old schema rather than fail every query; the
+    // release's migration (deploy/kubernetes) may still be running.
+    let pending = crate::db::pending_migrations(db)
+        .await
+        .map_err(unreachable)?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    Err((
+        "schema out of date".to_string(),
+        format!(
+            "pending migrations: {}; run `userfeed migrate`",
+            pending.join(", ")
+        ),
+    ))
+}
+
+/// Samples queue depth and held uploads into gauges every 10 s.
 async fn sample_queue(db: DatabaseConnection, stop: CancellationToken) {
     loop {
         match jobs::queue::stats(&db).await {
-            Ok((queued, running, age)) => events::queue_depth(queued, running, age),
+            Ok(stats) => events::queue_depth(&stats),
             Err(e) => warn!(error = %e, "sampling queue depth failed"),
         }
         tokio::select! {

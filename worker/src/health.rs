@@ -11,6 +11,7 @@ pub struct Health {
     loops: Mutex<BTreeMap<String, (Instant, Duration)>>,
     intake_ok: AtomicBool,
     intake_enabled: AtomicBool,
+    starting: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -43,6 +44,17 @@ impl Health {
             .filter(|(_, (last, max))| last.elapsed() > *max)
             .map(|(n, _)| n.clone())
             .collect()
+    }
+
+    /// While the daemon is starting: why it cannot serve yet ("database
+    /// unreachable", "schema out of date ..."); `None` once it runs.
+    pub fn set_starting(&self, reason: Option<String>) {
+        *self.starting.lock().expect("health lock") = reason;
+    }
+
+    /// Why the daemon is still starting, if it is.
+    pub fn starting(&self) -> Option<String> {
+        self.starting.lock().expect("health lock").clone()
     }
 
     /// Intake is configured for this process.

@@ -3,11 +3,14 @@
 //! - `/healthz` (liveness): every registered loop has ticked recently. It does
 //!   not look at the database, so a database outage never makes Kubernetes
 //!   restart otherwise healthy pods.
-//! - `/readyz` (readiness): the database answers within 2 s and intake is
-//!   running (its last receive succeeded, or intake is off).
+//! - `/readyz` (readiness): the daemon has started (connected, schema
+//!   current), the database answers within 2 s and intake is running (its
+//!   last receive succeeded, or intake is off). The listener binds before the
+//!   database is reached, so a pod started during an outage answers its
+//!   probes: live, and not ready with the reason.
 //! - `/metrics`: Prometheus text format.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,8 +27,9 @@ use crate::telemetry::events;
 /// Shared state of the endpoints.
 #[derive(Clone)]
 pub struct HttpState {
-    /// For the readiness ping.
-    pub db: DatabaseConnection,
+    /// For the readiness ping; set once the daemon has connected and found
+    /// the schema current.
+    pub db: Arc<OnceLock<DatabaseConnection>>,
     /// Loop liveness and intake status.
     pub health: Arc<Health>,
     /// Renders metrics; `None` when no recorder is installed.
@@ -54,8 +58,16 @@ async fn healthz(State(s): State<HttpState>) -> (StatusCode, String) {
 }
 
 async fn readyz(State(s): State<HttpState>) -> (StatusCode, String) {
+    let Some(db) = s.db.get() else {
+        events::ready(false);
+        let why = s.health.starting().unwrap_or_else(|| "starting".into());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        );
+    };
     let db_ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), s.db.ping()).await,
+        tokio::time::timeout(Duration::from_secs(2), db.ping()).await,
         Ok(Ok(()))
     );
     let intake_ok = s.health.intake_running();

@@ -317,6 +317,15 @@ pub fn upload_text(d: &UploadDetail) -> String {
             "  superseded:  by upload {n}, a newer full list of the same tenant\n"
         ));
     }
+    if let Some(n) = u.retry_of {
+        s.push_str(&format!("  retry of:    upload {n}\n"));
+    }
+    if u.state == "failed" {
+        s.push_str(&format!(
+            "  retry:       `userfeed uploads retry {}` once the cause is fixed (refused if a newer file has applied)\n",
+            u.id
+        ));
+    }
     if !d.errors.is_empty() {
         s.push_str("\nrow problems:\n");
         s.push_str(&errors_table(&d.errors));

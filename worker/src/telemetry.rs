@@ -43,6 +43,45 @@ pub const OLDEST_QUEUED_AGE: &str = "userfeed_oldest_queued_upload_age_seconds";
 pub const LEASES_LOST: &str = "userfeed_leases_lost_total";
 /// 1 while this process is ready (database reachable, intake running).
 pub const READY: &str = "userfeed_ready";
+/// Uploads held for approval (all pods; sampled from the database): each
+/// needs a person to approve or reject it.
+pub const UPLOADS_HELD: &str = "userfeed_uploads_held";
+/// How long the oldest held upload has waited for a decision, in seconds.
+pub const OLDEST_HELD_AGE: &str = "userfeed_oldest_held_upload_age_seconds";
+/// Unix time of intake's last fully successful cycle (receive, record,
+/// delete); set to the start time when intake starts. A persistent intake
+/// fault shows as this falling behind `time()`, whatever the backoff.
+pub const INTAKE_LAST_SUCCESS: &str = "userfeed_intake_last_success_timestamp_seconds";
+/// Always 1; its labels say which build runs (`version`, `commit`).
+pub const BUILD_INFO: &str = "userfeed_build_info";
+
+/// The commit this binary was built from (`build.rs`), `unknown` outside git.
+pub const COMMIT: &str = env!("USERFEED_BUILD_COMMIT");
+
+/// Every metric this process exposes, for the checks that the dashboard,
+/// the alert rules and `docs/metrics.md` only name real ones.
+pub const ALL_METRICS: [&str; 19] = [
+    SQS_MESSAGES_RECEIVED,
+    SQS_MESSAGES_DELETED,
+    INTAKE_IGNORED,
+    INTAKE_ERRORS,
+    UPLOADS_RECORDED,
+    UPLOADS_FINISHED,
+    ROWS,
+    UPLOAD_DURATION,
+    APPLY_PHASE_DURATION,
+    UPLOADS_QUEUED,
+    UPLOADS_RUNNING,
+    OLDEST_QUEUED_AGE,
+    LEASES_LOST,
+    READY,
+    UPLOADS_HELD,
+    OLDEST_HELD_AGE,
+    INTAKE_LAST_SUCCESS,
+    BUILD_INFO,
+    // Not ours, but what every alert on a scrape target relies on.
+    "up",
+];
 
 /// Starts logging. JSON or text per configuration; `RUST_LOG` overrides the level.
 pub fn init_logging(cfg: &LogConfig) {
@@ -85,7 +124,35 @@ pub fn init_metrics() -> Result<PrometheusHandle, metrics_exporter_prometheus::B
         )?
         .install_recorder()?;
     describe();
+    preset_zero();
     Ok(handle)
+}
+
+/// Registers every labelled counter at zero for each of its known label
+/// values. A series that first appears at 1 is invisible to `increase()`
+/// and `rate()` (there is no earlier sample to compare with), so without
+/// this a pod's first failure, poison message or lease loss would never
+/// fire an alert.
+fn preset_zero() {
+    use metrics::counter;
+    for reason in events::IgnoreReason::ALL {
+        counter!(INTAKE_IGNORED, "reason" => reason.as_str()).increment(0);
+    }
+    for stage in events::IntakeStage::ALL {
+        counter!(INTAKE_ERRORS, "stage" => stage.as_str()).increment(0);
+    }
+    for result in ["new", "duplicate"] {
+        counter!(UPLOADS_RECORDED, "result" => result).increment(0);
+    }
+    for outcome in events::Outcome::ALL {
+        counter!(UPLOADS_FINISHED, "outcome" => outcome.as_str()).increment(0);
+    }
+    for result in events::ROW_RESULTS {
+        counter!(ROWS, "result" => result).increment(0);
+    }
+    counter!(SQS_MESSAGES_RECEIVED).increment(0);
+    counter!(SQS_MESSAGES_DELETED).increment(0);
+    counter!(LEASES_LOST).increment(0);
 }
 
 fn describe() {
@@ -128,6 +195,18 @@ fn describe() {
     );
     describe_counter!(LEASES_LOST, "Leases this process lost to another worker.");
     describe_gauge!(READY, "1 while this process is ready.");
+    describe_gauge!(UPLOADS_HELD, "Uploads held for approval.");
+    describe_gauge!(
+        OLDEST_HELD_AGE,
+        Unit::Seconds,
+        "How long the oldest held upload has waited."
+    );
+    describe_gauge!(
+        INTAKE_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of intake's last successful receive, record and delete."
+    );
+    describe_gauge!(BUILD_INFO, "Always 1; the labels name the build.");
 }
 
 /// Typed events: each logs and counts in one call.
@@ -150,13 +229,119 @@ pub mod events {
         counter!(SQS_MESSAGES_DELETED).increment(count as u64);
     }
 
+    /// Why a message or record was dropped on purpose.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum IgnoreReason {
+        /// S3's `s3:TestEvent`, sent when notifications are configured.
+        TestEvent,
+        /// The body is not an S3 notification at all.
+        NotS3Event,
+        /// An S3 event other than `ObjectCreated:*` (e.g. a removal).
+        NotObjectCreated,
+        /// A malformed record inside an S3 notification.
+        InvalidRecord,
+        /// No tenant owns the bucket and key prefix.
+        NoTenant,
+        /// A key with control characters or `.`/`..` segments.
+        UnsafeKey,
+        /// A "folder" (a key ending in `/`), as consoles create them.
+        FolderMarker,
+        /// Could not be recorded after `intake.max_receives` receives.
+        Poison,
+        /// A second event for a write another event stands for
+        /// ([`crate::intake::event::EventRecord::Shadow`]).
+        ShadowEvent,
+    }
+
+    impl IgnoreReason {
+        /// Every reason, for pre-set counters.
+        pub const ALL: [IgnoreReason; 9] = [
+            IgnoreReason::TestEvent,
+            IgnoreReason::NotS3Event,
+            IgnoreReason::NotObjectCreated,
+            IgnoreReason::InvalidRecord,
+            IgnoreReason::NoTenant,
+            IgnoreReason::UnsafeKey,
+            IgnoreReason::FolderMarker,
+            IgnoreReason::Poison,
+            IgnoreReason::ShadowEvent,
+        ];
+
+        /// The `reason` label.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                IgnoreReason::TestEvent => "test_event",
+                IgnoreReason::NotS3Event => "not_s3_event",
+                IgnoreReason::NotObjectCreated => "not_object_created",
+                IgnoreReason::InvalidRecord => "invalid_record",
+                IgnoreReason::NoTenant => "no_tenant",
+                IgnoreReason::UnsafeKey => "unsafe_key",
+                IgnoreReason::FolderMarker => "folder_marker",
+                IgnoreReason::Poison => "poison",
+                IgnoreReason::ShadowEvent => "shadow_event",
+            }
+        }
+    }
+
+    /// The intake step that failed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum IntakeStage {
+        /// Receiving from the queue.
+        Receive,
+        /// Recording uploads in the database.
+        Record,
+        /// Deleting handled messages.
+        Delete,
+    }
+
+    impl IntakeStage {
+        /// Every stage, for pre-set counters.
+        pub const ALL: [IntakeStage; 3] = [
+            IntakeStage::Receive,
+            IntakeStage::Record,
+            IntakeStage::Delete,
+        ];
+
+        /// The `stage` label.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                IntakeStage::Receive => "receive",
+                IntakeStage::Record => "record",
+                IntakeStage::Delete => "delete",
+            }
+        }
+    }
+
+    /// The `result` labels of the row counter.
+    pub const ROW_RESULTS: [&str; 5] =
+        ["created", "updated", "unchanged", "rejected", "deactivated"];
+
+    /// The process started: says which build it is.
+    pub fn build_info() {
+        let version = env!("CARGO_PKG_VERSION");
+        info!(version, commit = COMMIT, "userfeed build");
+        gauge!(BUILD_INFO, "version" => version, "commit" => COMMIT).set(1.0);
+    }
+
     /// A message or record was dropped on purpose.
-    pub fn intake_ignored(reason: &'static str, detail: &str) {
+    pub fn intake_ignored(reason: IgnoreReason, detail: &str) {
+        let reason = reason.as_str();
         match reason {
             "test_event" => info!(reason, "ignored S3 test event"),
+            "shadow_event" => info!(reason, detail, "ignored a second event for one write"),
             _ => warn!(reason, detail, "ignored notification"),
         }
         counter!(INTAKE_IGNORED, "reason" => reason).increment(1);
+    }
+
+    /// Intake finished a cycle with nothing failing (an empty receive
+    /// counts), or has just started.
+    pub fn intake_cycle_ok() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        gauge!(INTAKE_LAST_SUCCESS).set(now);
     }
 
     /// A message that still could not be recorded after `receives`
@@ -170,11 +355,12 @@ pub mod events {
             body,
             "deleting a notification that could not be recorded after intake.max_receives receives"
         );
-        counter!(INTAKE_IGNORED, "reason" => "poison").increment(1);
+        counter!(INTAKE_IGNORED, "reason" => IgnoreReason::Poison.as_str()).increment(1);
     }
 
     /// An intake step failed; it will be retried.
-    pub fn intake_error(stage: &'static str, error: &dyn std::fmt::Display) {
+    pub fn intake_error(stage: IntakeStage, error: &dyn std::fmt::Display) {
+        let stage = stage.as_str();
         warn!(stage, %error, "intake step failed; will retry");
         counter!(INTAKE_ERRORS, "stage" => stage).increment(1);
     }
@@ -216,7 +402,19 @@ pub mod events {
     }
 
     impl Outcome {
-        fn as_str(self) -> &'static str {
+        /// Every outcome, for pre-set counters.
+        pub const ALL: [Outcome; 7] = [
+            Outcome::Succeeded,
+            Outcome::Failed,
+            Outcome::HandedBack,
+            Outcome::Retrying,
+            Outcome::LeaseLost,
+            Outcome::Held,
+            Outcome::Superseded,
+        ];
+
+        /// The `outcome` label.
+        pub fn as_str(self) -> &'static str {
             match self {
                 Outcome::Succeeded => "succeeded",
                 Outcome::Failed => "failed",
@@ -262,22 +460,19 @@ pub mod events {
 
     /// Row counts of a finished upload.
     pub fn rows(created: u64, updated: u64, unchanged: u64, rejected: u64, deactivated: u64) {
-        for (result, n) in [
-            ("created", created),
-            ("updated", updated),
-            ("unchanged", unchanged),
-            ("rejected", rejected),
-            ("deactivated", deactivated),
-        ] {
+        let counts = [created, updated, unchanged, rejected, deactivated];
+        for (result, n) in ROW_RESULTS.into_iter().zip(counts) {
             counter!(ROWS, "result" => result).increment(n);
         }
     }
 
     /// Queue depth sampled from the database.
-    pub fn queue_depth(queued: i64, running: i64, oldest_age_s: f64) {
-        gauge!(UPLOADS_QUEUED).set(queued as f64);
-        gauge!(UPLOADS_RUNNING).set(running as f64);
-        gauge!(OLDEST_QUEUED_AGE).set(oldest_age_s);
+    pub fn queue_depth(q: &crate::jobs::queue::QueueStats) {
+        gauge!(UPLOADS_QUEUED).set(q.queued as f64);
+        gauge!(UPLOADS_RUNNING).set(q.running as f64);
+        gauge!(OLDEST_QUEUED_AGE).set(q.oldest_queued_age_s);
+        gauge!(UPLOADS_HELD).set(q.held as f64);
+        gauge!(OLDEST_HELD_AGE).set(q.oldest_held_age_s);
     }
 
     /// Readiness changed or was re-evaluated.

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::db::entity::{profile_field, tenant};
 use crate::map::{FieldType, Mapping, MatchKey};
+use crate::telemetry::events::IgnoreReason;
 
 /// A tenant as the rest of the code sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -137,19 +138,19 @@ pub fn normalise_prefix(prefix: &str) -> Result<String, TenantError> {
 }
 
 /// Why an object key is refused before routing, if it is.
-pub fn unsafe_key_reason(key: &str) -> Option<&'static str> {
+pub fn unsafe_key_reason(key: &str) -> Option<IgnoreReason> {
     if key.ends_with('/') {
-        return Some("folder_marker");
+        return Some(IgnoreReason::FolderMarker);
     }
     if key.chars().any(char::is_control) {
-        return Some("unsafe_key");
+        return Some(IgnoreReason::UnsafeKey);
     }
     // S3 keys are opaque strings, so "acme/../b/x.csv" is literally under
     // "acme/". We still refuse dot segments: they are never a real HR export
     // and would become path traversal the day a file-system source reuses
     // this routing.
     if key.split('/').any(|seg| seg == "." || seg == "..") {
-        return Some("unsafe_key");
+        return Some(IgnoreReason::UnsafeKey);
     }
     None
 }
@@ -397,10 +398,22 @@ mod tests {
     #[test]
     fn dot_segments_and_folder_markers_are_refused() {
         assert_eq!(unsafe_key_reason("acme/users.csv"), None);
-        assert_eq!(unsafe_key_reason("acme/in/"), Some("folder_marker"));
-        assert_eq!(unsafe_key_reason("acme/../other/x.csv"), Some("unsafe_key"));
-        assert_eq!(unsafe_key_reason("acme/./x.csv"), Some("unsafe_key"));
-        assert_eq!(unsafe_key_reason("acme/x\u{0}.csv"), Some("unsafe_key"));
+        assert_eq!(
+            unsafe_key_reason("acme/in/"),
+            Some(IgnoreReason::FolderMarker)
+        );
+        assert_eq!(
+            unsafe_key_reason("acme/../other/x.csv"),
+            Some(IgnoreReason::UnsafeKey)
+        );
+        assert_eq!(
+            unsafe_key_reason("acme/./x.csv"),
+            Some(IgnoreReason::UnsafeKey)
+        );
+        assert_eq!(
+            unsafe_key_reason("acme/x\u{0}.csv"),
+            Some(IgnoreReason::UnsafeKey)
+        );
         assert_eq!(unsafe_key_reason("acme/..x.csv"), None);
     }
 

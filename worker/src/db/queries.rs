@@ -152,15 +152,51 @@ ON CONFLICT (bucket, object_key, object_identity) DO NOTHING
 RETURNING id
 "#;
 
-/// Queue depth for the metrics: queued and running counts and the age of the
-/// oldest queued upload in seconds. Reads the partial index only.
-pub const QUEUE_STATS: &str = r#"
-SELECT count(*) FILTER (WHERE state = 'queued') AS queued,
-       count(*) FILTER (WHERE state = 'running') AS running,
-       COALESCE(EXTRACT(EPOCH FROM now() - min(queued_at) FILTER (WHERE state = 'queued')), 0)::float8
-           AS oldest_queued_age_s
+/// The newest upload of the same tenant after `$1` (by id, the claim's
+/// order) that has applied (`succeeded`, `held`) or will run (`queued`,
+/// `running`): retrying `$1` is refused while one exists. Newer uploads
+/// that `failed` or were `superseded` changed nothing for good, so they do
+/// not block it.
+pub const NEWER_BLOCKING_RETRY: &str = r#"
+SELECT n.id, n.state
+FROM uploads o
+JOIN uploads n ON n.tenant_id = o.tenant_id AND n.id > o.id
+WHERE o.id = $1 AND n.state IN ('succeeded', 'held', 'queued', 'running')
+ORDER BY n.id DESC
+LIMIT 1
+"#;
+
+/// Queues a failed upload's object again as a new upload, newest of its
+/// tenant so the claim takes it next. The identity gets the retried id
+/// appended: unique, while a late redelivery of the original notification
+/// still meets the original's identity and is absorbed. `$1` the failed
+/// upload. Returns the new id.
+pub const INSERT_RETRY: &str = r#"
+INSERT INTO uploads (tenant_id, source, bucket, object_key, object_identity,
+                     version_id, etag, size_bytes, event_time, retry_of)
+SELECT tenant_id, source, bucket, object_key, object_identity || ' retry:' || id,
+       version_id, etag, size_bytes, event_time, id
 FROM uploads
-WHERE state IN ('queued', 'running')
+WHERE id = $1 AND state = 'failed'
+RETURNING id
+"#;
+
+/// Queue depth for the metrics: queued and running counts and the age of the
+/// oldest queued upload in seconds, then held uploads and how long the
+/// oldest has waited for a decision. Each half reads one partial index
+/// (`uploads_runnable_order_idx`, `uploads_held_idx`), never the history.
+pub const QUEUE_STATS: &str = r#"
+SELECT q.queued, q.running, q.oldest_queued_age_s, h.held, h.oldest_held_age_s
+FROM (SELECT count(*) FILTER (WHERE state = 'queued') AS queued,
+             count(*) FILTER (WHERE state = 'running') AS running,
+             COALESCE(EXTRACT(EPOCH FROM now() - min(queued_at) FILTER (WHERE state = 'queued')), 0)::float8
+                 AS oldest_queued_age_s
+      FROM uploads
+      WHERE state IN ('queued', 'running')) q,
+     (SELECT count(*) AS held,
+             COALESCE(EXTRACT(EPOCH FROM now() - min(finished_at)), 0)::float8 AS oldest_held_age_s
+      FROM uploads
+      WHERE state = 'held') h
 "#;
 
 /// Lists the tenant's feed-managed active users missing from the upload's

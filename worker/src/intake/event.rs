@@ -33,6 +33,15 @@ pub enum EventRecord {
         /// The event name as given, e.g. `ObjectRemoved:Delete`.
         event_name: String,
     },
+    /// An `ObjectCreated:Put` that only shadows another event for the same
+    /// write: some S3-compatible stores (moto among them) send it beside the
+    /// `ObjectCreated:CompleteMultipartUpload` of a multipart upload, a
+    /// moment apart and without a sequencer. Real S3 never sends `Put` for
+    /// an object with a multipart ETag (`<md5>-<parts>`).
+    Shadow {
+        /// The object's bucket and key, for the log.
+        object: String,
+    },
     /// A record we cannot use, with the reason.
     Invalid {
         /// Why it is unusable.
@@ -64,11 +73,12 @@ impl ObjectCreated {
     /// redeliveries of one event share it; a new upload of the same key does
     /// not. Real S3 always sends a sequencer (unique per write of a key) and,
     /// for versioned buckets, a version ID. Without either (S3-compatible
-    /// stores and emulators) the ETag stands in: two events for the same bytes
-    /// at the same key are one upload. moto, for instance, sends both
-    /// `ObjectCreated:Put` and `ObjectCreated:CompleteMultipartUpload` for one
-    /// multipart upload. Re-applying byte-identical full lists would change
-    /// nothing anyway.
+    /// stores and emulators) the ETag *and the event time* stand in: a
+    /// redelivery repeats both, while the same bytes uploaded again under the
+    /// same key are a new write with a new time, and must apply again (day 1
+    /// file A, day 2 file B, day 3 file A again must end at A). The second
+    /// event such stores send for one multipart upload is dropped as a
+    /// [`EventRecord::Shadow`] before it gets here.
     pub fn identity(&self) -> String {
         if let Some(v) = self
             .version_id
@@ -80,13 +90,14 @@ impl ObjectCreated {
         if let Some(s) = self.sequencer.as_deref().filter(|s| !s.is_empty()) {
             return format!("s:{s}");
         }
+        let time = self
+            .event_time
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .unwrap_or_default();
         match self.etag.as_deref().filter(|e| !e.is_empty()) {
-            Some(etag) => format!("e:{etag}"),
-            // Nothing identifies the write: fall back to the event time.
-            None => format!(
-                "t:{}",
-                self.event_time.map(|t| t.to_rfc3339()).unwrap_or_default()
-            ),
+            Some(etag) => format!("e:{etag}@{time}"),
+            // Nothing identifies the bytes: the event time alone.
+            None => format!("t:{time}"),
         }
     }
 }
@@ -197,6 +208,13 @@ fn parse_s3_record(value: &serde_json::Value) -> EventRecord {
         Ok(k) => k,
         Err(reason) => return EventRecord::Invalid { reason },
     };
+    let unordered = s3.object.sequencer.as_deref().unwrap_or("").is_empty()
+        && s3.object.version_id.as_deref().unwrap_or("").is_empty();
+    if unordered && name == "ObjectCreated:Put" && is_multipart_etag(s3.object.etag.as_deref()) {
+        return EventRecord::Shadow {
+            object: format!("{}/{key}", s3.bucket.name),
+        };
+    }
     EventRecord::Created(ObjectCreated {
         bucket: s3.bucket.name,
         key,
@@ -267,6 +285,21 @@ fn parse_eventbridge(value: &serde_json::Value) -> EventRecord {
         sequencer: ev.detail.object.sequencer,
         event_time,
     })
+}
+
+/// A multipart upload's ETag: the hex MD5 of the parts' MD5s, a dash and
+/// the number of parts.
+fn is_multipart_etag(etag: Option<&str>) -> bool {
+    let Some((md5, parts)) = etag
+        .map(|e| e.trim_matches('"'))
+        .and_then(|e| e.split_once('-'))
+    else {
+        return false;
+    };
+    md5.len() == 32
+        && md5.bytes().all(|b| b.is_ascii_hexdigit())
+        && !parts.is_empty()
+        && parts.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
@@ -376,13 +409,54 @@ mod tests {
         }
     }
 
+    fn put_at(time: &str, etag: &str) -> String {
+        format!(
+            r#"{{"Records":[{{"eventName":"ObjectCreated:Put","eventTime":"{time}",
+            "s3":{{"bucket":{{"name":"b"}},"object":{{"key":"a/x.csv","eTag":"\"{etag}\""}}}}}}]}}"#
+        )
+    }
+
     #[test]
-    fn identity_falls_back_to_the_etag_without_sequencer_or_version() {
-        let body = r#"{"Records":[{"eventName":"ObjectCreated:Put","eventTime":"2026-11-01T02:00:00.123Z",
-            "s3":{"bucket":{"name":"b"},"object":{"key":"a/x.csv","eTag":"\"e1\""}}}]}"#;
-        let c = only_created(parse_message(body).unwrap());
+    fn identity_without_sequencer_or_version_is_the_etag_at_the_event_time() {
+        let c = only_created(parse_message(&put_at("2026-11-01T02:00:00.123Z", "e1")).unwrap());
         assert_eq!(c.etag.as_deref(), Some("e1"));
-        assert_eq!(c.identity(), "e:e1");
+        assert_eq!(c.identity(), "e:e1@2026-11-01T02:00:00.123Z");
+    }
+
+    #[test]
+    fn the_same_bytes_uploaded_again_are_a_new_identity_and_a_redelivery_is_not() {
+        let day1 = only_created(parse_message(&put_at("2026-11-01T02:00:00.123Z", "e1")).unwrap());
+        let again = only_created(parse_message(&put_at("2026-11-01T02:00:00.123Z", "e1")).unwrap());
+        let day3 = only_created(parse_message(&put_at("2026-11-03T02:00:00.456Z", "e1")).unwrap());
+        assert_eq!(day1.identity(), again.identity());
+        assert_ne!(day1.identity(), day3.identity());
+    }
+
+    #[test]
+    fn a_put_with_a_multipart_etag_and_no_sequencer_shadows_the_complete_event() {
+        let etag = "3c553fcdf6a3964f0213d3a8dc3793d1-3";
+        let Notification::Records(r) =
+            parse_message(&put_at("2026-11-01T02:00:00.123Z", etag)).unwrap()
+        else {
+            panic!()
+        };
+        assert!(matches!(&r[0], EventRecord::Shadow { .. }), "{r:?}");
+        let complete = put_at("2026-11-01T02:00:00.124Z", etag)
+            .replace("ObjectCreated:Put", "ObjectCreated:CompleteMultipartUpload");
+        assert!(
+            only_created(parse_message(&complete).unwrap())
+                .identity()
+                .starts_with("e:")
+        );
+        // With a sequencer (real S3), a Put is always a real write.
+        let sequenced = put_at("2026-11-01T02:00:00.123Z", etag)
+            .replace(r#""eTag""#, r#""sequencer":"0A","eTag""#);
+        assert_eq!(
+            only_created(parse_message(&sequenced).unwrap()).identity(),
+            "s:0A"
+        );
+        assert!(!is_multipart_etag(Some("60b725f10c9c85c70d97880dfe8191b3")));
+        assert!(!is_multipart_etag(Some("abc-3")));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::queries;
 use crate::health::Health;
-use crate::telemetry::events;
+use crate::telemetry::events::{self, IgnoreReason, IntakeStage};
 use crate::tenants::{self, TenantError};
 
 pub mod event;
@@ -94,12 +94,12 @@ pub async fn handle_delivery(
     };
     let records = match event::parse_message(&delivery.body) {
         Err(e) => {
-            events::intake_ignored("not_s3_event", &e.to_string());
+            events::intake_ignored(IgnoreReason::NotS3Event, &e.to_string());
             out.ignored += 1;
             return Ok(out);
         }
         Ok(Notification::TestEvent) => {
-            events::intake_ignored("test_event", "");
+            events::intake_ignored(IgnoreReason::TestEvent, "");
             out.ignored += 1;
             return Ok(out);
         }
@@ -111,11 +111,15 @@ pub async fn handle_delivery(
     for record in records {
         match record {
             EventRecord::Other { event_name } => {
-                events::intake_ignored("not_object_created", &event_name);
+                events::intake_ignored(IgnoreReason::NotObjectCreated, &event_name);
+                out.ignored += 1;
+            }
+            EventRecord::Shadow { object } => {
+                events::intake_ignored(IgnoreReason::ShadowEvent, &object);
                 out.ignored += 1;
             }
             EventRecord::Invalid { reason } => {
-                events::intake_ignored("invalid_record", &reason);
+                events::intake_ignored(IgnoreReason::InvalidRecord, &reason);
                 out.ignored += 1;
             }
             EventRecord::Created(obj) => {
@@ -125,7 +129,10 @@ pub async fn handle_delivery(
                     continue;
                 }
                 let Some(tenant) = tenants::route(&txn, &obj.bucket, &obj.key).await? else {
-                    events::intake_ignored("no_tenant", &format!("{}/{}", obj.bucket, obj.key));
+                    events::intake_ignored(
+                        IgnoreReason::NoTenant,
+                        &format!("{}/{}", obj.bucket, obj.key),
+                    );
                     out.ignored += 1;
                     continue;
                 };
@@ -187,6 +194,7 @@ pub async fn run(
     // A receive waits up to 20 s; anything much longer means it is stuck.
     health.register(LOOP, Duration::from_secs(120));
     health.set_intake_enabled(true);
+    events::intake_cycle_ok();
     let new_backoff = || {
         backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(500))
@@ -209,7 +217,7 @@ pub async fn run(
             }
             Err(e) => {
                 health.set_intake_ok(false);
-                events::intake_error("receive", &e);
+                events::intake_error(IntakeStage::Receive, &e);
                 let delay = backoff.next().unwrap_or(Duration::from_secs(60));
                 tokio::select! { _ = cancel.cancelled() => break, _ = tokio::time::sleep(delay) => {} }
                 continue;
@@ -231,15 +239,21 @@ pub async fn run(
                 // visibility timeout, and recording is idempotent.
                 Err(e) => {
                     failed = true;
-                    events::intake_error("record", &e);
+                    events::intake_error(IntakeStage::Record, &e);
                 }
             }
         }
         if !acks.is_empty() {
             match source.ack(&acks).await {
                 Ok(n) => events::messages_deleted(n),
-                Err(e) => events::intake_error("delete", &e),
+                Err(e) => {
+                    failed = true;
+                    events::intake_error(IntakeStage::Delete, &e);
+                }
             }
+        }
+        if !failed {
+            events::intake_cycle_ok();
         }
         if failed {
             let delay = backoff.next().unwrap_or(Duration::from_secs(60));

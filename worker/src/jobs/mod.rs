@@ -20,6 +20,7 @@ use crate::telemetry::events::{self, Outcome};
 use crate::tenants;
 
 pub mod queue;
+pub mod retry;
 
 pub use queue::{Claimed, Queue};
 

@@ -176,8 +176,23 @@ impl Queue {
     }
 }
 
-/// Queue depth: (queued, running, age of the oldest queued upload in seconds).
-pub async fn stats<C: ConnectionTrait>(db: &C) -> Result<(i64, i64, f64), DbErr> {
+/// What the queue gauges show, across all pods.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueStats {
+    /// Uploads waiting to run.
+    pub queued: i64,
+    /// Uploads running.
+    pub running: i64,
+    /// Age of the oldest queued upload in seconds (0 when none).
+    pub oldest_queued_age_s: f64,
+    /// Uploads held for approval.
+    pub held: i64,
+    /// How long the oldest held upload has waited, in seconds (0 when none).
+    pub oldest_held_age_s: f64,
+}
+
+/// Queue depth and held uploads (see [`queries::QUEUE_STATS`]).
+pub async fn stats<C: ConnectionTrait>(db: &C) -> Result<QueueStats, DbErr> {
     let row = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -185,9 +200,11 @@ pub async fn stats<C: ConnectionTrait>(db: &C) -> Result<(i64, i64, f64), DbErr>
         ))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("queue stats".into()))?;
-    Ok((
-        row.try_get("", "queued")?,
-        row.try_get("", "running")?,
-        row.try_get("", "oldest_queued_age_s")?,
-    ))
+    Ok(QueueStats {
+        queued: row.try_get("", "queued")?,
+        running: row.try_get("", "running")?,
+        oldest_queued_age_s: row.try_get("", "oldest_queued_age_s")?,
+        held: row.try_get("", "held")?,
+        oldest_held_age_s: row.try_get("", "oldest_held_age_s")?,
+    })
 }

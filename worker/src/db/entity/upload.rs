@@ -41,6 +41,8 @@ pub struct Model {
     pub hold_resolution: Option<String>,
     pub resolved_at: Option<DateTimeUtc>,
     pub superseded_by: Option<i64>,
+    /// The failed upload this one retries (`userfeed uploads retry`).
+    pub retry_of: Option<i64>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

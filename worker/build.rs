@@ -1,0 +1,40 @@
+//! Records the commit the binary is built from, for the metric
+//! `userfeed_build_info` and the daemon's start log line. `USERFEED_BUILD_COMMIT`
+//! wins (container builds have no `.git`: pass it as a build argument);
+//! otherwise `git` is asked; otherwise `unknown`.
+
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=USERFEED_BUILD_COMMIT");
+    let commit = std::env::var("USERFEED_BUILD_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .or_else(git_commit)
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=USERFEED_BUILD_COMMIT={}", commit.trim());
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn git_commit() -> Option<String> {
+    // Rebuild when HEAD moves: HEAD itself, the branch it names, and the
+    // packed refs a fresh clone keeps branches in. Only files that exist
+    // are named, since a missing one would rebuild on every run.
+    let git_dir = git(&["rev-parse", "--absolute-git-dir"])?;
+    let mut watch = vec![format!("{git_dir}/HEAD"), format!("{git_dir}/packed-refs")];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watch.push(format!("{git_dir}/{branch}"));
+    }
+    for path in watch {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    git(&["rev-parse", "--short=12", "HEAD"])
+}
