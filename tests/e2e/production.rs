@@ -142,13 +142,18 @@ fn names_in(expr: &str) -> Vec<String> {
     out
 }
 
-/// The series names a scrape exposes, histograms' `_bucket`, `_sum` and
-/// `_count` included.
+/// The names a scrape exposes: every series' (histograms' `_bucket`,
+/// `_sum` and `_count` included) and every `# TYPE` line's (a histogram's
+/// own name).
 fn exposed(scrape: &str) -> std::collections::BTreeSet<String> {
     scrape
         .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .filter_map(|l| match l.strip_prefix("# TYPE ") {
+            Some(typed) => typed.split(' ').next(),
+            None if !l.starts_with('#') && !l.is_empty() => l.split(['{', ' ']).next(),
+            None => None,
+        })
+        .map(str::to_string)
         .collect()
 }
 
@@ -229,6 +234,7 @@ async fn the_metrics_are_preset_valid_and_the_only_ones_dashboards_docs_and_aler
         "deploy/monitoring/rules.yaml",
         "docs/metrics.md",
         "docs/operations.md",
+        "deploy/kubernetes/base/scaledobject.yaml",
     ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let named = names_in(&text);

@@ -3,6 +3,7 @@
 
 mod apply;
 mod corpus;
+mod deploy;
 mod docs;
 mod equivalence;
 mod holds;

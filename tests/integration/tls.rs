@@ -110,3 +110,21 @@ async fn verify_full_refuses_a_host_the_certificate_does_not_name() {
         .expect_err("wrong host name");
     assert!(err.to_string().contains("TLS"), "{err}");
 }
+
+#[tokio::test]
+async fn a_ca_file_holding_no_certificate_fails_naming_tls() {
+    // As the production overlay's placeholder db-ca.pem does until replaced.
+    let db = TestDb::new().await.unwrap();
+    let placeholder = format!(
+        "{}/../deploy/kubernetes/overlays/production/db-ca.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let err = userfeed::db::connect(&config(&db.url, "verify-full", &placeholder))
+        .await
+        .expect_err("no CA, no trust");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("TLS to the database failed (sslmode=verify-full)"),
+        "{msg}"
+    );
+}
