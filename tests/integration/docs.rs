@@ -1,6 +1,7 @@
 //! The examples in docs/csv-format.md, applied for real: the worked example,
 //! and every rule's example (run step by step, commands through the real
-//! binary, outcomes and outputs compared).
+//! binary, outcomes and outputs compared). And docs/configuration.md
+//! documents every key the defaults have.
 //!
 //! `USERFEED_DOCS_BLESS=1` rewrites the doc's `$ userfeed ...` output blocks
 //! with what the commands print now (review the diff!); outcomes are never
@@ -373,4 +374,33 @@ async fn every_rule_example_in_csv_format_md_holds() {
         std::fs::write(DOC, doc).unwrap();
         panic!("USERFEED_DOCS_BLESS: outputs rewritten; review the diff and run again");
     }
+}
+
+#[test]
+fn every_key_of_the_default_configuration_is_documented_in_its_section() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let defaults = std::fs::read_to_string(root.join("config/default.toml")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+    let table: toml::Table = defaults.parse().unwrap();
+    let mut n = 0;
+    for (section, keys) in &table {
+        let text = section_text(&doc, &format!("## `[{section}]`"));
+        for key in keys.as_table().expect("sections hold keys").keys() {
+            assert!(
+                text.contains(&format!("| `{key}` |")),
+                "docs/configuration.md does not document {section}.{key}"
+            );
+            n += 1;
+        }
+    }
+    assert!(n > 20, "{n} keys");
+}
+
+/// The text of `doc` from `heading` to the next `## ` heading.
+fn section_text<'a>(doc: &'a str, heading: &str) -> &'a str {
+    let start = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading} section"));
+    let rest = &doc[start + heading.len()..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
 }
