@@ -142,29 +142,14 @@ async fn a_multipart_upload_by_the_aws_cli_is_one_upload_though_moto_sends_two_e
     let body = employees_csv(125_000, false);
     assert!(body.len() > 6_000_000, "{}", body.len());
     let file = temp_file("users.csv", body.as_bytes());
-    let cli = std::env::var("USERFEED_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
-    let out = tokio::process::Command::new(cli)
-        .args([
-            "--endpoint-url",
-            &moto_endpoint(),
-            "s3",
-            "cp",
-            "--only-show-errors",
-        ])
-        .arg(&file)
-        .arg(format!("s3://{}/acme/users.csv", aws.bucket))
-        .env("AWS_CONFIG_FILE", &config)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    aws_cp_with(
+        &file,
+        &aws.bucket,
+        "acme/users.csv",
+        &[("AWS_CONFIG_FILE", config.as_os_str())],
+    )
+    .await
+    .unwrap();
     let bodies = aws.take_object_created().await.unwrap();
     assert_eq!(
         bodies.len(),

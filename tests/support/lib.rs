@@ -331,8 +331,19 @@ impl Aws {
 
 /// Uploads a local file with the real AWS CLI, as a customer would.
 pub async fn aws_cp(file: &std::path::Path, bucket: &str, key: &str) -> anyhow::Result<()> {
+    aws_cp_with(file, bucket, key, &[]).await
+}
+
+/// [`aws_cp`] with more environment for the CLI (e.g. `AWS_CONFIG_FILE`).
+pub async fn aws_cp_with(
+    file: &std::path::Path,
+    bucket: &str,
+    key: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> anyhow::Result<()> {
     let cli = std::env::var("USERFEED_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
     let out = tokio::process::Command::new(cli)
+        .envs(env.iter().copied())
         .args([
             "--endpoint-url",
             &moto_endpoint(),

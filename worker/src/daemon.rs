@@ -40,14 +40,7 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
 
     let health = Arc::new(Health::default());
     health.set_starting(Some("database unreachable".into()));
-    let signalled = CancellationToken::new();
-    tokio::spawn({
-        let signalled = signalled.clone();
-        async move {
-            wait_for_signal().await;
-            signalled.cancel();
-        }
-    });
+    let signalled = cancelled_on_signal();
     let shutdown = CancellationToken::new();
     let http_stop = CancellationToken::new();
     let ready_db = Arc::new(OnceLock::new());
@@ -214,14 +207,7 @@ async fn start_database(
 /// start-up backoff, logging each attempt, until it succeeds or a signal
 /// arrives.
 pub async fn migrate_when_reachable(cfg: &Config) -> anyhow::Result<()> {
-    let signalled = CancellationToken::new();
-    tokio::spawn({
-        let signalled = signalled.clone();
-        async move {
-            wait_for_signal().await;
-            signalled.cancel();
-        }
-    });
+    let signalled = cancelled_on_signal();
     let db = start_database(cfg, true, &Health::default(), &signalled)
         .await
         .context("stopped before the migrations could run")?;
@@ -271,6 +257,19 @@ async fn sample_queue(db: DatabaseConnection, stop: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
     }
+}
+
+/// A token cancelled at the first SIGTERM or SIGINT.
+fn cancelled_on_signal() -> CancellationToken {
+    let signalled = CancellationToken::new();
+    tokio::spawn({
+        let signalled = signalled.clone();
+        async move {
+            wait_for_signal().await;
+            signalled.cancel();
+        }
+    });
+    signalled
 }
 
 async fn wait_for_signal() {
