@@ -103,9 +103,8 @@ pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, Connect
 }
 
 /// Names TLS failures as such. sqlx reports a certificate that does not
-/// verify as an I/O error wrapping rustls' error, a failed handshake as its
-/// own TLS error, and a server that refuses the TLS `require` asked for as
-/// a configuration error naming TLS.
+/// verify as an I/O error wrapping rustls' error, and a failed handshake or
+/// a server refusing the TLS that `require` asked for as its own TLS error.
 fn classify(err: DbErr, mode: &str) -> ConnectError {
     use sea_orm::RuntimeErr;
     let tls_detail = match &err {
@@ -115,7 +114,6 @@ fn classify(err: DbErr, mode: &str) -> ConnectError {
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
                 .map(|e| e.to_string()),
-            sqlx::Error::Configuration(e) if e.to_string().contains("TLS") => Some(e.to_string()),
             _ => None,
         },
         _ => None,
@@ -143,6 +141,10 @@ pub const MIGRATION_LOCK_KEY: i64 = 0x7566_6d69_6772_6174;
 /// PostgreSQL releases it if the process dies.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     use sea_orm::sqlx::Executor;
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        // Advisory locks are PostgreSQL's; other backends run them unlocked.
+        return userfeed_migrations::Migrator::up(db, None).await;
+    }
     let pool = db.get_postgres_connection_pool();
     let mut lock = pool.acquire().await.map_err(sqlx_conn_err)?;
     lock.execute(sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK_KEY))

@@ -252,13 +252,11 @@ pub async fn run(
                 }
             }
         }
-        if !failed {
-            events::intake_cycle_ok();
-        }
         if failed {
             let delay = backoff.next().unwrap_or(Duration::from_secs(60));
             tokio::select! { _ = cancel.cancelled() => break, _ = tokio::time::sleep(delay) => {} }
         } else {
+            events::intake_cycle_ok();
             backoff = new_backoff();
         }
     }
