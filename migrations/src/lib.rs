@@ -128,6 +128,29 @@ sql_migration!(
                  ALTER TABLE uploads DROP COLUMN IF EXISTS retry_of;"
 );
 
+sql_migration!(
+    m0011_digests,
+    "0011: per-user digests of the row last applied, the per-tenant feed epoch, and the triggers that keep them exact.",
+    "DROP TRIGGER IF EXISTS uploads_ended ON uploads;
+                 DROP TRIGGER IF EXISTS tenants_rules_changed ON tenants;
+                 DROP TRIGGER IF EXISTS profile_fields_changed ON profile_fields;
+                 DROP TRIGGER IF EXISTS groups_changed ON groups;
+                 DROP TRIGGER IF EXISTS user_managers_changed ON user_managers;
+                 DROP TRIGGER IF EXISTS user_roles_changed ON user_roles;
+                 DROP TRIGGER IF EXISTS group_memberships_changed ON group_memberships;
+                 DROP TRIGGER IF EXISTS users_email_changed ON users;
+                 DROP TRIGGER IF EXISTS users_touched ON users;
+                 DROP FUNCTION IF EXISTS userfeed_upload_ended(), userfeed_rules_changed(),
+                     userfeed_profile_fields_changed(), userfeed_groups_changed(),
+                     userfeed_managers_changed(), userfeed_role_changed(),
+                     userfeed_membership_changed(), userfeed_clear_digest(BIGINT),
+                     userfeed_email_changed(), userfeed_users_touched(), userfeed_bump_epoch(BIGINT);
+                 ALTER TABLE upload_rows DROP COLUMN IF EXISTS digest;
+                 DROP TABLE IF EXISTS upload_pending;
+                 ALTER TABLE users DROP COLUMN IF EXISTS feed_digest;
+                 ALTER TABLE tenants DROP COLUMN IF EXISTS feed_epoch;"
+);
+
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
 /// `seaql_migrations`.
@@ -147,6 +170,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_claim_order::Migration),
             Box::new(m0009_row_problems::Migration),
             Box::new(m0010_retries::Migration),
+            Box::new(m0011_digests::Migration),
         ]
     }
 }

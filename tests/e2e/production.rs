@@ -189,7 +189,15 @@ async fn the_metrics_are_preset_valid_and_the_only_ones_dashboards_docs_and_aler
         "{build}"
     );
     assert!(!build.contains("commit=\"\""), "{build}");
-    assert!(fresh.contains("userfeed_intake_last_success_timestamp_seconds "));
+    // Stamped by intake's first successful receive, which may follow
+    // readiness by a moment.
+    let d1 = &d;
+    wait_for("intake's first success stamp", WAIT, || async move {
+        let m = d1.get("/metrics").await.ok()?.1;
+        m.contains("userfeed_intake_last_success_timestamp_seconds ")
+            .then_some(())
+    })
+    .await;
 
     // One upload, so that histograms and sampled gauges exist too.
     s.upload_file("acme/users.csv", "Email\na@example.com\n")

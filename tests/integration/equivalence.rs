@@ -147,12 +147,16 @@ impl Pair {
 /// Every table a file changes, as sorted text rows, ids replaced by what
 /// they stand for (emails, group keys) where ids could legitimately differ.
 async fn snapshot(db: &TestDb) -> Vec<(&'static str, Vec<String>)> {
-    let q: [(&str, &str); 8] = [
+    let q: [(&str, &str); 9] = [
+        (
+            "tenants",
+            "SELECT slug || '|' || feed_epoch FROM tenants ORDER BY 1",
+        ),
         (
             "users",
             "SELECT concat_ws('|', email, external_id, first_name, last_name, active, \
              deactivated_at IS NOT NULL, profile::text, feed_managed, created_by_upload_id, \
-             last_changed_upload_id) FROM users ORDER BY 1",
+             last_changed_upload_id, encode(feed_digest, 'hex')) FROM users ORDER BY 1",
         ),
         (
             "uploads",

@@ -4,6 +4,7 @@
 mod apply;
 mod corpus;
 mod deploy;
+mod digests;
 mod docs;
 mod equivalence;
 mod holds;

@@ -35,6 +35,12 @@ pub struct Tenant {
     pub hold_over_percent: i32,
     /// ...and more than this many users.
     pub hold_over_count: i32,
+    /// The feed epoch when the tenant was read: folded into the digests an
+    /// upload writes (see `map::StagedRow::digest_for`). Reading it before
+    /// the rows are applied is what keeps digests safe: a change made after
+    /// the read bumps the stored epoch past this one.
+    #[serde(skip)]
+    pub feed_epoch: i64,
     /// Custom profile fields and their types (loaded by [`by_slug`] and
     /// [`by_id`]; empty in [`list`]).
     pub profile_fields: BTreeMap<String, FieldType>,
@@ -104,6 +110,7 @@ impl TryFrom<tenant::Model> for Tenant {
             mapping,
             hold_over_percent: m.hold_over_percent,
             hold_over_count: m.hold_over_count,
+            feed_epoch: m.feed_epoch,
             profile_fields: BTreeMap::new(),
         })
     }

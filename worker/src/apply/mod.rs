@@ -85,6 +85,35 @@ pub struct TenantRules {
     pub hold_over_count: i32,
     /// Row problems kept for the upload (`limits.max_row_problems`).
     pub keep_row_problems: u64,
+    /// The tenant's feed epoch when the upload started, folded into the
+    /// digests it writes. The link phase compares it with the current one:
+    /// when they differ, something outside the file changed during the
+    /// upload (an email, a group...), and every row is linked.
+    pub epoch: i64,
+}
+
+/// Which staged rows the merge and link phases handle, as
+/// [`ApplyStore::staged`] found them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Only the lines in `upload_pending`: every other staged row matched
+    /// its user's digest and is unchanged.
+    pub only_pending: bool,
+    /// Rows to handle (a store may choose its method by this count).
+    pub rows: u64,
+    /// Rows found unchanged by their digest, counted without being handled.
+    pub unchanged: u64,
+}
+
+impl Plan {
+    /// Every staged row, none skipped.
+    pub fn all(rows: u64) -> Plan {
+        Plan {
+            only_pending: false,
+            rows,
+            unchanged: 0,
+        }
+    }
 }
 
 /// How an upload that ran to the end finished.
@@ -155,19 +184,23 @@ pub trait ApplyStore: Send + Sync {
         progress: &Progress,
     ) -> Result<(), ApplyError>;
 
-    /// Called once after the last row is staged, before the first merge:
-    /// room for whole-file work such as finding repeated keys in one pass.
+    /// Called once after the last row is staged (`staged_rows` of them),
+    /// before the first merge: finds repeated keys, and the rows unchanged
+    /// since the last upload by their digest, which the merge and link
+    /// phases then skip.
     async fn staged(
         &self,
-        _lease: &Lease,
-        _rules: &TenantRules,
-        _headers: &FileHeaders,
-    ) -> Result<(), ApplyError> {
-        Ok(())
-    }
+        lease: &Lease,
+        rules: &TenantRules,
+        headers: &FileHeaders,
+        staged_rows: u64,
+    ) -> Result<Plan, ApplyError>;
 
-    /// Merges up to `limit` staged rows after line `after` into users.
-    /// Returns the last line merged, or `None` when nothing was left.
+    /// The tenant's current feed epoch (migration 0011).
+    async fn epoch(&self, tenant_id: i64) -> Result<i64, ApplyError>;
+
+    /// Merges up to `limit` of the `plan`'s rows after line `after` into
+    /// users. Returns the last line merged, or `None` when nothing was left.
     /// `headers` name the columns of rows rejected here.
     #[allow(clippy::too_many_arguments)]
     async fn merge(
@@ -176,24 +209,23 @@ pub trait ApplyStore: Send + Sync {
         rules: &TenantRules,
         headers: &FileHeaders,
         has_status: bool,
-        after: i64,
-        limit: usize,
+        (after, limit): (i64, usize),
+        plan: &Plan,
         progress: &mut Progress,
     ) -> Result<Option<i64>, ApplyError>;
 
     /// Applies managers, group memberships and roles for up to `limit` staged,
     /// accepted rows after line `after`, once every row has been merged (a
     /// manager may appear later in the file than their report). Returns the
-    /// last line handled, or `None` when nothing was left. `progress` is
-    /// the upload's, read only (a store may choose its method by file size).
+    /// last line handled, or `None` when nothing was left. Only the
+    /// `plan`'s rows are linked.
     async fn link(
         &self,
         lease: &Lease,
         rules: &TenantRules,
         headers: &FileHeaders,
-        after: i64,
-        limit: usize,
-        progress: &Progress,
+        (after, limit): (i64, usize),
+        plan: &Plan,
     ) -> Result<Option<i64>, ApplyError>;
 
     /// Lines up the absent for deactivation (when asked), then in the same
@@ -360,6 +392,7 @@ impl Pipeline {
             hold_over_percent: tenant.hold_over_percent,
             hold_over_count: tenant.hold_over_count,
             keep_row_problems: self.limits.max_row_problems,
+            epoch: tenant.feed_epoch,
         };
         let object = ObjectRef {
             source: upload.source.clone(),
@@ -399,12 +432,14 @@ impl Pipeline {
         let parser = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(parse_batches(
             csv,
             bound.clone(),
-            self.batch_size,
+            (self.batch_size, rules.epoch),
             tx,
         )));
         let mut problems_kept = 0;
+        let mut staged_rows = 0;
         while let Some(batch) = rx.recv().await {
             let mut batch = batch?;
+            staged_rows += batch.staged.len() as u64;
             progress.rows_read += batch.rows_read;
             progress.rejected += batch.rejected.len() as u64;
             problems_kept += batch.keep_problems(
@@ -426,11 +461,15 @@ impl Pipeline {
             )));
         }
         stops.check()?;
-        self.store.staged(lease, &rules, &bound.headers()).await?;
+        let headers = bound.headers();
+        let plan = self
+            .store
+            .staged(lease, &rules, &headers, staged_rows)
+            .await?;
+        progress.unchanged += plan.unchanged;
         phase.lap("stage");
 
         // Phase 2: merge.
-        let headers = bound.headers();
         let mut after = 0;
         while let Some(last) = self
             .store
@@ -439,8 +478,8 @@ impl Pipeline {
                 &rules,
                 &headers,
                 bound.has_status(),
-                after,
-                self.batch_size,
+                (after, self.batch_size),
+                &plan,
                 progress,
             )
             .await?
@@ -452,10 +491,19 @@ impl Pipeline {
 
         // Phase 2b: managers, groups and roles, now that every user exists.
         if bound.has_links() {
+            // Something outside the file changed since the upload started
+            // (an email, possibly by this upload's own merge, a group...):
+            // an unchanged row may link differently now, so link them all.
+            let plan =
+                if plan.only_pending && self.store.epoch(rules.tenant_id).await? != rules.epoch {
+                    Plan::all(staged_rows)
+                } else {
+                    plan
+                };
             let mut after = 0;
             while let Some(last) = self
                 .store
-                .link(lease, &rules, &headers, after, self.batch_size, progress)
+                .link(lease, &rules, &headers, (after, self.batch_size), &plan)
                 .await?
             {
                 after = last;
@@ -533,7 +581,7 @@ impl ParsedBatch {
 async fn parse_batches<R>(
     mut csv: CsvStream<R>,
     bound: BoundMapping,
-    batch_size: usize,
+    (batch_size, epoch): (usize, i64),
     tx: tokio::sync::mpsc::Sender<Result<ParsedBatch, ParseError>>,
 ) where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -555,7 +603,12 @@ async fn parse_batches<R>(
         let Some((line, fields)) = row else { break };
         batch.rows_read += 1;
         match bound.row(line, &fields) {
-            RowOutcome::Staged(r) => batch.staged.push(r),
+            // Before any warning is dropped (`keep_problems`): a row with
+            // one must never look clean.
+            RowOutcome::Staged(mut r) => {
+                r.digest = r.digest_for(epoch);
+                batch.staged.push(r)
+            }
             RowOutcome::Rejected(e) => batch.rejected.push(e),
         }
         if batch.staged.len() + batch.rejected.len() >= batch_size
@@ -589,6 +642,7 @@ mod tests {
             hold_over_percent: pct,
             hold_over_count: count,
             keep_row_problems: 10,
+            epoch: 0,
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::Utc;
-use sea_orm::sea_query::{Expr, Func};
+use sea_orm::sea_query::{Expr, Func, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     DbBackend, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -15,12 +15,12 @@ use sea_orm::{
 use serde_json::{Map, Value};
 
 use super::{
-    ApplyError, ApplyStore, Finish, Lease, Progress, TenantRules, fence, hold_reason,
+    ApplyError, ApplyStore, Finish, Lease, Plan, Progress, TenantRules, fence, hold_reason,
     write_counters,
 };
 use crate::db::entity::{
-    group, group_membership, upload_change, upload_deactivation, upload_row, upload_row_error,
-    user, user_manager, user_role,
+    group, group_membership, upload_change, upload_deactivation, upload_pending, upload_row,
+    upload_row_error, user, user_manager, user_role,
 };
 use crate::db::queries;
 use crate::map::{FileHeaders, MatchKey, Role, RowError, StagedRow, split_list};
@@ -70,6 +70,100 @@ fn models(
         .collect()
 }
 
+/// The whole-file work after staging, shared by every store, inside the
+/// caller's fenced transaction: marks repeated keys ([`queries::MARK_DUPLICATES`],
+/// after `setup`), then, when the tenant has digests at all, lines up the
+/// rows whose digest does not match their user's ([`queries::CLASSIFY_BY_EMAIL`],
+/// after `planner(staged_rows)`): the others are unchanged and skipped.
+pub(super) async fn staged_in<C: ConnectionTrait>(
+    txn: &C,
+    lease: &Lease,
+    rules: &TenantRules,
+    (key_header, staged_rows): (Option<String>, u64),
+    (setup, planner): (Option<&str>, Option<&str>),
+) -> Result<Plan, sea_orm::DbErr> {
+    if let Some(setup) = setup {
+        txn.execute_unprepared(setup).await?;
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        queries::MARK_DUPLICATES,
+        [lease.upload_id.into(), key_header.into()],
+    ))
+    .await?;
+    if staged_rows == 0 {
+        return Ok(Plan::all(0));
+    }
+    let any = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            queries::ANY_DIGEST,
+            [rules.tenant_id.into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<bool>("", "any"))
+        .transpose()?
+        .unwrap_or(false);
+    if !any {
+        return Ok(Plan::all(staged_rows));
+    }
+    if let Some(planner) = planner {
+        txn.execute_unprepared(planner).await?;
+    }
+    let sql = match rules.match_key {
+        MatchKey::Email => queries::CLASSIFY_BY_EMAIL,
+        MatchKey::ExternalId => queries::CLASSIFY_BY_EXTERNAL_ID,
+    };
+    let pending = txn
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [lease.upload_id.into(), rules.tenant_id.into()],
+        ))
+        .await?
+        .rows_affected();
+    Ok(Plan {
+        only_pending: true,
+        rows: pending,
+        unchanged: staged_rows.saturating_sub(pending),
+    })
+}
+
+/// The tenant's current feed epoch.
+pub(super) async fn epoch_of<C: ConnectionTrait>(
+    c: &C,
+    tenant_id: i64,
+) -> Result<i64, sea_orm::DbErr> {
+    c.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        queries::TENANT_EPOCH,
+        [tenant_id.into()],
+    ))
+    .await?
+    .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the tenant".into()))?
+    .try_get::<i64>("", "epoch")
+}
+
+/// Only the upload's pending lines, when the plan says so.
+fn pending_only(
+    q: sea_orm::Select<upload_row::Entity>,
+    upload_id: i64,
+    plan: &Plan,
+) -> sea_orm::Select<upload_row::Entity> {
+    if !plan.only_pending {
+        return q;
+    }
+    q.filter(
+        upload_row::Column::Line.in_subquery(
+            Query::select()
+                .column(upload_pending::Column::Line)
+                .from(upload_pending::Entity)
+                .and_where(upload_pending::Column::UploadId.eq(upload_id))
+                .to_owned(),
+        ),
+    )
+}
+
 async fn exec<C: sea_orm::ConnectionTrait>(
     c: &C,
     sql: &str,
@@ -95,6 +189,7 @@ where
         exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
         exec(&txn, queries::DELETE_ROW_ERRORS, lease.upload_id).await?;
         exec(&txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;
+        exec(&txn, queries::DELETE_PENDING_LINES, lease.upload_id).await?;
         write_counters(&txn, lease.upload_id, &Progress::default()).await?;
         txn.commit().await?;
         Ok(())
@@ -126,6 +221,7 @@ where
                 groups: Set(r.groups.clone()),
                 roles: Set(r.roles.clone()),
                 rejected: Set(false),
+                digest: Set(r.digest.map(|d| d.to_vec())),
             });
             upload_row::Entity::insert_many(models).exec(&txn).await?;
         }
@@ -148,20 +244,52 @@ where
         Ok(())
     }
 
+    async fn staged(
+        &self,
+        lease: &Lease,
+        rules: &TenantRules,
+        headers: &FileHeaders,
+        staged_rows: u64,
+    ) -> Result<Plan, ApplyError> {
+        let key_header = match rules.match_key {
+            MatchKey::Email => headers.email.clone(),
+            MatchKey::ExternalId => headers.external_id.clone(),
+        };
+        let txn = self.db.begin().await?;
+        fence(&txn, lease).await?;
+        let plan = staged_in(
+            &txn,
+            lease,
+            rules,
+            (key_header, staged_rows),
+            (Some(queries::FORCE_CUSTOM_PLANS), None),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(plan)
+    }
+
+    async fn epoch(&self, tenant_id: i64) -> Result<i64, ApplyError> {
+        let txn = self.db.begin().await?;
+        let epoch = epoch_of(&txn, tenant_id).await?;
+        txn.commit().await?;
+        Ok(epoch)
+    }
+
     async fn merge(
         &self,
         lease: &Lease,
         rules: &TenantRules,
         headers: &FileHeaders,
         has_status: bool,
-        after: i64,
-        limit: usize,
+        (after, limit): (i64, usize),
+        plan: &Plan,
         progress: &mut Progress,
     ) -> Result<Option<i64>, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         txn.execute_unprepared(queries::FORCE_CUSTOM_PLANS).await?;
-        let rows = upload_row::Entity::find()
+        let rows = pending_only(upload_row::Entity::find(), lease.upload_id, plan)
             .filter(upload_row::Column::UploadId.eq(lease.upload_id))
             .filter(upload_row::Column::Line.gt(after))
             .order_by_asc(upload_row::Column::Line)
@@ -172,19 +300,6 @@ where
             txn.commit().await?;
             return Ok(None);
         };
-
-        // Rows repeating a key seen on an earlier line of the same file.
-        let dup_rows = txn
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::EARLIER_DUPLICATES,
-                [lease.upload_id.into(), after.into(), last.into()],
-            ))
-            .await?;
-        let mut earlier: HashMap<i64, i64> = HashMap::new();
-        for r in dup_rows {
-            earlier.insert(r.try_get("", "line")?, r.try_get("", "earlier")?);
-        }
 
         // Existing users, by key, and owners of emails / external IDs the
         // batch wants to use (for collision checks).
@@ -234,21 +349,7 @@ where
                 reject(&mut errors, row.line, row.error_column.clone(), msg.clone());
                 continue;
             }
-            if let Some(first) = earlier.get(&row.line) {
-                let key_column = match rules.match_key {
-                    MatchKey::Email => &headers.email,
-                    MatchKey::ExternalId => &headers.external_id,
-                };
-                reject(
-                    &mut errors,
-                    row.line,
-                    key_column.clone(),
-                    format!(
-                        "duplicate of line {first}: the same person appears twice; this row was skipped"
-                    ),
-                );
-                continue;
-            }
+            // (A repeated key was marked as an error by `staged`.)
             let existing = match rules.match_key {
                 MatchKey::Email => by_email.get(&row.match_key),
                 MatchKey::ExternalId => by_ext.get(&row.match_key),
@@ -330,6 +431,7 @@ where
                         created_at: Set(now),
                         updated_at: Set(now),
                         deactivated_at: Set((!want_active).then_some(now)),
+                        feed_digest: Set(row.digest.clone()),
                         ..Default::default()
                     });
                     progress.created += 1;
@@ -413,6 +515,7 @@ where
                     if !diff.is_empty() {
                         am.updated_at = Set(now);
                         am.last_changed_upload_id = Set(Some(lease.upload_id));
+                        am.feed_digest = Set(row.digest.clone());
                         am.update(&txn).await?;
                         progress.updated += 1;
                         changes.push(upload_change::ActiveModel {
@@ -427,8 +530,21 @@ where
                             changes: Set(Some(Value::Object(diff))),
                             ..Default::default()
                         });
-                    } else if !deactivate {
-                        progress.unchanged += 1;
+                    } else {
+                        // No field changes; the digest is still stored
+                        // (the links may be what changed).
+                        if u.feed_digest != row.digest {
+                            user::ActiveModel {
+                                id: Set(u.id),
+                                feed_digest: Set(row.digest.clone()),
+                                ..Default::default()
+                            }
+                            .update(&txn)
+                            .await?;
+                        }
+                        if !deactivate {
+                            progress.unchanged += 1;
+                        }
                     }
                     // A row whose only change is a deactivation is counted
                     // when the finish transaction performs it.
@@ -473,14 +589,14 @@ where
         lease: &Lease,
         rules: &TenantRules,
         headers: &FileHeaders,
-        after: i64,
-        limit: usize,
-        _progress: &Progress,
+        (after, limit): (i64, usize),
+        plan: &Plan,
     ) -> Result<Option<i64>, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         txn.execute_unprepared(queries::FORCE_CUSTOM_PLANS).await?;
-        let rows = upload_row::Entity::find()
+        txn.execute_unprepared(queries::FEED_WRITER).await?;
+        let rows = pending_only(upload_row::Entity::find(), lease.upload_id, plan)
             .filter(upload_row::Column::UploadId.eq(lease.upload_id))
             .filter(upload_row::Column::Line.gt(after))
             .filter(upload_row::Column::Rejected.eq(false))
@@ -556,6 +672,8 @@ where
             });
         };
         let mut replace_managers_of: Vec<i64> = Vec::new();
+        // Users whose row warned: no digest (see `StagedRow::digest_for`).
+        let mut unclean: HashSet<i64> = HashSet::new();
         let mut links: HashSet<(i64, i64)> = HashSet::new();
         let mut memberships: HashSet<(i64, i64)> = HashSet::new();
         let mut roles: HashSet<(i64, Role)> = HashSet::new();
@@ -563,6 +681,7 @@ where
             let Some(&uid) = user_of.get(&row.match_key) else {
                 continue;
             };
+            let warned_before = warnings.len();
             roles.insert((uid, Role::Learner)); // every user is a learner
             if let Some(cell) = &row.managers {
                 replace_managers_of.push(uid);
@@ -623,6 +742,9 @@ where
                     }
                 }
             }
+            if warnings.len() > warned_before {
+                unclean.insert(uid);
+            }
         }
 
         // Managers are replaced; memberships and roles only ever added.
@@ -669,6 +791,17 @@ where
         }
         if !warnings.is_empty() {
             upload_row_error::Entity::insert_many(models(lease.upload_id, &warnings, "warning"))
+                .exec(&txn)
+                .await?;
+        }
+        if !unclean.is_empty() {
+            user::Entity::update_many()
+                .col_expr(
+                    user::Column::FeedDigest,
+                    Expr::value(Option::<Vec<u8>>::None),
+                )
+                .filter(user::Column::Id.is_in(unclean))
+                .filter(user::Column::FeedDigest.is_not_null())
                 .exec(&txn)
                 .await?;
         }
@@ -733,6 +866,7 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
     let pending = count(txn, queries::COUNT_PENDING_DEACTIVATIONS, lease.upload_id).await?;
     let active = count(txn, queries::COUNT_ACTIVE_MANAGED, rules.tenant_id).await?;
     exec(txn, queries::DELETE_STAGED, lease.upload_id).await?;
+    exec(txn, queries::DELETE_PENDING_LINES, lease.upload_id).await?;
 
     let outcome = match hold_reason(progress.rows_read, pending, active, rules) {
         Some(reason) => {

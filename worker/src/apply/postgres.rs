@@ -21,8 +21,10 @@ use sea_orm::{
     RuntimeErr, Statement, TransactionTrait,
 };
 
-use super::portable::{PortableStore, finish_in};
-use super::{ApplyError, ApplyStore, Finish, Lease, Progress, TenantRules, fence, write_counters};
+use super::portable::{PortableStore, finish_in, staged_in};
+use super::{
+    ApplyError, ApplyStore, Finish, Lease, Plan, Progress, TenantRules, fence, write_counters,
+};
 use crate::db::queries;
 use crate::map::{FileHeaders, MatchKey, RowError, StagedRow};
 
@@ -77,8 +79,8 @@ impl PgStore {
         self
     }
 
-    /// The statement shape, planner settings and chunk size for a file of
-    /// `rows` rows.
+    /// The statement shape, planner settings and chunk size for `rows` rows
+    /// to handle.
     fn mode(&self, rows: u64, limit: usize) -> (bool, &'static str, usize) {
         if rows >= self.whole_file_rows {
             (true, queries::SET_FILE_PLANNER, self.file_chunk_rows)
@@ -94,13 +96,14 @@ impl PgStore {
     /// Opens a fenced batch transaction (batch planner settings, asynchronous
     /// commit) and runs one merge or link statement in it, which returns one
     /// row. The statements share their first four parameters (upload, after
-    /// line, rows, tenant); `more` are `$5` to `$7`. The caller reads the row
-    /// and commits.
+    /// line, rows, tenant) and the last (`$8`, only the pending lines);
+    /// `more` are `$5` to `$7`. `setup` runs first (the link's
+    /// [`queries::FEED_WRITER`]). The caller reads the row and commits.
     async fn batch_statement(
         &self,
         lease: &Lease,
-        (sql, planner): (&str, &str),
-        (after, limit, tenant_id): (i64, usize, i64),
+        (sql, planner, setup): (&str, &str, Option<&str>),
+        (after, limit, tenant_id, only_pending): (i64, usize, i64, bool),
         more: [sea_orm::Value; 3],
     ) -> Result<(DatabaseTransaction, QueryResult), ApplyError> {
         let [v5, v6, v7] = more;
@@ -112,11 +115,15 @@ impl PgStore {
             v5,
             v6,
             v7,
+            only_pending.into(),
         ];
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         txn.execute_unprepared(planner).await?;
         txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
+        if let Some(setup) = setup {
+            txn.execute_unprepared(setup).await?;
+        }
         let row = txn
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -209,23 +216,35 @@ impl ApplyStore for PgStore {
         lease: &Lease,
         rules: &TenantRules,
         headers: &FileHeaders,
-    ) -> Result<(), ApplyError> {
+        staged_rows: u64,
+    ) -> Result<Plan, ApplyError> {
         let key_header = match rules.match_key {
             MatchKey::Email => headers.email.clone(),
             MatchKey::ExternalId => headers.external_id.clone(),
         };
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
-        txn.execute_unprepared(queries::MARK_DUPLICATES_PLANNER)
-            .await?;
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::MARK_DUPLICATES,
-            [lease.upload_id.into(), key_header.into()],
-        ))
+        // The join to the tenant's users is planned as the merge would be
+        // for a file of this size: hashed, or probed row by row.
+        let planner = if staged_rows >= self.whole_file_rows {
+            queries::SET_FILE_PLANNER
+        } else {
+            queries::CLASSIFY_BATCH_PLANNER
+        };
+        let plan = staged_in(
+            &txn,
+            lease,
+            rules,
+            (key_header, staged_rows),
+            (Some(queries::MARK_DUPLICATES_PLANNER), Some(planner)),
+        )
         .await?;
         txn.commit().await?;
-        Ok(())
+        Ok(plan)
+    }
+
+    async fn epoch(&self, tenant_id: i64) -> Result<i64, ApplyError> {
+        self.portable.epoch(tenant_id).await
     }
 
     async fn merge(
@@ -234,11 +253,11 @@ impl ApplyStore for PgStore {
         rules: &TenantRules,
         headers: &FileHeaders,
         has_status: bool,
-        after: i64,
-        limit: usize,
+        (after, limit): (i64, usize),
+        plan: &Plan,
         progress: &mut Progress,
     ) -> Result<Option<i64>, ApplyError> {
-        let (whole, planner, limit) = self.mode(progress.rows_read, limit);
+        let (whole, planner, limit) = self.mode(plan.rows, limit);
         let (sql, collision_header) = match (rules.match_key, whole) {
             (MatchKey::Email, false) => (queries::MERGE_BATCH_BY_EMAIL, &headers.external_id),
             (MatchKey::Email, true) => (queries::MERGE_FILE_BY_EMAIL, &headers.external_id),
@@ -248,8 +267,8 @@ impl ApplyStore for PgStore {
         let (txn, row) = self
             .batch_statement(
                 lease,
-                (sql, planner),
-                (after, limit, rules.tenant_id),
+                (sql, planner, None),
+                (after, limit, rules.tenant_id, plan.only_pending),
                 [
                     has_status.into(),
                     collision_header.clone().into(),
@@ -278,11 +297,10 @@ impl ApplyStore for PgStore {
         lease: &Lease,
         rules: &TenantRules,
         headers: &FileHeaders,
-        after: i64,
-        limit: usize,
-        progress: &Progress,
+        (after, limit): (i64, usize),
+        plan: &Plan,
     ) -> Result<Option<i64>, ApplyError> {
-        let (whole, planner, limit) = self.mode(progress.rows_read, limit);
+        let (whole, planner, limit) = self.mode(plan.rows, limit);
         if whole && after == 0 {
             self.db.execute_unprepared(queries::ANALYZE_LINKED).await?;
         }
@@ -295,8 +313,8 @@ impl ApplyStore for PgStore {
         let (txn, row) = self
             .batch_statement(
                 lease,
-                (sql, planner),
-                (after, limit, rules.tenant_id),
+                (sql, planner, Some(queries::FEED_WRITER)),
+                (after, limit, rules.tenant_id, plan.only_pending),
                 [
                     headers.managers.clone().into(),
                     headers.groups.clone().into(),
@@ -371,6 +389,16 @@ fn encode_row(buf: &mut Vec<u8>, upload_id: i64, r: &StagedRow) {
     list(buf, r.managers.as_deref());
     list(buf, r.groups.as_deref());
     list(buf, r.roles.as_deref());
+    match &r.digest {
+        // bytea's hex input form, its backslash escaped for COPY.
+        Some(d) => {
+            buf.extend_from_slice(b"\t\\\\x");
+            for b in d {
+                let _ = write!(buf, "{b:02x}");
+            }
+        }
+        None => buf.extend_from_slice(b"\t\\N"),
+    }
     buf.push(b'\n');
 }
 
@@ -443,12 +471,13 @@ mod tests {
             roles: None,
             error: None,
             warnings: vec![],
+            digest: Some(std::array::from_fn(|i| i as u8)),
         };
         let mut buf = Vec::new();
         encode_row(&mut buf, 42, &row);
         assert_eq!(
             String::from_utf8(buf).unwrap(),
-            "42\t7\ta@x.io\tA@x.io\t\\N\tAnn\t\\N\tf\t{\"dept\":null,\"level\":3}\t\\N\t\\N\ta@x.io|b@x.io\tG1|G2\t\\N\n"
+            "42\t7\ta@x.io\tA@x.io\t\\N\tAnn\t\\N\tf\t{\"dept\":null,\"level\":3}\t\\N\t\\N\ta@x.io|b@x.io\tG1|G2\t\\N\t\\\\x000102030405060708090a0b0c0d0e0f\n"
         );
     }
 }

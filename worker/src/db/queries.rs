@@ -325,16 +325,6 @@ WHERE u.id = $1 AND u.lease_token = $2 AND u.state = 'running' AND n.newest IS N
 RETURNING n.newest AS newest
 "#;
 
-/// For each staged row in `($2, $3]`, the first earlier line of the same file
-/// with the same key: such a row is a duplicate and is rejected.
-pub const EARLIER_DUPLICATES: &str = r#"
-SELECT r.line, min(e.line) AS earlier
-FROM upload_rows r
-JOIN upload_rows e ON e.upload_id = r.upload_id AND e.match_key = r.match_key AND e.line < r.line
-WHERE r.upload_id = $1 AND r.line > $2 AND r.line <= $3
-GROUP BY r.line
-"#;
-
 /// Planner settings for the set-based merge and link statements: a fresh
 /// plan each time (see [`FORCE_CUSTOM_PLANS`]), and no sequential or bitmap
 /// scans, so that every read of a large table is an index probe.
@@ -356,6 +346,14 @@ GROUP BY r.line
 /// every row, scans ruled out) is far past `jit_above_cost`, and compiling
 /// them took 0.3 to 1 s per batch (measured), far more than running them.
 pub const SET_BATCH_PLANNER: &str = "SET LOCAL plan_cache_mode = force_custom_plan; \
+    SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
+
+/// [`SET_BATCH_PLANNER`] for the digest check after staging
+/// ([`CLASSIFY_BY_EMAIL`]), which follows [`MARK_DUPLICATES_PLANNER`] in the
+/// same transaction: nested loops back on, so each staged row probes the
+/// users index.
+pub const CLASSIFY_BATCH_PLANNER: &str = "SET LOCAL enable_nestloop = on; \
+    SET LOCAL plan_cache_mode = force_custom_plan; \
     SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
 
 /// Planner settings for the whole-file statements (`merge_file!`,
@@ -440,7 +438,52 @@ WHERE u.tenant_id = $1
 /// `null` for a cleared field, so the merge is `jsonb_strip_nulls(old || new)`.
 pub const COPY_STAGED_ROWS: &str = "COPY upload_rows (upload_id, line, match_key, email, \
     external_id, first_name, last_name, active, profile, error_column, error_message, \
-    managers, groups, roles) FROM STDIN";
+    managers, groups, roles, digest) FROM STDIN";
+
+/// The tenant's current feed epoch (see migration 0011). `$1` tenant.
+pub const TENANT_EPOCH: &str = "SELECT feed_epoch AS epoch FROM tenants WHERE id = $1";
+
+/// Whether any user of the tenant has a digest: when none has (a first
+/// load, or right after the migration), every row is handled and the
+/// pending lines are not written. `$1` tenant.
+pub const ANY_DIGEST: &str =
+    "SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = $1 AND feed_digest IS NOT NULL) AS any";
+
+/// Lines up the rows the merge and link phases must handle: every staged
+/// row except those whose digest equals their user's (unchanged since the
+/// last upload, and nothing outside the file has changed what they do; see
+/// `map::StagedRow::digest_for`). One join of the staged rows to the
+/// tenant's users; the unchanged ones are the staged rows not lined up.
+/// `$1` upload, `$2` tenant.
+macro_rules! classify {
+    (key = $key:literal) => {
+        concat!(
+            r#"
+INSERT INTO upload_pending (upload_id, line)
+SELECT r.upload_id, r.line
+FROM upload_rows r
+LEFT JOIN users u ON u.tenant_id = $2 AND "#,
+            $key,
+            r#" = r.match_key
+WHERE r.upload_id = $1
+  AND (r.digest IS NULL OR r.error_message IS NOT NULL OR u.feed_digest IS DISTINCT FROM r.digest)
+"#
+        )
+    };
+}
+
+/// [`classify!`] for tenants matching on email.
+pub const CLASSIFY_BY_EMAIL: &str = classify!(key = "lower(u.email)");
+
+/// [`classify!`] for tenants matching on external ID.
+pub const CLASSIFY_BY_EXTERNAL_ID: &str = classify!(key = "u.external_id");
+
+/// Drops an upload's pending lines (at the start of every attempt and at the end).
+pub const DELETE_PENDING_LINES: &str = "DELETE FROM upload_pending WHERE upload_id = $1";
+
+/// Marks the transaction as the feed's own link writes, which the link
+/// tables' triggers (migration 0011) do not treat as changes from outside.
+pub const FEED_WRITER: &str = "SET LOCAL userfeed.feed_writer = 'on'";
 
 /// Copies row problems found while parsing (text format).
 pub const COPY_ROW_ERRORS: &str =
@@ -480,7 +523,8 @@ WHERE r.upload_id = $1 AND r.match_key = d.match_key AND r.line > d.first
 ///
 /// Parameters: `$1` upload, `$2` after line, `$3` batch rows, `$4` tenant,
 /// `$5` the file has a status column, `$6` the collision column's header,
-/// `$7` the email column's header.
+/// `$7` the email column's header, `$8` only the pending lines (see
+/// [`CLASSIFY_BY_EMAIL`]).
 ///
 /// 1. `looked`: each row of the batch with the user its key names, and the
 ///    owner of the other identity it asks for, looked up only when that
@@ -516,7 +560,8 @@ unpacked AS (
            k.active, k.profile, k.error_column, k.error_message,
            (k.u).id AS uid, (k.u).email AS u_email, (k.u).external_id AS u_external_id,
            (k.u).first_name AS u_first_name, (k.u).last_name AS u_last_name,
-           (k.u).active AS u_active, (k.u).profile AS u_profile
+           (k.u).active AS u_active, (k.u).profile AS u_profile,
+           k.digest, (k.u).feed_digest AS u_digest
     FROM keyed k
 ),
 looked AS MATERIALIZED (
@@ -561,7 +606,7 @@ macro_rules! merge_file {
 keyed AS MATERIALIZED (
     SELECT b.*, u.id AS uid, u.email AS u_email, u.external_id AS u_external_id,
            u.first_name AS u_first_name, u.last_name AS u_last_name,
-           u.active AS u_active, u.profile AS u_profile
+           u.active AS u_active, u.profile AS u_profile, u.feed_digest AS u_digest
     FROM batch b
     LEFT JOIN users u ON u.tenant_id = $4 AND "#,
             $key,
@@ -600,16 +645,26 @@ looked AS MATERIALIZED (
     };
 }
 
-/// The rows of one merge statement: `$3` staged rows after line `$2`.
+/// The rows of one merge statement: `$3` staged rows after line `$2`; with
+/// `$8`, only the pending ones. Of the two branches, the one whose constant
+/// condition is false is never run (a custom plan folds `$8`).
 macro_rules! merge_head {
     () => {
         r#"
 WITH batch AS (
-    SELECT r.line, r.match_key, r.email, r.external_id, r.first_name, r.last_name,
-           r.active, r.profile, r.error_column, r.error_message
-    FROM upload_rows r
-    WHERE r.upload_id = $1 AND r.line > $2
-    ORDER BY r.line
+    SELECT * FROM (
+        SELECT r.line, r.match_key, r.email, r.external_id, r.first_name, r.last_name,
+               r.active, r.profile, r.error_column, r.error_message, r.digest
+        FROM upload_rows r
+        WHERE NOT $8::boolean AND r.upload_id = $1 AND r.line > $2
+        UNION ALL
+        SELECT r.line, r.match_key, r.email, r.external_id, r.first_name, r.last_name,
+               r.active, r.profile, r.error_column, r.error_message, r.digest
+        FROM upload_pending p
+        JOIN upload_rows r ON r.upload_id = p.upload_id AND r.line = p.line
+        WHERE $8::boolean AND p.upload_id = $1 AND p.line > $2
+    ) b
+    ORDER BY b.line
     LIMIT $3
 ),"#
     };
@@ -685,10 +740,11 @@ final AS MATERIALIZED (
 ),
 created AS (
     INSERT INTO users (tenant_id, email, external_id, first_name, last_name, active, profile,
-                       feed_managed, created_by_upload_id, last_changed_upload_id, deactivated_at)
+                       feed_managed, created_by_upload_id, last_changed_upload_id, deactivated_at,
+                       feed_digest)
     SELECT $4, f.email, f.external_id, COALESCE(f.first_name, ''), COALESCE(f.last_name, ''),
            f.want_active, f.n_profile, TRUE, $1, $1,
-           CASE WHEN f.want_active THEN NULL ELSE now() END
+           CASE WHEN f.want_active THEN NULL ELSE now() END, f.digest
     FROM final f WHERE f.outcome = 'create'
     ORDER BY f.line
     RETURNING id
@@ -707,9 +763,20 @@ updated AS (
         deactivated_at = CASE WHEN f.reactivated THEN NULL ELSE u.deactivated_at END,
         profile = f.n_profile,
         updated_at = now(),
-        last_changed_upload_id = $1
+        last_changed_upload_id = $1,
+        feed_digest = f.digest
     FROM final f
     WHERE f.outcome = 'update' AND u.id = f.uid
+),
+restamped AS (
+    -- Rows that change no field still store their digest (their links may
+    -- be what changed, or the digest was cleared or outdated).
+    UPDATE users u
+    SET feed_digest = x.digest
+    FROM (SELECT l.uid, l.digest FROM looked l WHERE l.same
+          UNION ALL
+          SELECT f.uid, f.digest FROM final f WHERE f.outcome = 'same') x
+    WHERE u.id = x.uid AND u.feed_digest IS DISTINCT FROM x.digest
 ),
 updated_log AS (
     INSERT INTO upload_changes (upload_id, user_id, kind, changes)
@@ -811,7 +878,8 @@ pub const MERGE_FILE_BY_EXTERNAL_ID: &str = merge_by_external_id!(merge_file);
 /// may appear later in the file than their report).
 ///
 /// Parameters: `$1` upload, `$2` after line, `$3` rows, `$4` tenant, `$5`
-/// `$6` `$7` the managers, groups and roles headers (for warnings).
+/// `$6` `$7` the managers, groups and roles headers (for warnings), `$8`
+/// only the pending lines.
 ///
 /// Cells arrive trimmed from staging (`PgStore` writes each list as its
 /// items, trimmed as `map::split_list` trims, joined by `|`), so they are
@@ -1008,15 +1076,24 @@ granted AS (
 }
 
 /// The rows of one link statement: `$3` accepted staged rows after line
-/// `$2`.
+/// `$2`; with `$8`, only the pending ones (as in `merge_head!`).
 macro_rules! link_head {
     () => {
         r#"
 WITH staged AS (
-    SELECT r.line, r.match_key, r.managers, r.groups, r.roles
-    FROM upload_rows r
-    WHERE r.upload_id = $1 AND r.line > $2 AND NOT r.rejected AND r.error_message IS NULL
-    ORDER BY r.line
+    SELECT * FROM (
+        SELECT r.line, r.match_key, r.managers, r.groups, r.roles
+        FROM upload_rows r
+        WHERE NOT $8::boolean AND r.upload_id = $1 AND r.line > $2
+          AND NOT r.rejected AND r.error_message IS NULL
+        UNION ALL
+        SELECT r.line, r.match_key, r.managers, r.groups, r.roles
+        FROM upload_pending p
+        JOIN upload_rows r ON r.upload_id = p.upload_id AND r.line = p.line
+        WHERE $8::boolean AND p.upload_id = $1 AND p.line > $2
+          AND NOT r.rejected AND r.error_message IS NULL
+    ) s
+    ORDER BY s.line
     LIMIT $3
 ),"#
     };
@@ -1049,6 +1126,14 @@ macro_rules! link_warnings {
         FROM named_roles WHERE role IS NULL
     ) w
     ORDER BY w.line, w.k, w.pos
+),
+unclean AS (
+    -- A row with a warning reports it again on every upload: no digest.
+    UPDATE users u SET feed_digest = NULL
+    FROM (SELECT uid FROM mgr WHERE mid IS NULL OR mid = uid
+          UNION SELECT uid FROM grp WHERE gid IS NULL
+          UNION SELECT uid FROM named_roles WHERE role IS NULL) w
+    WHERE u.id = w.uid AND u.feed_digest IS NOT NULL
 )
 SELECT max(line) AS last FROM staged
 "#

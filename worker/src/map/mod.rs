@@ -492,6 +492,7 @@ impl BoundMapping {
                     message: why,
                 }),
                 warnings: Vec::new(),
+                digest: None,
             });
         }
 
@@ -509,6 +510,7 @@ impl BoundMapping {
             roles: self.roles.as_ref().map(|c| cell(c).to_string()),
             error: None,
             warnings: Vec::new(),
+            digest: None,
         };
 
         // From here on, problems keep the row "seen" but reject it.
@@ -634,6 +636,75 @@ pub struct StagedRow {
     pub error: Option<RowError>,
     /// Problems that do not stop the row (recorded as warnings).
     pub warnings: Vec<RowError>,
+    /// What the row applies, when it is clean ([`StagedRow::digest_for`]).
+    pub digest: Option<[u8; 16]>,
+}
+
+impl StagedRow {
+    /// 128 bits of SHA-256 over the tenant's feed `epoch` and every value
+    /// this row applies, as it is staged (each list cell as its trimmed
+    /// items, profile values converted, an unmapped column distinct from an
+    /// empty one). `None` for a row with an error or a warning: such a row
+    /// must be applied, and report its problem, on every upload.
+    ///
+    /// A user whose stored digest equals this one applied exactly this row
+    /// under this epoch, and nothing outside the file has changed what it
+    /// would do since (the triggers of migration 0011 clear or outdate the
+    /// digest otherwise), so applying it again would change nothing.
+    pub fn digest_for(&self, epoch: i64) -> Option<[u8; 16]> {
+        use sha2::{Digest, Sha256};
+        if self.error.is_some() || !self.warnings.is_empty() {
+            return None;
+        }
+        fn text(h: &mut Sha256, v: Option<&str>) {
+            match v {
+                None => h.update([0]),
+                Some(s) => {
+                    h.update([1]);
+                    h.update((s.len() as u64).to_le_bytes());
+                    h.update(s.as_bytes());
+                }
+            }
+        }
+        fn list(h: &mut Sha256, v: Option<&str>) {
+            match v {
+                None => h.update([0]),
+                Some(cell) => {
+                    h.update([1]);
+                    for item in split_list(cell) {
+                        text(h, Some(item));
+                    }
+                    h.update([2]);
+                }
+            }
+        }
+        let mut h = Sha256::new();
+        h.update(b"userfeed row digest v1\0");
+        h.update(epoch.to_le_bytes());
+        text(&mut h, Some(&self.match_key));
+        text(&mut h, self.email.as_deref());
+        text(&mut h, self.external_id.as_deref());
+        text(&mut h, self.first_name.as_deref());
+        text(&mut h, self.last_name.as_deref());
+        h.update([match self.active {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        }]);
+        // serde_json's map is ordered by key, so this is canonical.
+        let profile = self
+            .profile
+            .as_ref()
+            .map(|p| serde_json::Value::Object(p.clone()).to_string());
+        text(&mut h, profile.as_deref());
+        list(&mut h, self.managers.as_deref());
+        list(&mut h, self.groups.as_deref());
+        list(&mut h, self.roles.as_deref());
+        let full = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        Some(out)
+    }
 }
 
 /// A problem with one row.

@@ -18,6 +18,8 @@ pub struct Model {
     pub hold_over_count: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// Folded into every row digest; bumped to invalidate them all.
+    pub feed_epoch: i64,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

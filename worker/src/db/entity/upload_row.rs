@@ -23,6 +23,7 @@ pub struct Model {
     pub groups: Option<String>,
     pub roles: Option<String>,
     pub rejected: bool,
+    pub digest: Option<Vec<u8>>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
