@@ -141,7 +141,7 @@ sql_migration!(
                  DROP TRIGGER IF EXISTS users_email_changed ON users;
                  DROP TRIGGER IF EXISTS users_touched ON users;
                  DROP FUNCTION IF EXISTS userfeed_upload_ended(), userfeed_rules_changed(),
-                     userfeed_profile_fields_changed(), userfeed_groups_changed(),
+                     userfeed_tenant_row_changed(),
                      userfeed_managers_changed(), userfeed_role_changed(),
                      userfeed_membership_changed(), userfeed_clear_digest(BIGINT),
                      userfeed_email_changed(), userfeed_users_touched(), userfeed_bump_epoch(BIGINT);

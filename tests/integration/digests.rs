@@ -39,19 +39,14 @@ fn store(db: &TestDb, kind: Kind) -> Arc<dyn ApplyStore> {
 }
 
 async fn env(kind: Kind) -> Env {
-    env_with(kind, LINK_MAPPING, |db| store(db, kind)).await
+    env_with(kind, LINK_MAPPING).await
 }
 
-async fn env_with(
-    kind: Kind,
-    mapping: &str,
-    make: impl FnOnce(&TestDb) -> Arc<dyn ApplyStore>,
-) -> Env {
-    let _ = kind;
+async fn env_with(kind: Kind, mapping: &str) -> Env {
     let db = TestDb::new().await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::ExternalId, mapping).await;
-    let w = workers_with(&db, &aws, Duration::from_secs(30), 2, make(&db));
+    let w = workers_with(&db, &aws, Duration::from_secs(30), 2, store(&db, kind));
     Env { db, aws, w }
 }
 
@@ -76,15 +71,12 @@ impl Env {
         up
     }
 
-    async fn groups(&self) -> Vec<String> {
+    async fn groups(&self) {
         for g in ["G1", "G2"] {
             userfeed::groups::add(&self.db.db, "acme", g, g)
                 .await
                 .unwrap();
         }
-        self.db
-            .rows("SELECT group_key FROM groups ORDER BY 1")
-            .await
     }
 
     async fn sql(&self, sql: &str) {
@@ -378,7 +370,7 @@ async fn a_row_with_a_warning_stores_no_digest_and_warns_on_every_upload(kind: K
 }
 
 async fn a_held_upload_that_was_rejected_is_held_again_by_the_same_file(kind: Kind) {
-    let e = env_with(kind, MAPPING_WITH_STATUS, |db| store(db, kind)).await;
+    let e = env_with(kind, MAPPING_WITH_STATUS).await;
     userfeed::tenants::set_hold_limits(&e.db.db, "acme", Some(10), Some(1))
         .await
         .unwrap();

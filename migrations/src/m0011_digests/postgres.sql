@@ -110,8 +110,10 @@ CREATE TRIGGER user_managers_changed AFTER INSERT OR DELETE OR UPDATE ON user_ma
     FOR EACH ROW WHEN (current_setting('userfeed.feed_writer', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION userfeed_managers_changed();
 
--- A group created, deleted or renamed changes what any groups cell does.
-CREATE FUNCTION userfeed_groups_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A group created, deleted or renamed changes what any groups cell does; a
+-- profile field added, removed or retyped changes how cells convert. One
+-- function for both: each row names its tenant.
+CREATE FUNCTION userfeed_tenant_row_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.tenant_id <> NEW.tenant_id) THEN
         PERFORM userfeed_bump_epoch(OLD.tenant_id);
@@ -122,21 +124,9 @@ BEGIN
     RETURN NULL;
 END $$;
 CREATE TRIGGER groups_changed AFTER INSERT OR DELETE OR UPDATE ON groups
-    FOR EACH ROW EXECUTE FUNCTION userfeed_groups_changed();
-
--- A profile field added, removed or retyped changes how cells convert.
-CREATE FUNCTION userfeed_profile_fields_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.tenant_id <> NEW.tenant_id) THEN
-        PERFORM userfeed_bump_epoch(OLD.tenant_id);
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        PERFORM userfeed_bump_epoch(NEW.tenant_id);
-    END IF;
-    RETURN NULL;
-END $$;
+    FOR EACH ROW EXECUTE FUNCTION userfeed_tenant_row_changed();
 CREATE TRIGGER profile_fields_changed AFTER INSERT OR DELETE OR UPDATE ON profile_fields
-    FOR EACH ROW EXECUTE FUNCTION userfeed_profile_fields_changed();
+    FOR EACH ROW EXECUTE FUNCTION userfeed_tenant_row_changed();
 
 -- The mapping or the match key changed: every row means something else.
 CREATE FUNCTION userfeed_rules_changed() RETURNS trigger LANGUAGE plpgsql AS $$

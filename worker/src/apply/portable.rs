@@ -79,9 +79,13 @@ pub(super) async fn staged_in<C: ConnectionTrait>(
     txn: &C,
     lease: &Lease,
     rules: &TenantRules,
-    (key_header, staged_rows): (Option<String>, u64),
+    (headers, staged_rows): (&FileHeaders, u64),
     (setup, planner): (Option<&str>, Option<&str>),
 ) -> Result<Plan, sea_orm::DbErr> {
+    let key_header = match rules.match_key {
+        MatchKey::Email => headers.email.clone(),
+        MatchKey::ExternalId => headers.external_id.clone(),
+    };
     if let Some(setup) = setup {
         txn.execute_unprepared(setup).await?;
     }
@@ -251,17 +255,13 @@ where
         headers: &FileHeaders,
         staged_rows: u64,
     ) -> Result<Plan, ApplyError> {
-        let key_header = match rules.match_key {
-            MatchKey::Email => headers.email.clone(),
-            MatchKey::ExternalId => headers.external_id.clone(),
-        };
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         let plan = staged_in(
             &txn,
             lease,
             rules,
-            (key_header, staged_rows),
+            (headers, staged_rows),
             (Some(queries::FORCE_CUSTOM_PLANS), None),
         )
         .await?;

@@ -218,10 +218,6 @@ impl ApplyStore for PgStore {
         headers: &FileHeaders,
         staged_rows: u64,
     ) -> Result<Plan, ApplyError> {
-        let key_header = match rules.match_key {
-            MatchKey::Email => headers.email.clone(),
-            MatchKey::ExternalId => headers.external_id.clone(),
-        };
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         // The join to the tenant's users is planned as the merge would be
@@ -235,7 +231,7 @@ impl ApplyStore for PgStore {
             &txn,
             lease,
             rules,
-            (key_header, staged_rows),
+            (headers, staged_rows),
             (Some(queries::MARK_DUPLICATES_PLANNER), Some(planner)),
         )
         .await?;

@@ -695,7 +695,7 @@ impl StagedRow {
         let profile = self
             .profile
             .as_ref()
-            .map(|p| serde_json::Value::Object(p.clone()).to_string());
+            .map(|p| serde_json::to_string(p).unwrap_or_default());
         text(&mut h, profile.as_deref());
         list(&mut h, self.managers.as_deref());
         list(&mut h, self.groups.as_deref());
