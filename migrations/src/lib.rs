@@ -151,6 +151,19 @@ sql_migration!(
                  ALTER TABLE tenants DROP COLUMN IF EXISTS feed_epoch;"
 );
 
+sql_migration!(
+    m0012_lean_staging,
+    "0012: lean staging: no key index, a repeated-key hint, absent users lined up with the pending lines.",
+    "DELETE FROM upload_pending WHERE line IS NULL;
+                 DROP INDEX IF EXISTS upload_pending_line_key;
+                 ALTER TABLE upload_pending DROP CONSTRAINT IF EXISTS upload_pending_line_or_user;
+                 ALTER TABLE upload_pending DROP COLUMN IF EXISTS user_id;
+                 ALTER TABLE upload_pending ALTER COLUMN line SET NOT NULL;
+                 ALTER TABLE upload_pending ADD PRIMARY KEY (upload_id, line);
+                 ALTER TABLE upload_rows DROP COLUMN IF EXISTS repeat_hint;
+                 CREATE INDEX IF NOT EXISTS upload_rows_key_idx ON upload_rows (upload_id, match_key, line);"
+);
+
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
 /// `seaql_migrations`.
@@ -171,6 +184,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_row_problems::Migration),
             Box::new(m0010_retries::Migration),
             Box::new(m0011_digests::Migration),
+            Box::new(m0012_lean_staging::Migration),
         ]
     }
 }

@@ -445,23 +445,30 @@ impl ApplyStore for LinkFailsOnce {
     async fn begin(&self, l: &userfeed::apply::Lease) -> Result<(), userfeed::apply::ApplyError> {
         self.inner.begin(l).await
     }
+    fn prepare(
+        &self,
+        upload_id: i64,
+        staged: Vec<userfeed::map::StagedRow>,
+        rejected: Vec<userfeed::map::RowError>,
+    ) -> userfeed::apply::Prepared {
+        self.inner.prepare(upload_id, staged, rejected)
+    }
     async fn stage(
         &self,
         l: &userfeed::apply::Lease,
-        rows: &[userfeed::map::StagedRow],
-        rejected: &[userfeed::map::RowError],
+        batch: &userfeed::apply::Prepared,
         p: &userfeed::apply::Progress,
     ) -> Result<(), userfeed::apply::ApplyError> {
-        self.inner.stage(l, rows, rejected, p).await
+        self.inner.stage(l, batch, p).await
     }
     async fn staged(
         &self,
         l: &userfeed::apply::Lease,
         r: &userfeed::apply::TenantRules,
         h: &userfeed::map::FileHeaders,
-        n: u64,
+        s: &userfeed::apply::Staged,
     ) -> Result<userfeed::apply::Plan, userfeed::apply::ApplyError> {
-        self.inner.staged(l, r, h, n).await
+        self.inner.staged(l, r, h, s).await
     }
     async fn epoch(&self, t: i64) -> Result<i64, userfeed::apply::ApplyError> {
         self.inner.epoch(t).await

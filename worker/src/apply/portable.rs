@@ -15,15 +15,15 @@ use sea_orm::{
 use serde_json::{Map, Value};
 
 use super::{
-    ApplyError, ApplyStore, Finish, Lease, Plan, Progress, TenantRules, fence, hold_reason,
-    write_counters,
+    ApplyError, ApplyStore, Finish, Lease, Plan, Prepared, Progress, Staged, TenantRules, fence,
+    hold_reason, write_counters,
 };
 use crate::db::entity::{
     group, group_membership, upload_change, upload_deactivation, upload_pending, upload_row,
     upload_row_error, user, user_manager, user_role,
 };
 use crate::db::queries;
-use crate::map::{FileHeaders, MatchKey, Role, RowError, StagedRow, split_list};
+use crate::map::{FileHeaders, MatchKey, Role, RowError, split_list};
 
 /// [`ApplyStore`] over any sea-orm connection.
 ///
@@ -71,45 +71,48 @@ fn models(
 }
 
 /// The whole-file work after staging, shared by every store, inside the
-/// caller's fenced transaction: marks repeated keys ([`queries::MARK_DUPLICATES`],
-/// after `setup`), then, when the tenant has digests at all, lines up the
-/// rows whose digest does not match their user's ([`queries::CLASSIFY_BY_EMAIL`],
-/// after `planner(staged_rows)`): the others are unchanged and skipped.
+/// caller's fenced transaction, after `setup`: marks repeated keys when the
+/// parser hinted any ([`queries::MARK_DUPLICATES`]); then one join of the
+/// staged rows to the tenant's users ([`queries::CLASSIFY_BY_EMAIL`], after
+/// `planner`) lines up the rows whose digest does not match their user's,
+/// when the tenant has digests at all (the others are unchanged and
+/// skipped), and the users absent from the file, when they are to be
+/// deactivated.
 pub(super) async fn staged_in<C: ConnectionTrait>(
     txn: &C,
     lease: &Lease,
     rules: &TenantRules,
-    (headers, staged_rows): (&FileHeaders, u64),
+    (headers, staged): (&FileHeaders, &Staged),
     (setup, planner): (Option<&str>, Option<&str>),
 ) -> Result<Plan, sea_orm::DbErr> {
-    let key_header = match rules.match_key {
-        MatchKey::Email => headers.email.clone(),
-        MatchKey::ExternalId => headers.external_id.clone(),
-    };
     if let Some(setup) = setup {
         txn.execute_unprepared(setup).await?;
     }
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        queries::MARK_DUPLICATES,
-        [lease.upload_id.into(), key_header.into()],
-    ))
-    .await?;
-    if staged_rows == 0 {
-        return Ok(Plan::all(0));
-    }
-    let any = txn
-        .query_one_raw(Statement::from_sql_and_values(
+    if staged.repeat_hints > 0 {
+        let key_header = match rules.match_key {
+            MatchKey::Email => headers.email.clone(),
+            MatchKey::ExternalId => headers.external_id.clone(),
+        };
+        txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            queries::ANY_DIGEST,
-            [rules.tenant_id.into()],
+            queries::MARK_DUPLICATES,
+            [lease.upload_id.into(), key_header.into()],
         ))
-        .await?
-        .map(|r| r.try_get::<bool>("", "any"))
-        .transpose()?
-        .unwrap_or(false);
-    if !any {
-        return Ok(Plan::all(staged_rows));
+        .await?;
+    }
+    let any_digest = staged.rows > 0
+        && txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                queries::ANY_DIGEST,
+                [rules.tenant_id.into()],
+            ))
+            .await?
+            .map(|r| r.try_get::<bool>("", "any"))
+            .transpose()?
+            .unwrap_or(false);
+    if !any_digest && !staged.deactivate_absent {
+        return Ok(Plan::all(staged.rows));
     }
     if let Some(planner) = planner {
         txn.execute_unprepared(planner).await?;
@@ -118,18 +121,27 @@ pub(super) async fn staged_in<C: ConnectionTrait>(
         MatchKey::Email => queries::CLASSIFY_BY_EMAIL,
         MatchKey::ExternalId => queries::CLASSIFY_BY_EXTERNAL_ID,
     };
-    let pending = txn
-        .execute_raw(Statement::from_sql_and_values(
+    let lined = txn
+        .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             sql,
-            [lease.upload_id.into(), rules.tenant_id.into()],
+            [
+                lease.upload_id.into(),
+                rules.tenant_id.into(),
+                any_digest.into(),
+                staged.deactivate_absent.into(),
+            ],
         ))
         .await?
-        .rows_affected();
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the classify counts".into()))?;
+    if !any_digest {
+        return Ok(Plan::all(staged.rows));
+    }
+    let pending = u64::try_from(lined.try_get::<i64>("", "pending")?).unwrap_or(0);
     Ok(Plan {
         only_pending: true,
         rows: pending,
-        unchanged: staged_rows.saturating_sub(pending),
+        unchanged: staged.rows.saturating_sub(pending),
     })
 }
 
@@ -202,10 +214,18 @@ where
     async fn stage(
         &self,
         lease: &Lease,
-        rows: &[StagedRow],
-        rejected: &[RowError],
+        batch: &Prepared,
         progress: &Progress,
     ) -> Result<(), ApplyError> {
+        let Prepared::Rows {
+            staged: rows,
+            rejected,
+        } = batch
+        else {
+            return Err(ApplyError::Db(sea_orm::DbErr::Custom(
+                "the portable store stages parsed rows, not COPY text".into(),
+            )));
+        };
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         if !rows.is_empty() {
@@ -226,6 +246,7 @@ where
                 roles: Set(r.roles.clone()),
                 rejected: Set(false),
                 digest: Set(r.digest.map(|d| d.to_vec())),
+                repeat_hint: Set(r.repeat_hint),
             });
             upload_row::Entity::insert_many(models).exec(&txn).await?;
         }
@@ -253,7 +274,7 @@ where
         lease: &Lease,
         rules: &TenantRules,
         headers: &FileHeaders,
-        staged_rows: u64,
+        staged: &Staged,
     ) -> Result<Plan, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
@@ -261,7 +282,7 @@ where
             &txn,
             lease,
             rules,
-            (headers, staged_rows),
+            (headers, staged),
             (Some(queries::FORCE_CUSTOM_PLANS), None),
         )
         .await?;
@@ -826,7 +847,8 @@ where
 }
 
 /// The end of every upload, inside the caller's fenced transaction: lines up
-/// the absent for deactivation (when asked), drops the staging rows, then
+/// the absent for deactivation (when asked; [`staged_in`] found them), drops
+/// the staging rows, then
 /// either performs the deactivations and marks the upload succeeded, or
 /// holds it. Shared by every [`ApplyStore`].
 pub(super) async fn finish_in<C: ConnectionTrait>(
@@ -837,16 +859,7 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
     progress: &mut Progress,
 ) -> Result<Finish, ApplyError> {
     if deactivate_absent {
-        let sql = match rules.match_key {
-            MatchKey::Email => queries::QUEUE_ABSENT_BY_EMAIL,
-            MatchKey::ExternalId => queries::QUEUE_ABSENT_BY_EXTERNAL_ID,
-        };
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [rules.tenant_id.into(), lease.upload_id.into()],
-        ))
-        .await?;
+        exec(txn, queries::QUEUE_ABSENT, lease.upload_id).await?;
     }
     reconcile_with_log(txn, lease.upload_id, progress).await?;
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);

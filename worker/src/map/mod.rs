@@ -493,6 +493,7 @@ impl BoundMapping {
                 }),
                 warnings: Vec::new(),
                 digest: None,
+                repeat_hint: false,
             });
         }
 
@@ -511,6 +512,7 @@ impl BoundMapping {
             error: None,
             warnings: Vec::new(),
             digest: None,
+            repeat_hint: false,
         };
 
         // From here on, problems keep the row "seen" but reject it.
@@ -638,6 +640,9 @@ pub struct StagedRow {
     pub warnings: Vec<RowError>,
     /// What the row applies, when it is clean ([`StagedRow::digest_for`]).
     pub digest: Option<[u8; 16]>,
+    /// The key may have been on an earlier line of the file (set while
+    /// parsing, from a Bloom filter: always set on a real repeat).
+    pub repeat_hint: bool,
 }
 
 impl StagedRow {

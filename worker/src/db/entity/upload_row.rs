@@ -24,6 +24,7 @@ pub struct Model {
     pub roles: Option<String>,
     pub rejected: bool,
     pub digest: Option<Vec<u8>>,
+    pub repeat_hint: bool,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
