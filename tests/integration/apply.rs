@@ -584,3 +584,52 @@ async fn row_problems_over_the_limit_are_counted_not_kept_and_the_upload_still_a
     });
     assert!(shown.contains("4 more row problem(s)"), "{shown}");
 }
+
+/// The finish drops staging with `TRUNCATE` only when no other upload is
+/// running: another running upload's staged rows survive a finish, and a
+/// finish alone leaves the table empty, its storage released (deleted rows
+/// would stay until a vacuum and slow the next staging down).
+#[tokio::test]
+async fn the_finish_truncates_staging_only_when_no_other_upload_is_running() {
+    let e = env(MatchKey::Email, MAPPING, 2).await;
+    let other =
+        e.db.scalar(
+            "INSERT INTO tenants (slug, bucket, key_prefix) VALUES ('other', 'b', 'other/') \
+             RETURNING id",
+        )
+        .await;
+    let running =
+        e.db.scalar(&format!(
+            "INSERT INTO uploads (tenant_id, bucket, object_key, object_identity, state, \
+             lease_token, lease_expires_at) VALUES ({other}, 'b', 'other/x.csv', 'x', \
+             'running', 1, now() + interval '1 hour') RETURNING id"
+        ))
+        .await;
+    e.db.scalar(&format!(
+        "WITH s AS (INSERT INTO upload_rows (upload_id, line, match_key) \
+         VALUES ({running}, 2, 'kept@example.com') RETURNING 1) SELECT count(*) FROM s"
+    ))
+    .await;
+
+    let up = e.apply("acme/a.csv", employees_csv(5, false)).await;
+    assert_eq!(up.state, "succeeded", "{:?}", up.failure_reason);
+    assert_eq!(
+        e.db.rows("SELECT upload_id || ':' || match_key FROM upload_rows")
+            .await,
+        vec![format!("{running}:kept@example.com")],
+        "the running upload's staged row survives; acme's own are gone"
+    );
+
+    e.db.scalar(&format!(
+        "WITH f AS (UPDATE uploads SET state = 'failed', finished_at = now() \
+         WHERE id = {running} RETURNING 1) SELECT count(*) FROM f"
+    ))
+    .await;
+    let up = e.apply("acme/b.csv", employees_csv(6, false)).await;
+    assert_eq!(up.state, "succeeded", "{:?}", up.failure_reason);
+    assert_eq!(
+        e.db.scalar("SELECT pg_relation_size('upload_rows')").await,
+        0,
+        "alone, the finish truncates: no rows and no pages left"
+    );
+}

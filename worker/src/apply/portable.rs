@@ -841,16 +841,17 @@ where
         fence(&txn, lease).await?;
         exec(&txn, queries::LOG_CREATED, lease.upload_id).await?;
         let outcome = finish_in(&txn, lease, rules, deactivate_absent, progress).await?;
+        exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
         txn.commit().await?;
         Ok(outcome)
     }
 }
 
 /// The end of every upload, inside the caller's fenced transaction: lines up
-/// the absent for deactivation (when asked; [`staged_in`] found them), drops
-/// the staging rows, then
+/// the absent for deactivation (when asked; [`staged_in`] found them), then
 /// either performs the deactivations and marks the upload succeeded, or
-/// holds it. Shared by every [`ApplyStore`].
+/// holds it. Shared by every [`ApplyStore`]; each drops its staged rows
+/// after it, in the same transaction.
 pub(super) async fn finish_in<C: ConnectionTrait>(
     txn: &C,
     lease: &Lease,
@@ -878,7 +879,6 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
     progress.problems_dropped = u64::try_from(trimmed.try_get::<i64>("", "n")?).unwrap_or(0);
     let pending = count(txn, queries::COUNT_PENDING_DEACTIVATIONS, lease.upload_id).await?;
     let active = count(txn, queries::COUNT_ACTIVE_MANAGED, rules.tenant_id).await?;
-    exec(txn, queries::DELETE_STAGED, lease.upload_id).await?;
     exec(txn, queries::DELETE_PENDING_LINES, lease.upload_id).await?;
 
     let outcome = match hold_reason(progress.rows_read, pending, active, rules) {

@@ -333,10 +333,64 @@ impl ApplyStore for PgStore {
         // Creations were logged batch by batch (see the module doc).
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
+        // Per-tenant counts and lists: a generic plan may scan every tenant.
+        txn.execute_unprepared(queries::FORCE_CUSTOM_PLANS).await?;
         let outcome = finish_in(&txn, lease, rules, deactivate_absent, progress).await?;
+        drop_staged(&txn, lease.upload_id).await?;
         txn.commit().await?;
         Ok(outcome)
     }
+}
+
+/// Drops the upload's staged rows, last in its finish transaction.
+///
+/// When no other upload is running and nobody else has the staging table
+/// open, `TRUNCATE` (the lock is taken without waiting, and held only to the
+/// commit that follows): it takes no time, and the next upload stages into a
+/// fresh table. Deleted rows stay in the table until a vacuum, and staging
+/// into a table full of them is slower (measured at 1,000,000 rows: 4.3 to
+/// 4.6 s per `COPY` into `upload_rows` after a few deleted uploads, 2.8 to
+/// 3.1 s into a fresh table, 2.2 to 2.4 s for the file's plain `COPY`; the
+/// `DELETE` itself 0.35 s). Otherwise, while others stage, `DELETE` as before
+/// (autovacuum reclaims the space in production). An upload counted as
+/// running may hold staged rows; any other staged rows are leftovers that
+/// no attempt will read.
+async fn drop_staged(txn: &DatabaseTransaction, upload_id: i64) -> Result<(), ApplyError> {
+    // A savepoint: a refused lock must not abort the finish.
+    let alone = txn.begin().await?;
+    let truncated = async {
+        alone
+            .execute_unprepared(queries::LOCK_STAGING_NOWAIT)
+            .await?;
+        let others = alone
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                queries::OTHERS_RUNNING,
+                [upload_id.into()],
+            ))
+            .await?
+            .map(|r| r.try_get::<bool>("", "others"))
+            .transpose()?
+            .unwrap_or(true);
+        if !others {
+            alone.execute_unprepared(queries::TRUNCATE_STAGING).await?;
+        }
+        Ok::<bool, DbErr>(!others)
+    }
+    .await;
+    match truncated {
+        Ok(true) => alone.commit().await?,
+        _ => {
+            alone.rollback().await?;
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                queries::DELETE_STAGED,
+                [upload_id.into()],
+            ))
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Sends `buf` (text-format rows) through `COPY ... FROM STDIN` on `tx`.
