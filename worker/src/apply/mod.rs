@@ -150,10 +150,11 @@ pub enum Prepared {
 }
 
 impl Prepared {
-    /// Appends `next` to this batch when both are `COPY` text and this one
-    /// holds less than `max_bytes`, so one staging transaction writes
-    /// several parse batches; otherwise hands `next` back.
-    fn absorb(&mut self, next: Prepared, max_bytes: usize) -> Option<Prepared> {
+    /// Moves `next`'s text into this batch when both are `COPY` text and
+    /// this one holds less than `max_bytes`, so one staging transaction
+    /// writes several parse batches; returns whether it did (`next` is
+    /// left untouched when not).
+    fn absorb(&mut self, next: &mut Prepared, max_bytes: usize) -> bool {
         match (self, next) {
             (
                 Prepared::Copy { rows, problems },
@@ -164,12 +165,12 @@ impl Prepared {
             ) if rows.len() + problems.len() < max_bytes => {
                 // Exactly: a doubling buffer would hold up to twice the cap.
                 rows.reserve_exact(more_rows.len());
-                rows.extend_from_slice(&more_rows);
+                rows.append(more_rows);
                 problems.reserve_exact(more_problems.len());
-                problems.extend_from_slice(&more_problems);
-                None
+                problems.append(more_problems);
+                true
             }
-            (_, next) => Some(next),
+            _ => false,
         }
     }
 }
@@ -637,33 +638,16 @@ struct ParsedBatch {
 impl ParsedBatch {
     /// Adds `next` to this batch when the store's encoding allows it (see
     /// [`Prepared::absorb`]); otherwise hands it back.
-    fn absorb(&mut self, next: ParsedBatch) -> Option<ParsedBatch> {
-        let ParsedBatch {
-            rows_read,
-            staged,
-            repeat_hints,
-            rejected,
-            problems_dropped,
-            payload,
-        } = next;
-        match self.payload.absorb(payload, STAGE_COPY_BYTES) {
-            Some(payload) => Some(ParsedBatch {
-                rows_read,
-                staged,
-                repeat_hints,
-                rejected,
-                problems_dropped,
-                payload,
-            }),
-            None => {
-                self.rows_read += rows_read;
-                self.staged += staged;
-                self.repeat_hints += repeat_hints;
-                self.rejected += rejected;
-                self.problems_dropped += problems_dropped;
-                None
-            }
+    fn absorb(&mut self, mut next: ParsedBatch) -> Option<ParsedBatch> {
+        if !self.payload.absorb(&mut next.payload, STAGE_COPY_BYTES) {
+            return Some(next);
         }
+        self.rows_read += next.rows_read;
+        self.staged += next.staged;
+        self.repeat_hints += next.repeat_hints;
+        self.rejected += next.rejected;
+        self.problems_dropped += next.problems_dropped;
+        None
     }
 }
 
@@ -907,20 +891,22 @@ mod tests {
             problems: vec![b'p'; 1],
         };
         let mut batch = copy(10);
-        assert!(batch.absorb(copy(5), 100).is_none(), "room left: joined");
+        assert!(batch.absorb(&mut copy(5), 100), "room left: joined");
         let Prepared::Copy { rows, problems } = &batch else {
             panic!("COPY text expected");
         };
         assert_eq!((rows.len(), problems.len()), (15, 2));
-        assert!(batch.absorb(copy(5), 17).is_some(), "full: handed back");
+        let mut next = copy(5);
+        assert!(!batch.absorb(&mut next, 17), "full: not joined");
+        let Prepared::Copy { rows, .. } = &next else {
+            panic!("COPY text expected");
+        };
+        assert_eq!(rows.len(), 5, "what is not joined is left whole");
         let mut parsed = Prepared::Rows {
             staged: vec![],
             rejected: vec![],
         };
-        assert!(
-            parsed.absorb(copy(1), 100).is_some(),
-            "parsed rows stay apart"
-        );
+        assert!(!parsed.absorb(&mut copy(1), 100), "parsed rows stay apart");
     }
 
     #[test]
