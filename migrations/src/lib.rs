@@ -163,6 +163,28 @@ sql_migration!(
                  ALTER TABLE upload_rows DROP COLUMN IF EXISTS repeat_hint;
                  CREATE INDEX IF NOT EXISTS upload_rows_key_idx ON upload_rows (upload_id, match_key, line);"
 );
+sql_migration!(
+    m0013_lean_first_load,
+    "0013: lean first load: creations read from users, an implicit Learner role, the users' tenant key kept by a delete trigger.",
+    "DROP TRIGGER IF EXISTS tenants_deleted ON tenants;
+                 DROP FUNCTION IF EXISTS userfeed_tenants_deleted();
+                 DELETE FROM users u WHERE NOT EXISTS (SELECT FROM tenants t WHERE t.id = u.tenant_id);
+                 ALTER TABLE users ADD CONSTRAINT users_tenant_id_fkey
+                     FOREIGN KEY (tenant_id) REFERENCES tenants (id) ON DELETE CASCADE;
+                 DROP VIEW IF EXISTS user_all_roles;
+                 ALTER TABLE user_roles DROP CONSTRAINT user_roles_role_check;
+                 ALTER TABLE user_roles ADD CONSTRAINT user_roles_role_check
+                     CHECK (role IN ('learner', 'manager', 'administrator'));
+                 INSERT INTO user_roles (user_id, role) SELECT id, 'learner' FROM users ON CONFLICT DO NOTHING;
+                 ALTER TABLE upload_changes DROP CONSTRAINT upload_changes_kind_check;
+                 ALTER TABLE upload_changes ADD CONSTRAINT upload_changes_kind_check
+                     CHECK (kind IN ('created', 'updated', 'reactivated', 'deactivated'));
+                 INSERT INTO upload_changes (upload_id, user_id, kind)
+                     SELECT u.created_by_upload_id, u.id, 'created' FROM users u
+                     WHERE EXISTS (SELECT FROM uploads p WHERE p.id = u.created_by_upload_id)
+                     ORDER BY u.id;
+                 DROP INDEX IF EXISTS users_created_by_upload_idx;"
+);
 
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
@@ -185,6 +207,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_retries::Migration),
             Box::new(m0011_digests::Migration),
             Box::new(m0012_lean_staging::Migration),
+            Box::new(m0013_lean_first_load::Migration),
         ]
     }
 }

@@ -200,8 +200,10 @@ async fn assert_same_as_uninterrupted(s: &Stack) -> userfeed::db::entity::upload
     assert_eq!(upload_counts(&acme), upload_counts(&ctrl), "counters");
     let log = |id: i64| {
         format!(
-            "SELECT kind || ' ' || count(*) || ' ' || count(DISTINCT user_id) FROM upload_changes \
-             WHERE upload_id = {id} GROUP BY kind ORDER BY kind"
+            "SELECT kind || ' ' || count(*) || ' ' || count(DISTINCT user_id) FROM ( \
+                 SELECT 'created' AS kind, id AS user_id FROM users WHERE created_by_upload_id = {id} \
+                 UNION ALL SELECT kind, user_id FROM upload_changes WHERE upload_id = {id}) c \
+             GROUP BY kind ORDER BY kind"
         )
     };
     assert_eq!(
@@ -240,7 +242,8 @@ async fn committed_so_far(s: &Stack) -> (i64, i64, i64) {
             .await;
     let changes =
         s.db.scalar(&format!(
-            "SELECT count(*) FROM upload_changes WHERE upload_id = {id}"
+            "SELECT (SELECT count(*) FROM upload_changes WHERE upload_id = {id}) \
+                 + (SELECT count(*) FROM users WHERE created_by_upload_id = {id})"
         ))
         .await;
     let inactive =

@@ -633,3 +633,37 @@ async fn the_finish_truncates_staging_only_when_no_other_upload_is_running() {
         "alone, the finish truncates: no rows and no pages left"
     );
 }
+
+#[tokio::test]
+async fn a_row_another_writer_inserted_first_is_a_transient_error_and_other_violations_fail() {
+    use userfeed::apply::{ApplyError, UploadError};
+    let db = TestDb::new().await.unwrap();
+    tenant(&db, "acme", "no-bucket", MatchKey::Email, MAPPING).await;
+    let insert = |email: &str| {
+        format!("INSERT INTO users (tenant_id, email) SELECT id, '{email}' FROM tenants")
+    };
+    db.db.execute_unprepared(&insert("ann@x.io")).await.unwrap();
+    // The merge and whole-file link inserts compute exact sets from their
+    // snapshot: a row added since is a unique violation, retried later.
+    let race = db
+        .db
+        .execute_unprepared(&insert("ANN@x.io"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            UploadError::from(ApplyError::Db(race)),
+            UploadError::Transient(_)
+        ),
+        "a unique violation is a lost race, worth a retry"
+    );
+    let bad = db
+        .db
+        .execute_unprepared("INSERT INTO user_roles SELECT id, 'learner' FROM users")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(UploadError::from(ApplyError::Db(bad)), UploadError::Fail(_)),
+        "any other violation still fails the upload"
+    );
+}

@@ -102,7 +102,7 @@ impl Env {
         out.extend(
             self.db
                 .rows(
-                    "SELECT 'role ' || u.email || ' ' || r.role FROM user_roles r \
+                    "SELECT 'role ' || u.email || ' ' || r.role FROM user_all_roles r \
                      JOIN users u ON u.id = r.user_id",
                 )
                 .await,

@@ -270,6 +270,30 @@ async fn both_stores_agree_on_every_rule_by_external_id() {
 }
 
 #[tokio::test]
+async fn both_stores_agree_when_a_cell_repeats_its_group_role_or_manager() {
+    // Whole-file mode inserts exact sets with no `ON CONFLICT`: an item
+    // repeated in one cell (in any case, for managers and roles) must
+    // still become one link, and the learner named in a cell no row.
+    let mut p = Pair::new(MatchKey::ExternalId, &mapping(), 3).await;
+    p.apply(&rows(
+        HEADER,
+        "1,ann@x.io,Ann,A,boss@x.io|BOSS@x.io|boss@x.io,G1|G1| G1,Manager|manager|Learner|learner,,\n\
+         2,boss@x.io,Bo,S,,G2|G1|G2,Admin|Administrator|Manager,,\n\
+         3,cy@x.io,Cy,C,ann@x.io|boss@x.io,G1,Manager,,\n",
+    ))
+    .await;
+    // The same file again changes nothing; a repeat added to a kept cell
+    // adds nothing either.
+    p.apply(&rows(
+        HEADER,
+        "1,ann@x.io,Ann,A,boss@x.io|BOSS@x.io|boss@x.io,G1|G1| G1,Manager|manager|Learner|learner,,\n\
+         2,boss@x.io,Bo,S,,G2|G1|G2|G3|G3,Admin|Administrator|Manager,,\n\
+         3,cy@x.io,Cy,C,ann@x.io|boss@x.io|ann@x.io,G1|G1,Manager|Manager,,\n",
+    ))
+    .await;
+}
+
+#[tokio::test]
 async fn both_stores_agree_on_every_rule_by_email_with_a_status_column() {
     let mut p = Pair::new(MatchKey::Email, MAPPING_WITH_STATUS, 2).await;
     p.apply(&rows(

@@ -47,7 +47,7 @@ impl Env {
     async fn roles_of(&self, email: &str) -> Vec<String> {
         self.db
             .rows(&format!(
-                "SELECT r.role FROM user_roles r JOIN users u ON u.id = r.user_id WHERE u.email = '{email}' ORDER BY 1"
+                "SELECT r.role FROM user_all_roles r JOIN users u ON u.id = r.user_id WHERE u.email = '{email}' ORDER BY 1"
             ))
             .await
     }
@@ -298,7 +298,10 @@ async fn deleting_a_user_group_or_tenant_removes_their_links_roles_and_change_lo
     };
     assert_eq!(count("user_managers").await, 1);
     assert_eq!(count("group_memberships").await, 2);
-    assert!(count("user_roles").await >= 3, "learners, manager, admin");
+    assert!(
+        count("user_all_roles").await >= 3,
+        "learners, manager, admin"
+    );
 
     // A user: their links both ways, roles, memberships and log entries go.
     e.db.db
@@ -340,4 +343,46 @@ async fn deleting_a_user_group_or_tenant_removes_their_links_roles_and_change_lo
     for table in ["users", "user_roles", "upload_changes", "uploads"] {
         assert_eq!(count(table).await, 0, "{table}");
     }
+}
+
+#[tokio::test]
+async fn a_first_load_stores_no_learner_rows_and_no_creation_entries_yet_lists_both() {
+    let e = env().await;
+    let up = e
+        .apply(
+            "1,ann@example.com,Ann,A,boss@example.com,,Learner\n\
+             2,boss@example.com,Bo,S,,,\n",
+        )
+        .await;
+    assert_eq!(up.rows_created, 2);
+    // Stored: the boss's Manager role only; no change-log entry per person.
+    assert_eq!(
+        e.db.rows("SELECT role FROM user_roles").await,
+        vec!["manager"]
+    );
+    assert_eq!(e.db.scalar("SELECT count(*) FROM upload_changes").await, 0);
+    // Read: both creations, in file order, and everyone a Learner.
+    let changes = userfeed::report::changes(&e.db.db, up.id).await.unwrap();
+    let listed: Vec<String> = changes
+        .iter()
+        .map(|c| format!("{} {}", c.kind, c.email))
+        .collect();
+    assert_eq!(
+        listed,
+        vec!["created ann@example.com", "created boss@example.com"]
+    );
+    let users = userfeed::report::users(&e.db.db, up.tenant_id)
+        .await
+        .unwrap();
+    let roles: Vec<String> = users
+        .iter()
+        .map(|u| format!("{} {}", u.user.email, u.roles.join(",")))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            "ann@example.com Learner",
+            "boss@example.com Learner,Manager"
+        ]
+    );
 }

@@ -736,7 +736,7 @@ pub async fn tenant_state(db: &TestDb, slug: &str) -> Vec<String> {
          JOIN tenants t ON t.id = g.tenant_id WHERE t.slug = '{slug}'
          UNION ALL
          SELECT 'role ' || u.email || ' ' || r.role
-         FROM user_roles r JOIN users u ON u.id = r.user_id
+         FROM user_all_roles r JOIN users u ON u.id = r.user_id
          JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
          ORDER BY 1"
     ))

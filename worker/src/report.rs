@@ -80,9 +80,26 @@ pub struct Change {
 }
 
 /// What an upload did, user by user: created, updated (with old and new
-/// values), reactivated, deactivated.
+/// values), reactivated, deactivated. Creations come from the users the
+/// upload created (`users.created_by_upload_id`), the rest from the change
+/// log (migration 0013).
 pub async fn changes<C: ConnectionTrait>(db: &C, upload_id: i64) -> Result<Vec<Change>, DbErr> {
     use crate::db::entity::upload_change;
+    let created = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            queries::CREATED_BY_UPLOAD,
+            [upload_id.into()],
+        ))
+        .await?;
+    let mut out = Vec::with_capacity(created.len());
+    for r in created {
+        out.push(Change {
+            email: r.try_get("", "email")?,
+            kind: "created".into(),
+            changes: None,
+        });
+    }
     let list = upload_change::Entity::find()
         .filter(upload_change::Column::UploadId.eq(upload_id))
         .order_by_asc(upload_change::Column::Kind)
@@ -97,14 +114,12 @@ pub async fn changes<C: ConnectionTrait>(db: &C, upload_id: i64) -> Result<Vec<C
         .into_iter()
         .map(|u| (u.id, u.email))
         .collect();
-    Ok(list
-        .into_iter()
-        .map(|c| Change {
-            email: emails.get(&c.user_id).cloned().unwrap_or_default(),
-            kind: c.kind,
-            changes: c.changes,
-        })
-        .collect())
+    out.extend(list.into_iter().map(|c| Change {
+        email: emails.get(&c.user_id).cloned().unwrap_or_default(),
+        kind: c.kind,
+        changes: c.changes,
+    }));
+    Ok(out)
 }
 
 /// The change log as a table.

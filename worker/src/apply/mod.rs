@@ -126,6 +126,12 @@ impl Plan {
             unchanged: 0,
         }
     }
+
+    /// No row to merge or link: every staged row matched its digest (or
+    /// nothing was staged).
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
 }
 
 /// A batch of parsed rows as a store writes it (see [`ApplyStore::prepare`]).
@@ -377,7 +383,9 @@ impl From<ApplyError> for UploadError {
     fn from(e: ApplyError) -> Self {
         match e {
             ApplyError::LeaseLost => UploadError::LeaseLost,
-            ApplyError::Db(e) if db::is_transient(&e) => UploadError::Transient(e.to_string()),
+            ApplyError::Db(e) if db::is_transient(&e) || db::is_unique_race(&e) => {
+                UploadError::Transient(e.to_string())
+            }
             ApplyError::Db(e) => UploadError::Fail(format!("internal database error: {e}")),
         }
     }
@@ -541,20 +549,23 @@ impl Pipeline {
         progress.unchanged += plan.unchanged;
         phase.lap("stage");
 
-        // Phase 2: merge.
+        // Phase 2: merge. An unchanged re-feed has nothing left to handle,
+        // and skips the statements (planning them alone cost about 3 ms of a
+        // 1,000-row re-feed's 20).
         let mut after = 0;
-        while let Some(last) = self
-            .store
-            .merge(
-                lease,
-                &rules,
-                &headers,
-                bound.has_status(),
-                (after, self.batch_size),
-                &plan,
-                progress,
-            )
-            .await?
+        while !plan.is_empty()
+            && let Some(last) = self
+                .store
+                .merge(
+                    lease,
+                    &rules,
+                    &headers,
+                    bound.has_status(),
+                    (after, self.batch_size),
+                    &plan,
+                    progress,
+                )
+                .await?
         {
             after = last;
             stops.check()?;
@@ -573,10 +584,11 @@ impl Pipeline {
                     plan
                 };
             let mut after = 0;
-            while let Some(last) = self
-                .store
-                .link(lease, &rules, &headers, (after, self.batch_size), &plan)
-                .await?
+            while !plan.is_empty()
+                && let Some(last) = self
+                    .store
+                    .link(lease, &rules, &headers, (after, self.batch_size), &plan)
+                    .await?
             {
                 after = last;
                 stops.check()?;

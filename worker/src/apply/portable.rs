@@ -202,6 +202,8 @@ where
     async fn begin(&self, lease: &Lease) -> Result<(), ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
+        // Not the last word either (see `ASYNC_COMMIT`).
+        txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
         exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
         exec(&txn, queries::DELETE_ROW_ERRORS, lease.upload_id).await?;
         exec(&txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;
@@ -703,7 +705,6 @@ where
                 continue;
             };
             let warned_before = warnings.len();
-            roles.insert((uid, Role::Learner)); // every user is a learner
             if let Some(cell) = &row.managers {
                 replace_managers_of.push(uid);
                 for email in split_list(cell) {
@@ -750,7 +751,9 @@ where
                 for name in split_list(cell) {
                     match Role::parse(name) {
                         Some(r) => {
-                            roles.insert((uid, r));
+                            if r.is_stored() {
+                                roles.insert((uid, r));
+                            }
                         }
                         None => warn(
                             &mut warnings,
@@ -839,7 +842,6 @@ where
     ) -> Result<Finish, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
-        exec(&txn, queries::LOG_CREATED, lease.upload_id).await?;
         let outcome = finish_in(&txn, lease, rules, deactivate_absent, progress).await?;
         exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
         txn.commit().await?;
@@ -929,10 +931,10 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
 
 /// Makes the counters those of the upload as a whole, not of this attempt:
 /// rows an earlier, interrupted attempt created or updated (and committed)
-/// were found unchanged by this one. The change log holds every attempt's
-/// committed changes, so the counts come from it, and the rows this attempt
-/// merged that the log does not account for are the unchanged ones. After
-/// an uninterrupted run this changes nothing.
+/// were found unchanged by this one. The users it created and the change
+/// log hold every attempt's committed changes, so the counts come from
+/// them, and the rows this attempt merged that they do not account for are
+/// the unchanged ones. After an uninterrupted run this changes nothing.
 async fn reconcile_with_log<C: ConnectionTrait>(
     txn: &C,
     upload_id: i64,

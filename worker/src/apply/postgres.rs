@@ -4,11 +4,10 @@
 //!
 //! Results are those of [`PortableStore`], the reference implementation, to
 //! the row: `tests/integration/equivalence.rs` applies the same files
-//! through both and compares every table. Two deliberate differences in
+//! through both and compares every table. One deliberate difference in
 //! form, not in effect: messages quote values as JSON strings do (the
 //! portable store uses Rust's debug quoting; they agree for every printable
-//! value), and users created are logged in each merge batch rather than at
-//! the end, like every other change.
+//! value).
 //!
 //! What runs where, and why it is fast, is in `docs/performance.md`.
 
@@ -220,6 +219,8 @@ impl ApplyStore for PgStore {
     ) -> Result<Plan, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
+        // The pending lines are not the last word (see `ASYNC_COMMIT`).
+        txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
         // The join to the tenant's users is planned as the merge would be
         // for a file of this size: hashed, or probed row by row.
         let planner = if staged.rows >= self.whole_file_rows {
@@ -330,7 +331,6 @@ impl ApplyStore for PgStore {
         deactivate_absent: bool,
         progress: &mut Progress,
     ) -> Result<Finish, ApplyError> {
-        // Creations were logged batch by batch (see the module doc).
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         // Per-tenant counts and lists: a generic plan may scan every tenant.

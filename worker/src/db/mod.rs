@@ -176,6 +176,21 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, 
     )
 }
 
+/// True when a statement lost a race to another writer of the same unique
+/// row (SQLSTATE 23505). The apply statements insert exact sets computed
+/// from their snapshot (users, and in whole-file mode links, without `ON
+/// CONFLICT`), so a row someone else added in between is a unique
+/// violation; retrying the upload later re-reads and finds it there.
+pub fn is_unique_race(err: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+        }
+        _ => false,
+    }
+}
+
 /// True when the error means "the database could not be reached or the
 /// connection broke", i.e. worth retrying later rather than failing an upload.
 pub fn is_transient(err: &DbErr) -> bool {

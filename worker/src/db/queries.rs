@@ -227,25 +227,23 @@ FROM upload_deactivations d JOIN users u ON u.id = d.user_id
 WHERE d.upload_id = $1 AND u.active
 "#;
 
-/// Logs the users an upload created, in one statement at the end (the
-/// merge inserts users without returning their ids). It runs in the finish
-/// transaction, which commits together with the upload's success, so no
-/// earlier attempt can have logged them already. `$1` upload.
-pub const LOG_CREATED: &str = r#"
-INSERT INTO upload_changes (upload_id, user_id, kind)
-SELECT created_by_upload_id, id, 'created' FROM users
-WHERE created_by_upload_id = $1
+/// The creations and updates an upload has made, over all its attempts.
+/// A retried upload re-merges rows an earlier attempt already committed and
+/// finds them unchanged; creations (`users.created_by_upload_id`, migration
+/// 0013) and the change log (never cleared between attempts) say what the
+/// upload as a whole did, so the final counters come from them. Reads
+/// `users_created_by_upload_idx` and `upload_changes_upload_idx`. `$1` upload.
+pub const COUNT_LOGGED_CHANGES: &str = r#"
+SELECT (SELECT count(*) FROM users WHERE created_by_upload_id = $1) AS created,
+       (SELECT count(*) FROM upload_changes
+        WHERE upload_id = $1 AND kind IN ('updated', 'reactivated')) AS updated
 "#;
 
-/// The creations and updates an upload has logged, over all its attempts.
-/// A retried upload re-merges rows an earlier attempt already committed and
-/// finds them unchanged; the log (never cleared between attempts) says what
-/// the upload as a whole did, so the final counters come from it. Reads
-/// `upload_changes_upload_idx` only. `$1` upload.
-pub const COUNT_LOGGED_CHANGES: &str = r#"
-SELECT count(*) FILTER (WHERE kind = 'created') AS created,
-       count(*) FILTER (WHERE kind IN ('updated', 'reactivated')) AS updated
-FROM upload_changes WHERE upload_id = $1 AND kind IN ('created', 'updated', 'reactivated')
+/// The users an upload created, in the order it created them, for its
+/// change log (`report::changes`): creations are not logged as entries
+/// (migration 0013). `$1` upload.
+pub const CREATED_BY_UPLOAD: &str = r#"
+SELECT id, email FROM users WHERE created_by_upload_id = $1 ORDER BY id
 "#;
 
 /// Keeps an upload's first `$2` row problems by line and deletes the rest
@@ -366,7 +364,8 @@ pub const SET_FILE_PLANNER: &str = "SET LOCAL plan_cache_mode = force_custom_pla
 /// [`MARK_DUPLICATES_PLANNER`].)
 pub const ANALYZE_LINKED: &str = "ANALYZE users, user_managers, group_memberships, user_roles";
 
-/// Commits a batch transaction without waiting for its WAL to reach disk.
+/// Commits a batch transaction without waiting for its WAL to reach disk
+/// (also an attempt's start and its classification after staging).
 ///
 /// Safe here because no batch is the last word: if the server crashes and
 /// loses the last batches committed this way, the upload is still `running`
@@ -409,11 +408,13 @@ pub const DELETE_ROW_ERRORS: &str = "DELETE FROM upload_row_errors WHERE upload_
 
 /// Each user's roles, managers' emails and group IDs, comma-joined and
 /// sorted, for `userfeed users list`. Correlated subqueries over the
-/// per-user primary keys and indexes. `$1` tenant.
+/// per-user primary keys and indexes. Roles come from `user_all_roles`,
+/// which lists the implicit Learner of every user (migration 0013). `$1`
+/// tenant.
 pub const USER_LINKS: &str = r#"
 SELECT u.id,
        COALESCE((SELECT string_agg(r.role, ',' ORDER BY r.role)
-                 FROM user_roles r WHERE r.user_id = u.id), '') AS roles,
+                 FROM user_all_roles r WHERE r.user_id = u.id), '') AS roles,
        COALESCE((SELECT string_agg(m.email, ',' ORDER BY m.email)
                  FROM user_managers um JOIN users m ON m.id = um.manager_id
                  WHERE um.user_id = u.id), '') AS managers,
@@ -656,10 +657,14 @@ asking AS MATERIALIZED (
             r#")
 ),
 owners AS MATERIALIZED (
+    -- The guard is a one-time filter: a tenant with no users yet (a first
+    -- load) owns nothing, and then `asking` is not even read (1.1 s to
+    -- materialize and 0.6 s to hash at 1,000,000 new people).
     SELECT k.line, o.id FROM asking k
     JOIN users o ON o.tenant_id = $4 AND "#,
             $owner,
             r#"
+    WHERE EXISTS (SELECT FROM users t WHERE t.tenant_id = $4)
 ),
 looked AS MATERIALIZED (
     SELECT k.*, "#,
@@ -779,11 +784,6 @@ created AS (
            CASE WHEN f.want_active THEN NULL ELSE now() END, f.digest
     FROM final f WHERE f.outcome = 'create'
     ORDER BY f.line
-    RETURNING id
-),
-created_log AS (
-    INSERT INTO upload_changes (upload_id, user_id, kind)
-    SELECT $1, id, 'created' FROM created
 ),
 updated AS (
     UPDATE users u
@@ -995,9 +995,9 @@ named_roles AS MATERIALIZED (
     WHERE l.roles IS NOT NULL AND c.item <> ''
 ),
 roles_wanted AS (
-    SELECT uid, 'learner' AS role FROM listed
-    UNION SELECT mid, 'manager' FROM wanted
-    UNION SELECT uid, role FROM named_roles WHERE role IS NOT NULL
+    -- Learner is implicit (every user is one; migration 0013): never a row.
+    SELECT mid AS uid, 'manager' AS role FROM wanted
+    UNION SELECT uid, role FROM named_roles WHERE role IN ('manager', 'administrator')
 ),
 granted AS (
     INSERT INTO user_roles (user_id, role)
@@ -1017,8 +1017,22 @@ granted AS (
 /// against the link table itself: cheaper, measured, than first collecting
 /// the listed users' links). Cells arrive trimmed from staging (`PgStore`
 /// writes each list as its items joined by `|`), so they are only split.
-/// Memberships and roles rely on `ON CONFLICT DO NOTHING` for the rare
-/// item repeated in one cell rather than removing duplicates from every row.
+///
+/// The inserts are exact sets (an item repeated in one cell counts at its
+/// first position only; then minus what is there) with no `ON CONFLICT`:
+/// its speculative insertion probes the unique index once more per row,
+/// measured at about twice a plain insert (500,000 pairs: 1.2 s against
+/// 0.6 s), which a first load pays for every link it writes. A link added by
+/// someone else between this statement's snapshot and its insert is a
+/// unique violation, which is transient (`db::is_unique_race`): the retry
+/// finds the link there.
+///
+/// Each insert arrives in key order, because order decides the cost of
+/// the primary-key insertions: 1,500,000 memberships took 4.5 s in line
+/// order and 12.9 s in a hash aggregate's order (psql, one run each). So
+/// repeats are dropped by position instead of by `DISTINCT`, which keeps
+/// the join's order (users, hence lines), and roles, which need a
+/// `DISTINCT` over managers, are sorted before they are inserted.
 macro_rules! link_file {
     (key = $key:literal) => {
         concat!(
@@ -1027,19 +1041,26 @@ macro_rules! link_file {
 listed AS MATERIALIZED (
     SELECT s.line, s.managers, s.groups, s.roles, u.id AS uid
     FROM staged s
-    JOIN users u ON u.tenant_id = $4 AND "#, $key, r#" = s.match_key
+    JOIN users u ON u.tenant_id = $4 AND "#,
+            $key,
+            r#" = s.match_key
 ),
 mgr AS MATERIALIZED (
-    SELECT c.line, c.uid, c.item, c.pos, m.id AS mid
-    FROM (SELECT l.line, l.uid, x.item, x.pos
+    SELECT c.line, c.uid, c.item, c.pos, m.id AS mid, c.first
+    FROM (SELECT l.line, l.uid, x.item, x.low, x.pos,
+                 x.pos = 1 OR NOT (x.low = ANY (a.low[1:x.pos - 1])) AS first
           FROM listed l
-          CROSS JOIN LATERAL unnest(string_to_array(l.managers, '|')) WITH ORDINALITY AS x (item, pos)
+          CROSS JOIN LATERAL (SELECT string_to_array(l.managers, '|') AS items,
+                                     string_to_array(lower(l.managers), '|') AS low) a
+          CROSS JOIN LATERAL unnest(a.items, a.low) WITH ORDINALITY AS x (item, low, pos)
           WHERE l.managers IS NOT NULL) c
-    LEFT JOIN users m ON m.tenant_id = $4 AND lower(m.email) = lower(c.item)
+    LEFT JOIN users m ON m.tenant_id = $4 AND lower(m.email) = c.low
     WHERE c.item <> ''
 ),
 wanted AS MATERIALIZED (
-    SELECT DISTINCT uid, mid FROM mgr WHERE mid IS NOT NULL AND mid <> uid
+    -- One row per line names a person once (unique emails, any case), so
+    -- the first naming in each cell is already the distinct set.
+    SELECT uid, mid FROM mgr WHERE mid IS NOT NULL AND mid <> uid AND first
 ),
 had AS MATERIALIZED (
     SELECT um.user_id AS uid, um.manager_id AS mid
@@ -1059,13 +1080,14 @@ linked AS (
     SELECT w.uid, w.mid FROM wanted w
     LEFT JOIN had h ON h.uid = w.uid AND h.mid = w.mid
     WHERE h.uid IS NULL
-    ON CONFLICT DO NOTHING
 ),
 grp AS MATERIALIZED (
-    SELECT c.line, c.uid, c.item, c.pos, g.id AS gid
-    FROM (SELECT l.line, l.uid, x.item, x.pos
+    SELECT c.line, c.uid, c.item, c.pos, g.id AS gid, c.first
+    FROM (SELECT l.line, l.uid, x.item, x.pos,
+                 x.pos = 1 OR NOT (x.item = ANY (a.items[1:x.pos - 1])) AS first
           FROM listed l
-          CROSS JOIN LATERAL unnest(string_to_array(l.groups, '|')) WITH ORDINALITY AS x (item, pos)
+          CROSS JOIN LATERAL (SELECT string_to_array(l.groups, '|') AS items) a
+          CROSS JOIN LATERAL unnest(a.items) WITH ORDINALITY AS x (item, pos)
           WHERE l.groups IS NOT NULL) c
     LEFT JOIN groups g ON g.tenant_id = $4 AND g.group_key = c.item
     WHERE c.item <> ''
@@ -1073,10 +1095,9 @@ grp AS MATERIALIZED (
 joined AS (
     INSERT INTO group_memberships (group_id, user_id, created_by_upload_id)
     SELECT g.gid, g.uid, $1::bigint FROM grp g
-    WHERE g.gid IS NOT NULL
+    WHERE g.gid IS NOT NULL AND g.first
       AND NOT EXISTS (SELECT FROM group_memberships gm
                       WHERE gm.group_id = g.gid AND gm.user_id = g.uid)
-    ON CONFLICT DO NOTHING
 ),
 named_roles AS MATERIALIZED (
     SELECT l.line, l.uid, c.item, c.pos,
@@ -1091,15 +1112,15 @@ named_roles AS MATERIALIZED (
     WHERE l.roles IS NOT NULL AND c.item <> ''
 ),
 roles_wanted AS (
-    SELECT uid, 'learner' AS role FROM listed
-    UNION ALL SELECT DISTINCT mid, 'manager' FROM wanted
-    UNION ALL SELECT DISTINCT uid, role FROM named_roles WHERE role IS NOT NULL
+    -- Learner is implicit (every user is one; migration 0013): never a row.
+    SELECT mid AS uid, 'manager' AS role FROM wanted
+    UNION SELECT uid, role FROM named_roles WHERE role IN ('manager', 'administrator')
 ),
 granted AS (
     INSERT INTO user_roles (user_id, role)
     SELECT w.uid, w.role FROM roles_wanted w
     WHERE NOT EXISTS (SELECT FROM user_roles ur WHERE ur.user_id = w.uid AND ur.role = w.role)
-    ON CONFLICT DO NOTHING
+    ORDER BY w.uid, w.role
 ),
 "#,
             link_warnings!()

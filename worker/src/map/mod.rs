@@ -268,7 +268,8 @@ pub struct FileHeaders {
 /// A platform role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
-    /// Every user.
+    /// Every user: implicit, never stored as a row (migration 0013), and
+    /// listed for every user.
     Learner,
     /// Manages others (also granted to anyone listed as a manager).
     Manager,
@@ -285,6 +286,12 @@ impl Role {
             "administrator" | "admin" => Some(Role::Administrator),
             _ => None,
         }
+    }
+
+    /// Whether the role is kept as a `user_roles` row. Learner is not: every
+    /// user is one, so a first file need not write a row per person.
+    pub fn is_stored(self) -> bool {
+        !matches!(self, Role::Learner)
     }
 
     /// The stored name.
