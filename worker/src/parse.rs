@@ -482,6 +482,31 @@ impl<R: AsyncRead + Unpin> AsyncRead for NormaliseNewlines<R> {
             }
             let before = out.filled().len();
             while this.start < this.end && out.remaining() > 0 {
+                // A run of bytes that end nothing and open nothing goes out
+                // at once: each would leave a quoted field quoted and make
+                // anything else unquoted text, and count towards the record.
+                // (Byte by byte this loop was a tenth of an import's CPU.)
+                let avail = (this.end - this.start).min(out.remaining());
+                let run = this.buf[this.start..this.start + avail]
+                    .iter()
+                    .position(|&b| matches!(b, b'\r' | b'\n' | b'"' | b','))
+                    .unwrap_or(avail);
+                if run > 0 {
+                    out.put_slice(&this.buf[this.start..this.start + run]);
+                    this.start += run;
+                    this.after_cr = false;
+                    if this.csv != CsvState::Quoted {
+                        this.csv = CsvState::Unquoted;
+                    }
+                    this.record += run as u64;
+                    if this.record > this.limits.max_record_bytes {
+                        return Poll::Ready(Err(limit_error(LimitExceeded::RecordBytes {
+                            line: this.record_line,
+                            limit: this.limits.max_record_bytes,
+                        })));
+                    }
+                    continue;
+                }
                 let b = this.buf[this.start];
                 this.start += 1;
                 let emitted = match b {
@@ -595,6 +620,54 @@ mod tests {
             assert_eq!(h, vec!["email", "name"]);
             let lines: Vec<u64> = r.iter().map(|(l, _)| *l).collect();
             assert_eq!(lines, vec![2, 4], "{:?}", String::from_utf8_lossy(bytes));
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_of_ordinary_bytes_come_out_as_they_went_in_with_line_ends_normalised() {
+        use tokio::io::AsyncReadExt;
+        // Seeded bytes from an alphabet of ordinary and special bytes, read
+        // whole and one byte at a time: the run fast path must give what a
+        // byte-by-byte rewrite gives.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..200 {
+            let mut data = Vec::new();
+            for _ in 0..(seed % 300) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                data.push(b"ab,\"\r\n x"[(seed % 8) as usize]);
+            }
+            let mut want = Vec::new();
+            let mut after_cr = false;
+            for &b in &data {
+                match b {
+                    b'\r' => {
+                        want.push(b'\n');
+                        after_cr = true;
+                    }
+                    b'\n' if after_cr => after_cr = false,
+                    _ => {
+                        want.push(b);
+                        after_cr = false;
+                    }
+                }
+            }
+            if want.last().is_some_and(|&b| b != b'\n') {
+                want.push(b'\n');
+            }
+            let mut whole = Vec::new();
+            NormaliseNewlines::new(&data[..])
+                .read_to_end(&mut whole)
+                .await
+                .unwrap();
+            assert_eq!(whole, want, "{:?}", String::from_utf8_lossy(&data));
+            let mut slow = Vec::new();
+            NormaliseNewlines::new(tokio_test_reader(data.clone()))
+                .read_to_end(&mut slow)
+                .await
+                .unwrap();
+            assert_eq!(slow, want, "{:?}", String::from_utf8_lossy(&data));
         }
     }
 
