@@ -497,7 +497,13 @@ impl Pipeline {
         )
         .map_err(|e| UploadError::Fail(e.to_string()))?;
 
-        self.store.begin(lease).await?;
+        // A first attempt has nothing of an earlier one to drop: every
+        // claim bumps the token, which a new upload row starts at 0, so token
+        // 1 is the row's first attempt (its counters are still zero). This
+        // spares a 1,000-row re-feed a transaction of six statements.
+        if lease.token > 1 {
+            self.store.begin(lease).await?;
+        }
         *progress = Progress::default();
         let mut phase = PhaseClock::start();
 
@@ -524,10 +530,15 @@ impl Pipeline {
             deactivate_absent: !bound.has_status(),
             ..Staged::default()
         };
+        // A merge or link call that reaches the last staged line ends its
+        // phase: the call after it would only find nothing, at the price of
+        // planning a large statement (about 5 ms of a 1,000-row first load).
+        let mut last_line = 0;
         while let Some(batch) = rx.recv().await {
             let batch = batch?;
             staged.rows += batch.staged;
             staged.repeat_hints += batch.repeat_hints;
+            last_line = last_line.max(batch.last_line);
             progress.rows_read += batch.rows_read;
             progress.rejected += batch.rejected;
             progress.problems_dropped += batch.problems_dropped;
@@ -569,6 +580,9 @@ impl Pipeline {
         {
             after = last;
             stops.check()?;
+            if u64::try_from(last).is_ok_and(|l| l >= last_line) {
+                break;
+            }
         }
         phase.lap("merge");
 
@@ -592,6 +606,9 @@ impl Pipeline {
             {
                 after = last;
                 stops.check()?;
+                if u64::try_from(last).is_ok_and(|l| l >= last_line) {
+                    break;
+                }
             }
             phase.lap("link");
         }
@@ -640,6 +657,8 @@ struct ParsedBatch {
     staged: u64,
     /// Of those, rows hinted as possible repeats.
     repeat_hints: u64,
+    /// The highest line of those (0 for none).
+    last_line: u64,
     /// Rows rejected outright.
     rejected: u64,
     /// Row problems found but not kept (over `limits.max_row_problems`).
@@ -658,6 +677,7 @@ impl ParsedBatch {
         self.rows_read += next.rows_read;
         self.staged += next.staged;
         self.repeat_hints += next.repeat_hints;
+        self.last_line = self.last_line.max(next.last_line);
         self.rejected += next.rejected;
         self.problems_dropped += next.problems_dropped;
         None
@@ -775,6 +795,7 @@ async fn parse_batches<R>(
                 rows_read: std::mem::take(rows_read),
                 staged: staged.len() as u64,
                 repeat_hints: staged.iter().filter(|r| r.repeat_hint).count() as u64,
+                last_line: staged.iter().map(|r| r.line).max().unwrap_or(0),
                 rejected: rejected_rows,
                 problems_dropped: dropped,
                 payload: target.store.prepare(target.upload_id, staged, rejected),
