@@ -32,6 +32,16 @@ async fn migrations_run_by_many_processes_at_once_take_turns_and_apply_each_once
     );
 }
 
+/// The roles of the test's three users, Learner included, as 0012 stored
+/// them and as `user_all_roles` lists them after 0013.
+const EVERY_ROLE: [&str; 5] = [
+    "100 learner",
+    "100 manager",
+    "101 learner",
+    "102 administrator",
+    "102 learner",
+];
+
 /// Applies the migrations before `name` (from an empty database), or rolls
 /// back to just before it, by position, so later migrations do not move it.
 async fn at_migration(db: &sea_orm::DatabaseConnection, name: &str, up: bool) {
@@ -84,13 +94,7 @@ async fn migration_0013_turns_learner_rows_and_creation_entries_into_the_implici
     assert_eq!(
         db.rows("SELECT user_id || ' ' || role FROM user_all_roles ORDER BY 1")
             .await,
-        vec![
-            "100 learner",
-            "100 manager",
-            "101 learner",
-            "102 administrator",
-            "102 learner"
-        ],
+        EVERY_ROLE,
         "readers still see every user as a Learner"
     );
     assert_eq!(
@@ -119,13 +123,7 @@ async fn migration_0013_turns_learner_rows_and_creation_entries_into_the_implici
     assert_eq!(
         db.rows("SELECT user_id || ' ' || role FROM user_roles ORDER BY 1")
             .await,
-        vec![
-            "100 learner",
-            "100 manager",
-            "101 learner",
-            "102 administrator",
-            "102 learner"
-        ]
+        EVERY_ROLE
     );
     assert_eq!(
         db.rows("SELECT upload_id || ' ' || user_id || ' ' || kind FROM upload_changes ORDER BY 1")
