@@ -181,14 +181,13 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, 
 /// from their snapshot (users, and in whole-file mode links, without `ON
 /// CONFLICT`), so a row someone else added in between is a unique
 /// violation; retrying the upload later re-reads and finds it there.
+/// (Retries stop at `jobs.max_attempts`, so a violation that is not a race
+/// still fails the upload in the end.)
 pub fn is_unique_race(err: &DbErr) -> bool {
-    use sea_orm::{RuntimeErr, sqlx};
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            matches!(e.as_ref(), sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
-        }
-        _ => false,
-    }
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }
 
 /// True when the error means "the database could not be reached or the
