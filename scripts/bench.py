@@ -215,14 +215,30 @@ def naive_rows_per_s(rows):
     return rows / (time.perf_counter() - start)
 
 
+def named_query(area, name):
+    """A named statement of the daemon's SQL, read from its one home
+    (worker/src/db/sql/postgres/<area>.sql): the lines after `-- name: <name>`
+    and its comment header, up to the next named block."""
+    path = os.path.join(os.path.dirname(__file__), "..", "worker", "src", "db", "sql", "postgres", area + ".sql")
+    body, inside = [], False
+    for line in open(path):
+        if line.startswith(("-- name:", "-- fragment:")):
+            if inside:
+                break
+            inside = line.split(":", 1)[1].strip() == name
+            continue
+        if inside and (body or not line.startswith("--")):
+            body.append(line)
+    sql = "".join(body).strip().rstrip(";")
+    if not sql or "{{" in sql:
+        raise SystemExit(f"{name} not found, or templated, in {path}")
+    return sql
+
+
 def claim_sql():
-    """The claim query exactly as the daemon runs it, read from its one home
-    (worker/src/db/queries.rs), with the lease owner and length filled in."""
-    src = open(os.path.join(os.path.dirname(__file__), "..", "worker", "src", "db", "queries.rs")).read()
-    m = re.search(r'pub const CLAIM: &str = r#"(.*?)"#;', src, re.S)
-    if not m:
-        raise SystemExit("CLAIM not found in worker/src/db/queries.rs")
-    return m.group(1).replace("$1", "'bench'").replace("$2", "600").strip()
+    """The claim query exactly as the daemon runs it, with the lease owner
+    and length filled in."""
+    return named_query("queue", "claim").replace("$1", "'bench'").replace("$2", "600")
 
 
 def claims_per_s(tenants, backlog):

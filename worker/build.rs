@@ -1,11 +1,34 @@
-//! Records the commit the binary is built from, for the metric
+//! Generates the named queries from `src/db/sql` (see `build/sql.rs`), and
+//! records the commit the binary is built from, for the metric
 //! `userfeed_build_info` and the daemon's start log line. `USERFEED_BUILD_COMMIT`
 //! wins (container builds have no `.git`: pass it as a build argument);
 //! otherwise `git` is asked; otherwise `unknown`.
 
 use std::process::Command;
 
+#[path = "build/sql.rs"]
+mod sql;
+#[path = "src/rules/text.rs"]
+#[allow(dead_code)]
+mod text;
+
+/// The backends with a folder of named queries under `src/db/sql`.
+const BACKENDS: &[&str] = &["postgres"];
+
 fn main() {
+    // The named queries: one generated module per backend (see build/sql.rs).
+    println!("cargo:rerun-if-changed=src/db/sql");
+    println!("cargo:rerun-if-changed=src/rules/text.rs");
+    println!("cargo:rerun-if-changed=build/sql.rs");
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    for backend in BACKENDS {
+        let code = sql::generate(
+            std::path::Path::new(&format!("src/db/sql/{backend}")),
+            backend,
+        );
+        std::fs::write(out.join(format!("queries_{backend}.rs")), code).unwrap();
+    }
+
     println!("cargo:rerun-if-env-changed=USERFEED_BUILD_COMMIT");
     let commit = std::env::var("USERFEED_BUILD_COMMIT")
         .ok()

@@ -17,4 +17,5 @@ mod plans;
 mod preview;
 mod queue;
 mod retry;
+mod sql;
 mod tls;

@@ -26,6 +26,7 @@ pub mod jobs;
 pub mod map;
 pub mod parse;
 pub mod report;
+pub mod rules;
 pub mod source;
 pub mod telemetry;
 pub mod tenants;

@@ -24,6 +24,7 @@ use crate::db::entity::{
 };
 use crate::db::queries;
 use crate::map::{FileHeaders, MatchKey, Role, RowError, split_list};
+use crate::rules::text;
 
 /// [`ApplyStore`] over any sea-orm connection.
 ///
@@ -390,10 +391,7 @@ where
                         &mut errors,
                         row.line,
                         headers.email.clone(),
-                        format!(
-                            "email {:?} already belongs to another user",
-                            row.email.as_deref().unwrap_or("")
-                        ),
+                        text::EMAIL_TAKEN.render(&[row.email.as_deref().unwrap_or("")]),
                     );
                     continue;
                 }
@@ -407,7 +405,7 @@ where
                         &mut errors,
                         row.line,
                         headers.external_id.clone(),
-                        format!("external ID {x:?} already belongs to another user"),
+                        text::EXTERNAL_ID_TAKEN.render(&[x]),
                     );
                     continue;
                 }
@@ -434,7 +432,7 @@ where
                             &mut errors,
                             row.line,
                             headers.email.clone(),
-                            "email is required to create a user".into(),
+                            text::EMAIL_REQUIRED.render(&[]),
                         );
                         continue;
                     };
@@ -713,15 +711,13 @@ where
                             &mut warnings,
                             row.line,
                             &headers.managers,
-                            format!(
-                                "manager {email:?} is not a user of this tenant; that link was skipped"
-                            ),
+                            text::UNKNOWN_MANAGER.render(&[email]),
                         ),
                         Some(&m) if m == uid => warn(
                             &mut warnings,
                             row.line,
                             &headers.managers,
-                            "a user cannot be their own manager; that link was skipped".into(),
+                            text::SELF_MANAGER.render(&[]),
                         ),
                         Some(&m) => {
                             links.insert((uid, m));
@@ -740,9 +736,7 @@ where
                             &mut warnings,
                             row.line,
                             &headers.groups,
-                            format!(
-                                "group {key:?} is not a group of this tenant; membership skipped"
-                            ),
+                            text::UNKNOWN_GROUP.render(&[key]),
                         ),
                     }
                 }
@@ -759,9 +753,7 @@ where
                             &mut warnings,
                             row.line,
                             &headers.roles,
-                            format!(
-                                "unknown role {name:?}; expected Learner, Manager or Administrator"
-                            ),
+                            text::UNKNOWN_ROLE.render(&[name]),
                         ),
                     }
                 }

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rules::text;
+
 pub mod tools;
 
 /// Which field identifies a person across files.
@@ -278,38 +280,32 @@ pub enum Role {
 }
 
 impl Role {
-    /// Parses a role name in any case.
+    /// Every role, in the order of [`text::ROLE_NAMES`].
+    const ALL: [Role; 3] = [Role::Learner, Role::Manager, Role::Administrator];
+
+    fn names(self) -> &'static text::RoleName {
+        &text::ROLE_NAMES[self as usize]
+    }
+
+    /// Parses a role name (or alias, such as `admin`) in any case.
     pub fn parse(s: &str) -> Option<Role> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "learner" => Some(Role::Learner),
-            "manager" => Some(Role::Manager),
-            "administrator" | "admin" => Some(Role::Administrator),
-            _ => None,
-        }
+        text::role_index(s).map(|i| Role::ALL[i])
     }
 
     /// Whether the role is kept as a `user_roles` row. Learner is not: every
     /// user is one, so a first file need not write a row per person.
     pub fn is_stored(self) -> bool {
-        !matches!(self, Role::Learner)
+        self.names().is_row
     }
 
     /// The stored name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Learner => "learner",
-            Role::Manager => "manager",
-            Role::Administrator => "administrator",
-        }
+        self.names().stored
     }
 
     /// The name people read: `Learner`, `Manager`, `Administrator`.
     pub fn display_name(self) -> &'static str {
-        match self {
-            Role::Learner => "Learner",
-            Role::Manager => "Manager",
-            Role::Administrator => "Administrator",
-        }
+        self.names().display
     }
 }
 
@@ -761,6 +757,17 @@ impl RowOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_role_reads_its_own_names_from_the_one_table() {
+        for (i, role) in Role::ALL.into_iter().enumerate() {
+            assert_eq!(role as usize, i);
+            assert_eq!(Role::parse(role.display_name()), Some(role));
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("Admin"), Some(Role::Administrator));
+        assert!(!Role::Learner.is_stored() && Role::Manager.is_stored());
+    }
 
     fn mapping(status: bool) -> Mapping {
         let mut m = Mapping::default();

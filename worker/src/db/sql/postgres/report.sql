@@ -1,0 +1,25 @@
+-- What people read: the change log's creations and each user's links.
+
+-- name: created_by_upload
+-- The users an upload created, in the order it created them, for its
+-- change log (`report::changes`): creations are not logged as entries
+-- (migration 0013). `$1` upload.
+SELECT id, email FROM users WHERE created_by_upload_id = $1 ORDER BY id;
+
+-- name: user_links
+-- Each user's roles, managers' emails and group IDs, comma-joined and
+-- sorted, for `userfeed users list`. Correlated subqueries over the
+-- per-user primary keys and indexes. Roles come from `user_all_roles`,
+-- which lists the implicit Learner of every user (migration 0013). `$1`
+-- tenant.
+SELECT u.id,
+       COALESCE((SELECT string_agg(r.role, ',' ORDER BY r.role)
+                 FROM user_all_roles r WHERE r.user_id = u.id), '') AS roles,
+       COALESCE((SELECT string_agg(m.email, ',' ORDER BY m.email)
+                 FROM user_managers um JOIN users m ON m.id = um.manager_id
+                 WHERE um.user_id = u.id), '') AS managers,
+       COALESCE((SELECT string_agg(g.group_key, ',' ORDER BY g.group_key)
+                 FROM group_memberships gm JOIN groups g ON g.id = gm.group_id
+                 WHERE gm.user_id = u.id), '') AS groups
+FROM users u
+WHERE u.tenant_id = $1;

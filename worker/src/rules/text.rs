@@ -1,0 +1,173 @@
+//! The feed's customer-facing row messages and role names: their one home.
+//!
+//! The portable store renders these messages in Rust and the PostgreSQL
+//! store's set-based statements carry them as SQL expressions. `build.rs`
+//! writes those expressions from the definitions below, so both stores say
+//! exactly the same thing. This file is also compiled into `build.rs`
+//! (`#[path]`), which is why it uses `std` only.
+
+/// A row message: a template whose `{}` takes a value as it is (a line
+/// number) and whose `{:?}` takes a value quoted (a cell's text, quoted as
+/// Rust's `Debug` and PostgreSQL's `to_json(..)::text` both quote it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Message(pub &'static str);
+
+/// A row that would create a user but has no email.
+pub const EMAIL_REQUIRED: Message = Message("email is required to create a user");
+/// A row asking for an email another user of the tenant has.
+pub const EMAIL_TAKEN: Message = Message("email {:?} already belongs to another user");
+/// A row asking for an external ID another user of the tenant has.
+pub const EXTERNAL_ID_TAKEN: Message = Message("external ID {:?} already belongs to another user");
+/// A row repeating the key of an earlier line of the file.
+pub const DUPLICATE_ROW: Message =
+    Message("duplicate of line {}: the same person appears twice; this row was skipped");
+/// A manager cell naming nobody of the tenant.
+pub const UNKNOWN_MANAGER: Message =
+    Message("manager {:?} is not a user of this tenant; that link was skipped");
+/// A row naming its own person as manager.
+pub const SELF_MANAGER: Message =
+    Message("a user cannot be their own manager; that link was skipped");
+/// A group cell naming no group of the tenant.
+pub const UNKNOWN_GROUP: Message =
+    Message("group {:?} is not a group of this tenant; membership skipped");
+/// A roles cell naming no role.
+pub const UNKNOWN_ROLE: Message =
+    Message("unknown role {:?}; expected Learner, Manager or Administrator");
+
+/// Every row message, by the name `build.rs` accepts in `.sql` files.
+pub const MESSAGES: [(&str, Message); 8] = [
+    ("EMAIL_REQUIRED", EMAIL_REQUIRED),
+    ("EMAIL_TAKEN", EMAIL_TAKEN),
+    ("EXTERNAL_ID_TAKEN", EXTERNAL_ID_TAKEN),
+    ("DUPLICATE_ROW", DUPLICATE_ROW),
+    ("UNKNOWN_MANAGER", UNKNOWN_MANAGER),
+    ("SELF_MANAGER", SELF_MANAGER),
+    ("UNKNOWN_GROUP", UNKNOWN_GROUP),
+    ("UNKNOWN_ROLE", UNKNOWN_ROLE),
+];
+
+/// One piece of a message template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// Text as written.
+    Text(&'a str),
+    /// A value as it is (`{}`).
+    Plain,
+    /// A value quoted (`{:?}`).
+    Quoted,
+}
+
+impl Message {
+    /// The template's pieces, in order.
+    pub fn pieces(self) -> Vec<Piece<'static>> {
+        let mut out = Vec::new();
+        let mut rest = self.0;
+        while let Some(at) = rest.find('{') {
+            let (plain, quoted) = (rest[at..].starts_with("{}"), rest[at..].starts_with("{:?}"));
+            if !plain && !quoted {
+                panic!(
+                    "message {:?}: only {{}} and {{:?}} are placeholders",
+                    self.0
+                );
+            }
+            if at > 0 {
+                out.push(Piece::Text(&rest[..at]));
+            }
+            out.push(if plain { Piece::Plain } else { Piece::Quoted });
+            rest = &rest[at + if plain { 2 } else { 4 }..];
+        }
+        if !rest.is_empty() {
+            out.push(Piece::Text(rest));
+        }
+        out
+    }
+
+    /// The message with `args` in its placeholders, in order.
+    pub fn render(self, args: &[&str]) -> String {
+        let mut args = args.iter();
+        let mut out = String::with_capacity(self.0.len() + 16);
+        for piece in self.pieces() {
+            let mut arg = || {
+                *args
+                    .next()
+                    .unwrap_or_else(|| panic!("{:?}: too few values", self.0))
+            };
+            match piece {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Plain => out.push_str(arg()),
+                Piece::Quoted => out.push_str(&format!("{:?}", arg())),
+            }
+        }
+        out
+    }
+}
+
+/// A platform role as files name it and as it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleName {
+    /// The stored name (`user_roles.role`, lower case).
+    pub stored: &'static str,
+    /// The name people read.
+    pub display: &'static str,
+    /// Other names a file may use (lower case).
+    pub aliases: &'static [&'static str],
+    /// Whether the role is a `user_roles` row. Learner is not: every user
+    /// is one (migration 0013).
+    pub is_row: bool,
+}
+
+/// Every role, in `map::Role`'s order.
+pub const ROLE_NAMES: [RoleName; 3] = [
+    RoleName {
+        stored: "learner",
+        display: "Learner",
+        aliases: &[],
+        is_row: false,
+    },
+    RoleName {
+        stored: "manager",
+        display: "Manager",
+        aliases: &[],
+        is_row: true,
+    },
+    RoleName {
+        stored: "administrator",
+        display: "Administrator",
+        aliases: &["admin"],
+        is_row: true,
+    },
+];
+
+/// The role a file's name means, any case, surrounding space ignored.
+pub fn role_index(name: &str) -> Option<usize> {
+    let name = name.trim().to_ascii_lowercase();
+    ROLE_NAMES
+        .iter()
+        .position(|r| r.stored == name || r.aliases.contains(&name.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_renders_plain_and_quoted_values_in_order() {
+        assert_eq!(
+            DUPLICATE_ROW.render(&["2"]),
+            "duplicate of line 2: the same person appears twice; this row was skipped"
+        );
+        assert_eq!(
+            EMAIL_TAKEN.render(&["a\"b"]),
+            r#"email "a\"b" already belongs to another user"#
+        );
+        assert_eq!(SELF_MANAGER.render(&[]), SELF_MANAGER.0);
+    }
+
+    #[test]
+    fn every_role_is_found_by_its_names_in_any_case() {
+        assert_eq!(role_index(" ADMIN "), Some(2));
+        assert_eq!(role_index("Manager"), Some(1));
+        assert_eq!(role_index("learner"), Some(0));
+        assert_eq!(role_index("wizard"), None);
+    }
+}
