@@ -442,7 +442,7 @@ struct LinkFailsOnce {
 
 #[async_trait::async_trait]
 impl ApplyStore for LinkFailsOnce {
-    async fn begin(&self, l: &userfeed::apply::Lease) -> Result<(), userfeed::apply::ApplyError> {
+    async fn begin(&self, l: &userfeed::jobs::Lease) -> Result<(), userfeed::apply::ApplyError> {
         self.inner.begin(l).await
     }
     fn prepare(
@@ -455,7 +455,7 @@ impl ApplyStore for LinkFailsOnce {
     }
     async fn stage(
         &self,
-        l: &userfeed::apply::Lease,
+        l: &userfeed::jobs::Lease,
         batch: &userfeed::apply::Prepared,
         p: &userfeed::apply::Progress,
     ) -> Result<(), userfeed::apply::ApplyError> {
@@ -463,7 +463,7 @@ impl ApplyStore for LinkFailsOnce {
     }
     async fn staged(
         &self,
-        l: &userfeed::apply::Lease,
+        l: &userfeed::jobs::Lease,
         r: &userfeed::apply::TenantRules,
         h: &userfeed::map::FileHeaders,
         s: &userfeed::apply::Staged,
@@ -475,7 +475,7 @@ impl ApplyStore for LinkFailsOnce {
     }
     async fn merge(
         &self,
-        l: &userfeed::apply::Lease,
+        l: &userfeed::jobs::Lease,
         r: &userfeed::apply::TenantRules,
         h: &userfeed::map::FileHeaders,
         s: bool,
@@ -487,7 +487,7 @@ impl ApplyStore for LinkFailsOnce {
     }
     async fn link(
         &self,
-        l: &userfeed::apply::Lease,
+        l: &userfeed::jobs::Lease,
         r: &userfeed::apply::TenantRules,
         h: &userfeed::map::FileHeaders,
         at: (i64, usize),
@@ -503,7 +503,7 @@ impl ApplyStore for LinkFailsOnce {
     }
     async fn finish(
         &self,
-        l: &userfeed::apply::Lease,
+        l: &userfeed::jobs::Lease,
         r: &userfeed::apply::TenantRules,
         d: bool,
         p: &mut userfeed::apply::Progress,

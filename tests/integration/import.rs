@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use userfeed::jobs::UploadState;
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
 
@@ -52,7 +53,7 @@ async fn a_daemon_that_reclaims_an_abandoned_import_fails_it_with_the_reason_ins
     let t = tenant(&db, "acme", &aws.bucket, MatchKey::ExternalId, MAPPING).await;
     let file = temp_file("abandoned.csv", employees_csv(2, false).as_bytes());
     // The import's process died: its row is running with an expired lease.
-    let up = userfeed::intake::local::record(&db.db, t.id, &file, "running", 0.0)
+    let up = userfeed::intake::local::record(&db.db, t.id, &file, UploadState::Running, 0.0)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
-use userfeed::apply::{ApplyError, fence};
 use userfeed::intake::{event::ObjectCreated, record_upload};
 use userfeed::jobs::Queue;
+use userfeed::jobs::lease::{FenceError, fence};
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
 
@@ -97,7 +97,7 @@ async fn expired_lease_is_reclaimed_with_a_new_token_and_the_old_holder_is_fence
     let txn = db.db.begin().await.unwrap();
     assert!(matches!(
         fence(&txn, &held.lease).await,
-        Err(ApplyError::LeaseLost)
+        Err(FenceError::LeaseLost)
     ));
     drop(txn);
     assert!(
@@ -223,4 +223,26 @@ async fn a_head_waiting_out_its_backoff_still_holds_back_the_tenants_newer_files
         q.claim().await.unwrap().is_none(),
         "a2 ({a2}) stays behind a1"
     );
+}
+
+#[tokio::test]
+async fn the_schema_allows_exactly_the_upload_states_jobs_state_names() {
+    let db = TestDb::new().await.unwrap();
+    let checks = db
+        .rows(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid = 'uploads'::regclass AND contype = 'c'
+               AND pg_get_constraintdef(oid) LIKE '%(state %'",
+        )
+        .await;
+    assert_eq!(checks.len(), 1, "{checks:?}");
+    // The quoted names of the CHECK, e.g. (state = ANY (ARRAY['queued'::text, ...])).
+    let mut allowed: Vec<&str> = checks[0].split('\'').skip(1).step_by(2).collect();
+    allowed.sort_unstable();
+    let mut named: Vec<&str> = userfeed::jobs::UploadState::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    named.sort_unstable();
+    assert_eq!(allowed, named);
 }

@@ -332,11 +332,13 @@ async fn import(
 ) -> anyhow::Result<i64> {
     use std::sync::Arc;
 
-    use crate::apply::{Lease, Pipeline};
-    use crate::jobs::{Claimed, PoolSettings, Queue, Workers};
+    use crate::apply::Pipeline;
+    use crate::jobs::{Claimed, Lease, PoolSettings, Queue, UploadState, Workers};
 
     let lease = cfg.lease();
-    let up = crate::intake::local::record(db, t.id, file, "running", lease.as_secs_f64()).await?;
+    let up =
+        crate::intake::local::record(db, t.id, file, UploadState::Running, lease.as_secs_f64())
+            .await?;
     let owner = format!("import:{}", std::process::id());
     let workers = Workers {
         db: db.clone(),
@@ -509,7 +511,7 @@ async fn admin(db: &DatabaseConnection, cmd: Command, cfg: &Config) -> anyhow::R
             } else {
                 print!("{}", report::upload_text(&d))
             }
-            if d.upload.state == "failed" {
+            if d.upload.state == crate::jobs::UploadState::Failed.as_str() {
                 bail!("upload {id} failed");
             }
         }

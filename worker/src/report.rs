@@ -335,7 +335,7 @@ pub fn upload_text(d: &UploadDetail) -> String {
     if let Some(n) = u.retry_of {
         s.push_str(&format!("  retry of:    upload {n}\n"));
     }
-    if u.state == "failed" && u.source == "s3" {
+    if u.state == crate::jobs::UploadState::Failed.as_str() && u.source == "s3" {
         s.push_str(&format!(
             "  retry:       `userfeed uploads retry {}` once the cause is fixed (refused if a newer file has applied)\n",
             u.id

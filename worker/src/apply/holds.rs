@@ -7,6 +7,7 @@ use sea_orm::{
 
 use crate::db::entity::upload;
 use crate::db::queries;
+use crate::jobs::state::{self, Resolution, UploadState};
 
 /// Why a hold could not be resolved.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,7 @@ async fn lock_held<C: ConnectionTrait>(txn: &C, id: i64) -> Result<upload::Model
         .one(txn)
         .await?
         .ok_or(HoldError::NotFound(id))?;
-    if up.state != "held" {
+    if up.state != UploadState::Held.as_str() {
         return Err(HoldError::NotHeld {
             id,
             state: up.state,
@@ -77,12 +78,7 @@ pub async fn approve(db: &DatabaseConnection, id: i64) -> Result<u64, HoldError>
         .rows_affected();
     txn.execute_raw(stmt(queries::DELETE_PENDING_DEACTIVATIONS))
         .await?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        queries::RESOLVE_HOLD,
-        [id.into(), "approved".into(), (n as i64).into()],
-    ))
-    .await?;
+    state::resolve_hold(&txn, id, Resolution::Approved, n).await?;
     txn.commit().await?;
     Ok(n)
 }
@@ -94,12 +90,7 @@ pub async fn reject(db: &DatabaseConnection, id: i64) -> Result<u64, HoldError> 
     let stmt = |sql: &str| Statement::from_sql_and_values(DbBackend::Postgres, sql, [id.into()]);
     txn.execute_raw(stmt(queries::DELETE_PENDING_DEACTIVATIONS))
         .await?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        queries::RESOLVE_HOLD,
-        [id.into(), "rejected".into(), 0i64.into()],
-    ))
-    .await?;
+    state::resolve_hold(&txn, id, Resolution::Rejected, 0).await?;
     txn.commit().await?;
     Ok(u64::try_from(up.held_deactivations).unwrap_or(0))
 }

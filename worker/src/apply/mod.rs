@@ -16,13 +16,13 @@
 //! sea-orm implementation here, faster backend-specific ones beside it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, entity::upload, queries};
+use crate::jobs::lease::{FenceError, Lease, fence};
 use crate::map::{BoundMapping, FileHeaders, MatchKey, RowError, RowOutcome, StagedRow};
 use crate::parse::{CsvStream, ParseError};
 use crate::source::{ObjectReader, ObjectRef, SourceError};
@@ -40,17 +40,6 @@ pub fn store_for(db: &sea_orm::DatabaseConnection) -> Arc<dyn ApplyStore> {
         DbBackend::Postgres => Arc::new(postgres::PgStore::new(db.clone())),
         _ => Arc::new(portable::PortableStore::new(db.clone())),
     }
-}
-
-/// The right to write for one attempt of one upload.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Lease {
-    /// The upload.
-    pub upload_id: i64,
-    /// The fencing token of this attempt.
-    pub token: i64,
-    /// Lease length, renewed by each fenced write.
-    pub seconds: f64,
 }
 
 /// Row counts of an upload, as shown in its history.
@@ -233,6 +222,15 @@ pub enum ApplyError {
     Db(#[from] DbErr),
 }
 
+impl From<FenceError> for ApplyError {
+    fn from(e: FenceError) -> Self {
+        match e {
+            FenceError::LeaseLost => ApplyError::LeaseLost,
+            FenceError::Db(e) => ApplyError::Db(e),
+        }
+    }
+}
+
 /// The storage side of applying an upload. Implementations must start every
 /// transaction with [`fence`].
 #[async_trait]
@@ -314,28 +312,6 @@ pub trait ApplyStore: Send + Sync {
         deactivate_absent: bool,
         progress: &mut Progress,
     ) -> Result<Finish, ApplyError>;
-}
-
-/// Checks, inside the caller's transaction, that `lease` still holds, and
-/// extends it. The row lock taken here is held until commit, so no claim can
-/// interleave with the rest of the transaction.
-pub async fn fence<C: ConnectionTrait>(c: &C, lease: &Lease) -> Result<(), ApplyError> {
-    let res = c
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::RENEW_LEASE,
-            [
-                lease.upload_id.into(),
-                lease.token.into(),
-                lease.seconds.into(),
-            ],
-        ))
-        .await?;
-    if res.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(ApplyError::LeaseLost)
-    }
 }
 
 /// Writes the counters of a running upload (inside a fenced transaction).
@@ -861,13 +837,6 @@ async fn parse_batches<R>(
     } else {
         let _ = tx.send(Ok(last)).await;
     }
-}
-
-/// Backoff before retry number `attempt` (1-based) of a transient failure:
-/// 5 s, 10 s, 20 s, ... capped at 5 minutes.
-pub fn retry_delay(attempt: i32) -> Duration {
-    let exp = attempt.clamp(1, 7) as u32 - 1;
-    Duration::from_secs((5u64 << exp).min(300))
 }
 
 #[cfg(test)]

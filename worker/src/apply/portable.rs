@@ -23,6 +23,7 @@ use crate::db::entity::{
     upload_row_error, user, user_manager, user_role,
 };
 use crate::db::queries;
+use crate::jobs::state;
 use crate::map::{FileHeaders, MatchKey, Role, RowError, split_list};
 use crate::rules::text;
 
@@ -880,19 +881,7 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
             // Keep the list for `uploads approve`; change nobody now.
             progress.deactivated = 0;
             write_counters(txn, lease.upload_id, progress).await?;
-            let held = txn
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    queries::HOLD,
-                    [
-                        lease.upload_id.into(),
-                        lease.token.into(),
-                        (pending as i64).into(),
-                        reason.clone().into(),
-                    ],
-                ))
-                .await?;
-            if held.rows_affected() != 1 {
+            if !state::hold(txn, lease, pending, &reason).await? {
                 return Err(ApplyError::LeaseLost);
             }
             Finish::Held {
@@ -905,14 +894,7 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
             progress.deactivated = exec(txn, queries::APPLY_DEACTIVATIONS, lease.upload_id).await?;
             exec(txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;
             write_counters(txn, lease.upload_id, progress).await?;
-            let done = txn
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    queries::SUCCEED,
-                    [lease.upload_id.into(), lease.token.into()],
-                ))
-                .await?;
-            if done.rows_affected() != 1 {
+            if !state::succeed(txn, lease).await? {
                 return Err(ApplyError::LeaseLost);
             }
             Finish::Succeeded

@@ -75,9 +75,15 @@ pub async fn preview(
     limits: crate::parse::Limits,
 ) -> Result<PreviewReport, PreviewError> {
     let txn = db.begin().await?;
-    let up = crate::intake::local::record(&txn, tenant.id, file, "preview", 86_400.0)
-        .await
-        .map_err(|e| PreviewError::Other(e.to_string()))?;
+    let up = crate::intake::local::record(
+        &txn,
+        tenant.id,
+        file,
+        crate::jobs::UploadState::Preview,
+        86_400.0,
+    )
+    .await
+    .map_err(|e| PreviewError::Other(e.to_string()))?;
     let id = up.id;
     let lease = Lease {
         upload_id: id,

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Statement};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 
 use crate::db::entity::upload;
-use crate::db::queries;
+use crate::jobs::state::{self, UploadState};
 
 /// Why a local upload could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -41,22 +41,11 @@ pub async fn record<C: ConnectionTrait>(
     c: &C,
     tenant_id: i64,
     file: &Path,
-    state: &str,
+    state: UploadState,
     lease_secs: f64,
 ) -> Result<upload::Model, LocalUploadError> {
     let (folder, name) = folder_and_name(file)?;
-    let row = c
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::INSERT_LOCAL_UPLOAD,
-            [
-                tenant_id.into(),
-                folder.into(),
-                name.into(),
-                state.into(),
-                lease_secs.into(),
-            ],
-        ))
+    let id = state::record_local(c, tenant_id, &folder, &name, state, lease_secs)
         .await
         .map_err(|e| {
             if e.to_string().contains("uploads_one_running_per_tenant") {
@@ -64,9 +53,7 @@ pub async fn record<C: ConnectionTrait>(
             } else {
                 LocalUploadError::Db(e)
             }
-        })?
-        .ok_or_else(|| DbErr::RecordNotFound("the new upload row".into()))?;
-    let id: i64 = row.try_get("", "id")?;
+        })?;
     Ok(upload::Entity::find_by_id(id)
         .one(c)
         .await?

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::BackoffBuilder;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::queries;
 use crate::health::Health;
 use crate::telemetry::events::{self, IgnoreReason, IntakeStage};
 use crate::tenants::{self, TenantError};
@@ -149,31 +148,15 @@ pub async fn handle_delivery(
     Ok(out)
 }
 
-/// Inserts the upload row unless this object version is already recorded.
+/// Inserts the upload row unless this object version is already recorded
+/// (see [`crate::jobs::state::record`]).
 pub async fn record_upload<C: ConnectionTrait>(
     db: &C,
     tenant_id: i64,
     source: &str,
     obj: &ObjectCreated,
 ) -> Result<Option<i64>, sea_orm::DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::RECORD_UPLOAD,
-            [
-                tenant_id.into(),
-                source.into(),
-                obj.bucket.clone().into(),
-                obj.key.clone().into(),
-                obj.identity().into(),
-                obj.version_id.clone().into(),
-                obj.etag.clone().into(),
-                obj.size.into(),
-                obj.event_time.into(),
-            ],
-        ))
-        .await?;
-    row.map(|r| r.try_get::<i64>("", "id")).transpose()
+    crate::jobs::state::record(db, tenant_id, source, obj).await
 }
 
 /// Runs intake until `cancel` fires: receive, record, delete, with

@@ -13,16 +13,21 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, warn};
 
-use crate::apply::{Finish, Pipeline, Progress, Stops, UploadError, retry_delay};
+use crate::apply::{Finish, Pipeline, Progress, Stops, UploadError};
 use crate::db::entity::upload;
 use crate::health::Health;
+use crate::jobs::lease::retry_delay;
 use crate::telemetry::events::{self, Outcome};
 use crate::tenants;
 
+pub mod lease;
 pub mod queue;
 pub mod retry;
+pub mod state;
 
-pub use queue::{Claimed, Queue};
+pub use lease::Lease;
+pub use queue::Queue;
+pub use state::{Claimed, UploadState};
 
 /// Settings of the worker pool.
 #[derive(Debug, Clone)]
@@ -226,7 +231,7 @@ impl Workers {
     async fn record(
         &self,
         result: Result<Finish, UploadError>,
-        lease: &crate::apply::Lease,
+        lease: &Lease,
         progress: &Progress,
         attempts: i32,
         started: Instant,

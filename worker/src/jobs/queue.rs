@@ -1,27 +1,14 @@
-//! The upload queue in PostgreSQL: claim, renew, hand back, fail.
-//! The SQL and its reasoning are in [`crate::db::queries`].
+//! The upload queue for one worker identity: claim, renew, hand back, fail.
+//! The state changes themselves are [`crate::jobs::state`]'s.
 
 use std::time::Duration;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, SqlErr, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 
-use crate::apply::{Lease, Progress, write_counters};
+use crate::apply::{Progress, write_counters};
 use crate::db::queries;
-
-/// An upload this worker now holds.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    /// The lease (and fencing token) of this attempt.
-    pub lease: Lease,
-    /// Owner tenant.
-    pub tenant_id: i64,
-    /// Attempt number, 1 for the first.
-    pub attempts: i32,
-    /// Why the previous attempt did not finish, if it said.
-    pub previous_error: Option<String>,
-}
+use crate::jobs::lease::{self, Lease};
+use crate::jobs::state::{self, Claimed};
 
 /// Queue operations for one worker identity.
 #[derive(Clone)]
@@ -45,36 +32,9 @@ impl Queue {
         self.lease.as_secs_f64()
     }
 
-    /// Claims the next runnable upload, if any (see [`queries::CLAIM`]).
+    /// Claims the next runnable upload, if any (see [`state::claim`]).
     pub async fn claim(&self) -> Result<Option<Claimed>, DbErr> {
-        let res = self
-            .db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::CLAIM,
-                [self.owner.clone().into(), self.lease_secs().into()],
-            ))
-            .await;
-        let row = match res {
-            Ok(row) => row,
-            // The one-running-per-tenant index caught a race the claim query
-            // already avoids; nothing was claimed, try again next poll.
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Claimed {
-            lease: Lease {
-                upload_id: row.try_get("", "id")?,
-                token: row.try_get("", "lease_token")?,
-                seconds: self.lease_secs(),
-            },
-            tenant_id: row.try_get("", "tenant_id")?,
-            attempts: row.try_get("", "attempts")?,
-            previous_error: row.try_get("", "failure_reason")?,
-        }))
+        state::claim(&self.db, &self.owner, self.lease_secs()).await
     }
 
     /// Ends a just-claimed upload as superseded when a newer upload of the
@@ -84,32 +44,16 @@ impl Queue {
         lease: &Lease,
         tenant_id: i64,
     ) -> Result<Option<i64>, DbErr> {
-        let row = self
-            .db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::SUPERSEDE_IF_NEWER,
-                [lease.upload_id.into(), lease.token.into(), tenant_id.into()],
-            ))
-            .await?;
-        row.map(|r| r.try_get::<i64>("", "newest")).transpose()
+        state::supersede_if_newer(&self.db, lease, tenant_id).await
     }
 
     /// Extends the lease. `false` means it is lost.
     pub async fn renew(&self, lease: &Lease) -> Result<bool, DbErr> {
-        let res = self
-            .db
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::RENEW_LEASE,
-                [
-                    lease.upload_id.into(),
-                    lease.token.into(),
-                    self.lease_secs().into(),
-                ],
-            ))
-            .await?;
-        Ok(res.rows_affected() == 1)
+        let lease = Lease {
+            seconds: self.lease_secs(),
+            ..*lease
+        };
+        lease::renew(&self.db, &lease).await
     }
 
     /// Gives the upload back to the queue, runnable after `delay`.
@@ -122,20 +66,8 @@ impl Queue {
         reason: Option<&str>,
     ) -> Result<bool, DbErr> {
         let txn = self.db.begin().await?;
-        let res = txn
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::HAND_BACK,
-                [
-                    lease.upload_id.into(),
-                    lease.token.into(),
-                    delay.as_secs_f64().into(),
-                    i32::from(refund_attempt).into(),
-                    reason.map(str::to_string).into(),
-                ],
-            ))
-            .await?;
-        if res.rows_affected() == 1 {
+        let handed = state::hand_back(&txn, lease, delay, refund_attempt, reason).await?;
+        if handed {
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 queries::DELETE_STAGED,
@@ -144,7 +76,7 @@ impl Queue {
             .await?;
         }
         txn.commit().await?;
-        Ok(res.rows_affected() == 1)
+        Ok(handed)
     }
 
     /// Ends the upload as failed with `reason`; drops its staging rows.
@@ -155,14 +87,8 @@ impl Queue {
         progress: &Progress,
     ) -> Result<bool, DbErr> {
         let txn = self.db.begin().await?;
-        let res = txn
-            .execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::FAIL,
-                [lease.upload_id.into(), lease.token.into(), reason.into()],
-            ))
-            .await?;
-        if res.rows_affected() == 1 {
+        let failed = state::fail(&txn, lease, reason).await?;
+        if failed {
             write_counters(&txn, lease.upload_id, progress).await?;
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -172,7 +98,7 @@ impl Queue {
             .await?;
         }
         txn.commit().await?;
-        Ok(res.rows_affected() == 1)
+        Ok(failed)
     }
 }
 

@@ -10,13 +10,10 @@
 //! so applying an older one after a newer one applied would roll the tenant
 //! back (people hired since deactivated, leavers reactivated).
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QuerySelect, Statement,
-    TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait, QuerySelect, TransactionTrait};
 
 use crate::db::entity::upload;
-use crate::db::queries;
+use crate::jobs::state::{self, UploadState};
 
 /// Why an upload cannot be retried.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +67,7 @@ pub async fn retry(db: &DatabaseConnection, id: i64) -> Result<i64, RetryError> 
         .one(&txn)
         .await?
         .ok_or(RetryError::NotFound(id))?;
-    if up.state != "failed" {
+    if up.state != UploadState::Failed.as_str() {
         return Err(RetryError::NotFailed {
             id,
             state: up.state,
@@ -82,29 +79,16 @@ pub async fn retry(db: &DatabaseConnection, id: i64) -> Result<i64, RetryError> 
             origin: up.source,
         });
     }
-    let newer = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::NEWER_BLOCKING_RETRY,
-            [id.into()],
-        ))
-        .await?;
-    if let Some(row) = newer {
+    if let Some((newer, state)) = state::newer_blocking_retry(&txn, id).await? {
         return Err(RetryError::NotNewest {
             id,
-            newer: row.try_get("", "id")?,
-            state: row.try_get("", "state")?,
+            newer,
+            state: state.to_string(),
         });
     }
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::INSERT_RETRY,
-            [id.into()],
-        ))
+    let new_id = state::requeue_failed(&txn, id)
         .await?
         .ok_or(RetryError::NotFound(id))?;
-    let new_id: i64 = row.try_get("", "id")?;
     txn.commit().await?;
     tracing::info!(upload_id = id, retry_id = new_id, "upload queued again");
     Ok(new_id)

@@ -1,0 +1,405 @@
+//! Upload states, and every change of an upload's state: the one module
+//! that writes `uploads.state`.
+//!
+//! ```text
+//!            record ──▶ queued ──claim──▶ running ──succeed──▶ succeeded
+//!   (intake, retry)       ▲                 │  ├──hold──▶ held ──resolve──▶ succeeded
+//!                         └──hand back──────┤  ├──fail──▶ failed ──retry──▶ (a new queued upload)
+//!                                           │  └──supersede──▶ superseded
+//!   record_local ──▶ running (import) / preview (inside a rolled-back transaction)
+//! ```
+//!
+//! Each change is one named statement (`db/sql/postgres/queue.sql`,
+//! `intake.sql`) whose `WHERE` states the change's precondition (the state
+//! it leaves and, for an attempt's writes, the lease token), so a change
+//! that no longer applies matches no row and the caller learns it lost the
+//! race. Every function takes the caller's connection or transaction: an
+//! upload's end commits with the writes it concludes.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, SqlErr, Statement, Value};
+
+use crate::db::queries;
+use crate::intake::event::ObjectCreated;
+use crate::jobs::lease::Lease;
+
+/// Where an upload is in its life (`uploads.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    /// Waiting to be claimed.
+    Queued,
+    /// Claimed by a worker (or `userfeed import`) under a lease.
+    Running,
+    /// A preview's upload: exists only inside its rolled-back transaction.
+    Preview,
+    /// Applied; a held upload ends here too once resolved.
+    Succeeded,
+    /// Gave up; `userfeed uploads retry` queues its object again.
+    Failed,
+    /// Applied except its deactivations, which wait for approval.
+    Held,
+    /// Skipped: a newer file of the tenant was already queued.
+    Superseded,
+}
+
+impl UploadState {
+    /// Every state.
+    pub const ALL: [UploadState; 7] = [
+        UploadState::Queued,
+        UploadState::Running,
+        UploadState::Preview,
+        UploadState::Succeeded,
+        UploadState::Failed,
+        UploadState::Held,
+        UploadState::Superseded,
+    ];
+
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Queued => "queued",
+            UploadState::Running => "running",
+            UploadState::Preview => "preview",
+            UploadState::Succeeded => "succeeded",
+            UploadState::Failed => "failed",
+            UploadState::Held => "held",
+            UploadState::Superseded => "superseded",
+        }
+    }
+
+    /// Whether the upload will not run again (`held` waits for a person,
+    /// not for a worker).
+    pub const fn is_finished(self) -> bool {
+        !matches!(
+            self,
+            UploadState::Queued | UploadState::Running | UploadState::Preview
+        )
+    }
+}
+
+impl fmt::Display for UploadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored state this build does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown upload state {0:?}")]
+pub struct UnknownState(pub String);
+
+impl FromStr for UploadState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        UploadState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_string()))
+    }
+}
+
+/// How a hold was resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The deactivations were performed.
+    Approved,
+    /// The deactivations were dropped.
+    Rejected,
+}
+
+impl Resolution {
+    /// The stored name (`uploads.hold_resolution`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Approved => "approved",
+            Resolution::Rejected => "rejected",
+        }
+    }
+}
+
+/// An upload this worker now holds.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The lease (and fencing token) of this attempt.
+    pub lease: Lease,
+    /// Owner tenant.
+    pub tenant_id: i64,
+    /// Attempt number, 1 for the first.
+    pub attempts: i32,
+    /// Why the previous attempt did not finish, if it said.
+    pub previous_error: Option<String>,
+}
+
+fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+async fn changed<C: ConnectionTrait>(
+    c: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<bool, DbErr> {
+    Ok(c.execute_raw(stmt(sql, values)).await?.rows_affected() == 1)
+}
+
+/// queued (or running under an expired lease) → running: claims the next
+/// runnable upload for `owner` with a lease of `lease_secs` (see
+/// [`queries::CLAIM`]).
+pub async fn claim<C: ConnectionTrait>(
+    c: &C,
+    owner: &str,
+    lease_secs: f64,
+) -> Result<Option<Claimed>, DbErr> {
+    let row = match c
+        .query_one_raw(stmt(queries::CLAIM, [owner.into(), lease_secs.into()]))
+        .await
+    {
+        Ok(row) => row,
+        // The one-running-per-tenant index caught a race the claim query
+        // already avoids; nothing was claimed, try again next poll.
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Claimed {
+        lease: Lease {
+            upload_id: row.try_get("", "id")?,
+            token: row.try_get("", "lease_token")?,
+            seconds: lease_secs,
+        },
+        tenant_id: row.try_get("", "tenant_id")?,
+        attempts: row.try_get("", "attempts")?,
+        previous_error: row.try_get("", "failure_reason")?,
+    }))
+}
+
+/// running → superseded, when a newer upload of the tenant is queued;
+/// returns the newest one's id if so.
+pub async fn supersede_if_newer<C: ConnectionTrait>(
+    c: &C,
+    lease: &Lease,
+    tenant_id: i64,
+) -> Result<Option<i64>, DbErr> {
+    let row = c
+        .query_one_raw(stmt(
+            queries::SUPERSEDE_IF_NEWER,
+            [lease.upload_id.into(), lease.token.into(), tenant_id.into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get::<i64>("", "newest")).transpose()
+}
+
+/// running → queued, runnable after `delay`; `refund_attempt` for
+/// shutdowns, which are not the upload's fault. `false`: the lease was lost.
+pub async fn hand_back<C: ConnectionTrait>(
+    c: &C,
+    lease: &Lease,
+    delay: Duration,
+    refund_attempt: bool,
+    reason: Option<&str>,
+) -> Result<bool, DbErr> {
+    changed(
+        c,
+        queries::HAND_BACK,
+        [
+            lease.upload_id.into(),
+            lease.token.into(),
+            delay.as_secs_f64().into(),
+            i32::from(refund_attempt).into(),
+            reason.map(str::to_string).into(),
+        ],
+    )
+    .await
+}
+
+/// running → failed, with the reason the customer's admin reads.
+/// `false`: the lease was lost.
+pub async fn fail<C: ConnectionTrait>(c: &C, lease: &Lease, reason: &str) -> Result<bool, DbErr> {
+    changed(
+        c,
+        queries::FAIL,
+        [lease.upload_id.into(), lease.token.into(), reason.into()],
+    )
+    .await
+}
+
+/// running (or preview) → succeeded, in the transaction that performed the
+/// deactivations. `false`: the lease was lost.
+pub async fn succeed<C: ConnectionTrait>(c: &C, lease: &Lease) -> Result<bool, DbErr> {
+    changed(
+        c,
+        queries::SUCCEED,
+        [lease.upload_id.into(), lease.token.into()],
+    )
+    .await
+}
+
+/// running (or preview) → held, with `deactivations` waiting for approval
+/// and the reason. `false`: the lease was lost.
+pub async fn hold<C: ConnectionTrait>(
+    c: &C,
+    lease: &Lease,
+    deactivations: u64,
+    reason: &str,
+) -> Result<bool, DbErr> {
+    changed(
+        c,
+        queries::HOLD,
+        [
+            lease.upload_id.into(),
+            lease.token.into(),
+            i64::try_from(deactivations).unwrap_or(i64::MAX).into(),
+            reason.into(),
+        ],
+    )
+    .await
+}
+
+/// held → succeeded, remembering the resolution and how many users were
+/// deactivated. `false`: the upload was not held.
+pub async fn resolve_hold<C: ConnectionTrait>(
+    c: &C,
+    upload_id: i64,
+    resolution: Resolution,
+    deactivated: u64,
+) -> Result<bool, DbErr> {
+    changed(
+        c,
+        queries::RESOLVE_HOLD,
+        [
+            upload_id.into(),
+            resolution.as_str().into(),
+            i64::try_from(deactivated).unwrap_or(i64::MAX).into(),
+        ],
+    )
+    .await
+}
+
+/// → queued: records an upload for an object version of `source`; `None`
+/// when that version was recorded before (notifications repeat).
+pub async fn record<C: ConnectionTrait>(
+    c: &C,
+    tenant_id: i64,
+    source: &str,
+    obj: &ObjectCreated,
+) -> Result<Option<i64>, DbErr> {
+    let row = c
+        .query_one_raw(stmt(
+            queries::RECORD_UPLOAD,
+            [
+                tenant_id.into(),
+                source.into(),
+                obj.bucket.clone().into(),
+                obj.key.clone().into(),
+                obj.identity().into(),
+                obj.version_id.clone().into(),
+                obj.etag.clone().into(),
+                obj.size.into(),
+                obj.event_time.into(),
+            ],
+        ))
+        .await?;
+    row.map(|r| r.try_get::<i64>("", "id")).transpose()
+}
+
+/// → running (`userfeed import`) or preview: the upload of a local file,
+/// created already claimed with lease token 1. Returns its id.
+pub async fn record_local<C: ConnectionTrait>(
+    c: &C,
+    tenant_id: i64,
+    folder: &str,
+    name: &str,
+    state: UploadState,
+    lease_secs: f64,
+) -> Result<i64, DbErr> {
+    debug_assert!(matches!(state, UploadState::Running | UploadState::Preview));
+    let row = c
+        .query_one_raw(stmt(
+            queries::INSERT_LOCAL_UPLOAD,
+            [
+                tenant_id.into(),
+                folder.into(),
+                name.into(),
+                state.as_str().into(),
+                lease_secs.into(),
+            ],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("the new upload row".into()))?;
+    row.try_get("", "id")
+}
+
+/// failed → a new queued upload of the same object, newest of its tenant;
+/// `None` when `upload_id` is not failed. The caller has checked that no
+/// newer upload blocks it ([`newer_blocking_retry`]).
+pub async fn requeue_failed<C: ConnectionTrait>(
+    c: &C,
+    upload_id: i64,
+) -> Result<Option<i64>, DbErr> {
+    let row = c
+        .query_one_raw(stmt(queries::INSERT_RETRY, [upload_id.into()]))
+        .await?;
+    row.map(|r| r.try_get::<i64>("", "id")).transpose()
+}
+
+/// The newest upload of the tenant after `upload_id` that has applied or
+/// will run, with its state: retrying `upload_id` is refused while one exists.
+pub async fn newer_blocking_retry<C: ConnectionTrait>(
+    c: &C,
+    upload_id: i64,
+) -> Result<Option<(i64, UploadState)>, DbErr> {
+    let Some(row) = c
+        .query_one_raw(stmt(queries::NEWER_BLOCKING_RETRY, [upload_id.into()]))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let state: String = row.try_get("", "state")?;
+    let state = state
+        .parse()
+        .map_err(|e: UnknownState| DbErr::Type(e.to_string()))?;
+    Ok(Some((row.try_get("", "id")?, state)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_from_its_stored_name() {
+        for st in UploadState::ALL {
+            assert_eq!(st.as_str().parse::<UploadState>(), Ok(st));
+            assert_eq!(
+                serde_json::to_value(st).unwrap(),
+                serde_json::json!(st.as_str())
+            );
+        }
+        assert_eq!(
+            "paused".parse::<UploadState>(),
+            Err(UnknownState("paused".into()))
+        );
+    }
+
+    #[test]
+    fn only_queued_running_and_preview_uploads_are_unfinished() {
+        let unfinished: Vec<_> = UploadState::ALL
+            .into_iter()
+            .filter(|s| !s.is_finished())
+            .collect();
+        assert_eq!(
+            unfinished,
+            [
+                UploadState::Queued,
+                UploadState::Running,
+                UploadState::Preview
+            ]
+        );
+    }
+}
