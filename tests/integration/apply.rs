@@ -31,18 +31,18 @@ impl Env {
         batch_size: usize,
         limits: userfeed::parse::Limits,
     ) -> std::sync::Arc<userfeed::jobs::Workers> {
-        std::sync::Arc::new(userfeed::jobs::Workers {
-            db: self.w.db.clone(),
-            queue: userfeed::jobs::Queue::new(self.db.db.clone(), unique("worker-"), LEASE),
-            pipeline: userfeed::apply::Pipeline {
+        std::sync::Arc::new(userfeed::jobs::Workers::new(
+            self.w.db.clone(),
+            unique("worker-"),
+            userfeed::apply::Pipeline {
                 reader,
                 store: userfeed::apply::store_for(&self.db.db),
                 batch_size,
                 limits,
             },
-            settings: self.w.settings.clone(),
-            health: Default::default(),
-        })
+            self.w.settings.clone(),
+            Default::default(),
+        ))
     }
 
     /// Uploads `body` as `key`, records it and runs it; returns the upload.

@@ -2,6 +2,7 @@
 //! test) and moto over HTTP. Run them with `scripts/test`.
 
 mod apply;
+mod cli;
 mod corpus;
 mod deploy;
 mod digests;

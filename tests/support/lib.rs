@@ -627,23 +627,23 @@ pub fn workers_with(
     store: std::sync::Arc<dyn userfeed::apply::ApplyStore>,
 ) -> std::sync::Arc<userfeed::jobs::Workers> {
     use userfeed::apply::Pipeline;
-    std::sync::Arc::new(userfeed::jobs::Workers {
-        db: db.db.clone(),
-        queue: userfeed::jobs::Queue::new(db.db.clone(), unique("test-worker-"), lease),
-        pipeline: Pipeline {
+    std::sync::Arc::new(userfeed::jobs::Workers::new(
+        db.db.clone(),
+        unique("test-worker-"),
+        Pipeline {
             reader: std::sync::Arc::new(userfeed::source::s3::S3Reader::new(aws.s3.clone())),
             store,
             batch_size,
             limits: Default::default(),
         },
-        settings: userfeed::jobs::PoolSettings {
+        userfeed::jobs::PoolSettings {
             concurrency: 1,
             poll_interval: Duration::from_millis(50),
             lease,
             max_attempts: 3,
         },
-        health: Default::default(),
-    })
+        Default::default(),
+    ))
 }
 
 /// Claims and runs the next upload; returns its id (None when nothing is runnable).

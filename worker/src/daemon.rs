@@ -22,7 +22,7 @@ use crate::config::{Config, redact_url};
 use crate::health::Health;
 use crate::http::{self, HttpState};
 use crate::intake::{self, IntakeSource, sqs::SqsSource};
-use crate::jobs::{self, PoolSettings, Queue, Workers};
+use crate::jobs::{self, PoolSettings, Workers};
 use crate::source::s3::S3Reader;
 use crate::telemetry::{self, events};
 
@@ -92,23 +92,13 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
         std::env::var("HOSTNAME").unwrap_or_else(|_| "userfeed".into()),
         std::process::id()
     );
-    let workers = Arc::new(Workers {
-        db: db.clone(),
-        queue: Queue::new(db.clone(), owner, cfg.lease()),
-        pipeline: Pipeline {
-            reader,
-            store: crate::apply::store_for(&db),
-            batch_size: cfg.apply.batch_size,
-            limits: cfg.limits,
-        },
-        settings: PoolSettings {
-            concurrency: cfg.jobs.concurrency,
-            poll_interval: Duration::from_millis(cfg.jobs.poll_interval_ms),
-            lease: cfg.lease(),
-            max_attempts: cfg.jobs.max_attempts,
-        },
-        health: health.clone(),
-    });
+    let workers = Arc::new(Workers::new(
+        db.clone(),
+        owner,
+        Pipeline::for_config(reader, &db, &cfg),
+        PoolSettings::from_config(&cfg),
+        health.clone(),
+    ));
     let workers_task = tokio::spawn(workers.run(shutdown.clone()));
     let sampler = tokio::spawn(sample_queue(db.clone(), shutdown.clone()));
 

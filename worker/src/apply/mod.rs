@@ -399,6 +399,23 @@ pub struct Pipeline {
     pub limits: crate::parse::Limits,
 }
 
+impl Pipeline {
+    /// The pipeline of a process configured by `cfg`: the store for `db`'s
+    /// backend, the configured batch size and limits, bodies from `reader`.
+    pub fn for_config(
+        reader: Arc<dyn ObjectReader>,
+        db: &sea_orm::DatabaseConnection,
+        cfg: &crate::config::Config,
+    ) -> Pipeline {
+        Pipeline {
+            reader,
+            store: store_for(db),
+            batch_size: cfg.apply.batch_size,
+            limits: cfg.limits,
+        }
+    }
+}
+
 /// Signals that stop an attempt between batches.
 #[derive(Clone, Default)]
 pub struct Stops {

@@ -42,6 +42,18 @@ pub struct PoolSettings {
     pub max_attempts: i32,
 }
 
+impl PoolSettings {
+    /// The pool `cfg` configures (`[jobs]`).
+    pub fn from_config(cfg: &crate::config::Config) -> PoolSettings {
+        PoolSettings {
+            concurrency: cfg.jobs.concurrency,
+            poll_interval: Duration::from_millis(cfg.jobs.poll_interval_ms),
+            lease: cfg.lease(),
+            max_attempts: cfg.jobs.max_attempts,
+        }
+    }
+}
+
 /// What every worker shares.
 pub struct Workers {
     /// Database pool.
@@ -57,6 +69,24 @@ pub struct Workers {
 }
 
 impl Workers {
+    /// The one way to build a pool: its workers claim as `owner`, under
+    /// leases of `settings.lease`, and run uploads through `pipeline`.
+    pub fn new(
+        db: DatabaseConnection,
+        owner: impl Into<String>,
+        pipeline: Pipeline,
+        settings: PoolSettings,
+        health: Arc<Health>,
+    ) -> Self {
+        Workers {
+            queue: Queue::new(db.clone(), owner, settings.lease),
+            db,
+            pipeline,
+            settings,
+            health,
+        }
+    }
+
     /// Runs the pool until `shutdown` fires and every worker has handed back
     /// or finished its upload.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {

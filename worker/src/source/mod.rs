@@ -128,6 +128,62 @@ impl<R: AsyncRead + Unpin> AsyncRead for IdleTimeout<R> {
     }
 }
 
+/// An [`ObjectReader`] that counts the bytes read through it, for a
+/// progress display (`userfeed import`).
+pub struct CountingReader {
+    inner: std::sync::Arc<dyn ObjectReader>,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingReader {
+    /// Wraps `inner`; the counter returned is the bytes read so far.
+    pub fn new(
+        inner: std::sync::Arc<dyn ObjectReader>,
+    ) -> (Self, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        (
+            CountingReader {
+                inner,
+                read: read.clone(),
+            },
+            read,
+        )
+    }
+}
+
+#[async_trait]
+impl ObjectReader for CountingReader {
+    async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, SourceError> {
+        let body = self.inner.open(object).await?;
+        Ok(ObjectBody {
+            reader: Box::pin(Counting {
+                inner: body.reader,
+                read: self.read.clone(),
+            }),
+            size: body.size,
+        })
+    }
+}
+
+struct Counting {
+    inner: Pin<Box<dyn AsyncRead + Send>>,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AsyncRead for Counting {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = self.inner.as_mut().poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        self.read.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        res
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,199 @@
+//! The `userfeed` command line.
+//!
+//! Commands are grouped by what they manage ([`tenants`], [`uploads`],
+//! [`users`]); each writes to any [`Write`] through one rendering path
+//! ([`render`]), so [`execute`] runs in-process in tests exactly as the
+//! binary runs it, and the admin API will call the same service functions.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use sea_orm::DatabaseConnection;
+
+use crate::config::{Config, LogConfig, LogFormat};
+
+pub mod render;
+pub mod tenants;
+pub mod uploads;
+pub mod users;
+
+pub use tenants::{GroupCmd, MappingCmd, ProfileFieldCmd, TenantCmd};
+pub use uploads::UploadsCmd;
+pub use users::UsersCmd;
+
+/// Userfeed turns HRIS CSV drops in S3 into platform users.
+#[derive(Debug, Parser)]
+#[command(name = "userfeed", version, about)]
+pub struct Cli {
+    /// Configuration file layered over the defaults (environment variables
+    /// `USERFEED_<SECTION>_<KEY>` override both).
+    #[arg(long, global = true, env = "USERFEED_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: intake, workers, health and metrics endpoints.
+    Serve {
+        /// Apply pending migrations first (convenient in development; in
+        /// production run `userfeed migrate` as a separate step).
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Apply database migrations (safe to run repeatedly, and from many
+    /// processes at once: they take turns under an advisory lock).
+    Migrate {
+        /// Keep retrying, with backoff, while the database is unreachable
+        /// (for an init container started during an outage) instead of
+        /// failing at once.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage a tenant's column mapping.
+    #[command(subcommand)]
+    Mapping(MappingCmd),
+    /// Manage a tenant's platform groups.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Manage a tenant's custom profile fields.
+    #[command(subcommand, name = "profile-field")]
+    ProfileField(ProfileFieldCmd),
+    /// Upload history.
+    #[command(subcommand)]
+    Uploads(UploadsCmd),
+    /// Users.
+    #[command(subcommand)]
+    Users(UsersCmd),
+    /// Apply a local CSV file to a tenant now, in this process, exactly as if
+    /// it had been dropped in S3 (recorded in the upload history with source
+    /// `local`). Shows progress on a terminal; exits non-zero when the
+    /// upload failed or was held.
+    Import {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The CSV file.
+        file: PathBuf,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Show what a file would do to a tenant (counts, changes, row errors and
+    /// warnings, whether it would be held) without changing anything.
+    Preview {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The CSV file, as it would be dropped in S3.
+        file: PathBuf,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Print a CSV header and one example row for a tenant's mapping.
+    Template {
+        /// Tenant slug.
+        slug: String,
+    },
+}
+
+/// `--json` for commands that print what they read.
+#[derive(Debug, Args)]
+pub struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses arguments and runs the command, printing to stdout.
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_deref())?;
+    let mut out = std::io::stdout();
+    match cli.command {
+        Command::Serve { migrate } => {
+            crate::telemetry::init_logging(&cfg.log);
+            crate::daemon::serve(cfg, migrate).await
+        }
+        Command::Mapping(MappingCmd::Suggest { file }) => tenants::suggest(&file, &mut out).await,
+        Command::Migrate { wait: true } => {
+            crate::telemetry::init_logging(&cfg.log);
+            crate::daemon::migrate_when_reachable(&cfg).await?;
+            writeln!(out, "migrations applied")?;
+            Ok(())
+        }
+        other => {
+            // Admin commands log only warnings, as text, to stderr.
+            crate::telemetry::init_logging(&LogConfig {
+                format: LogFormat::Text,
+                level: "warn".into(),
+            });
+            let db = crate::db::connect(&cfg.database).await.with_context(|| {
+                format!(
+                    "connecting to {}",
+                    crate::config::redact_url(&cfg.database.url)
+                )
+            })?;
+            if !matches!(other, Command::Migrate { .. }) {
+                let pending = crate::db::pending_migrations(&db)
+                    .await
+                    .context("reading the schema version")?;
+                if !pending.is_empty() {
+                    bail!(
+                        "the database schema is not up to date (pending: {}); run `userfeed migrate` first",
+                        pending.join(", ")
+                    );
+                }
+            }
+            execute(&db, &cfg, other, &mut out).await
+        }
+    }
+}
+
+/// Runs one command against `db`, writing what it prints to `out`.
+/// `serve` and `migrate --wait` run only from [`run`].
+pub async fn execute<W: Write>(
+    db: &DatabaseConnection,
+    cfg: &Config,
+    cmd: Command,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    match cmd {
+        Command::Serve { .. } | Command::Migrate { wait: true } => {
+            bail!(
+                "`serve` and `migrate --wait` manage their own connection; run them from the binary"
+            )
+        }
+        Command::Migrate { wait: false } => {
+            crate::db::migrate(db)
+                .await
+                .context("applying migrations")?;
+            writeln!(out, "migrations applied")?;
+            Ok(())
+        }
+        Command::Tenant(c) => tenants::tenant(db, c, out).await,
+        Command::Mapping(c) => tenants::mapping(db, c, out).await,
+        Command::Group(c) => tenants::group(db, c, out).await,
+        Command::ProfileField(c) => tenants::profile_field(db, c, out).await,
+        Command::Template { slug } => tenants::template(db, &slug, out).await,
+        Command::Uploads(c) => uploads::uploads(db, c, out).await,
+        Command::Users(c) => users::users(db, c, out).await,
+        Command::Import {
+            tenant,
+            file,
+            out: o,
+        } => uploads::import(db, cfg, &tenant, &file, o.json, out).await,
+        Command::Preview {
+            tenant,
+            file,
+            out: o,
+        } => uploads::preview(db, cfg, &tenant, &file, o.json, out).await,
+    }
+}

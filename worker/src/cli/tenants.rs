@@ -1,0 +1,279 @@
+//! `userfeed tenant`, `mapping`, `group`, `profile-field` and `template`:
+//! a tenant's settings.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use sea_orm::DatabaseConnection;
+
+use super::Output;
+use super::render::emit;
+use crate::map::{Mapping, MatchKey};
+use crate::{report, tenants};
+
+/// `userfeed tenant ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant with its S3 drop location.
+    Add {
+        /// Short unique name (lowercase letters, digits, dashes).
+        slug: String,
+        /// Bucket the tenant's files are dropped in.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix owned by the tenant (a trailing `/` is added).
+        #[arg(long)]
+        prefix: String,
+        /// How people are matched across files.
+        #[arg(long = "match-on", value_enum, default_value = "email")]
+        match_on: MatchKey,
+    },
+    /// List tenants.
+    List(Output),
+    /// Change a tenant's settings.
+    Set {
+        /// Tenant slug.
+        slug: String,
+        /// Hold an upload that would deactivate more than this percentage of
+        /// the tenant's active feed-managed users (default 20)...
+        #[arg(long)]
+        hold_over_percent: Option<i32>,
+        /// ...and more than this many users (default 10).
+        #[arg(long)]
+        hold_over_count: Option<i32>,
+    },
+}
+
+/// `userfeed mapping ...`
+#[derive(Debug, Subcommand)]
+pub enum MappingCmd {
+    /// Set a tenant's mapping from a TOML file (see docs/csv-format.md).
+    Set {
+        /// Tenant slug.
+        slug: String,
+        /// Mapping TOML file.
+        file: PathBuf,
+    },
+    /// Print a tenant's mapping as TOML.
+    Show {
+        /// Tenant slug.
+        slug: String,
+    },
+    /// Read a sample file's header and print a suggested mapping (needs no database).
+    Suggest {
+        /// A sample CSV file (only its header is read).
+        file: PathBuf,
+    },
+}
+
+/// `userfeed group ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Create a group files can add people to.
+    Add {
+        /// Tenant slug.
+        slug: String,
+        /// The group ID used in files' groups column.
+        id: String,
+        /// Display name.
+        name: String,
+    },
+    /// List a tenant's groups.
+    List {
+        /// Tenant slug.
+        slug: String,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+/// `userfeed profile-field ...`
+#[derive(Debug, Subcommand)]
+pub enum ProfileFieldCmd {
+    /// Define a custom profile field that mappings can fill.
+    Add {
+        /// Tenant slug.
+        slug: String,
+        /// Field name (letters, digits, underscores).
+        key: String,
+        /// Value type; a cell that does not fit is a warning and is skipped.
+        #[arg(long = "type", value_enum)]
+        field_type: crate::map::FieldType,
+    },
+    /// List a tenant's profile fields.
+    List {
+        /// Tenant slug.
+        slug: String,
+    },
+}
+
+/// Runs `userfeed tenant ...`.
+pub async fn tenant<W: Write>(
+    db: &DatabaseConnection,
+    cmd: TenantCmd,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    match cmd {
+        TenantCmd::Add {
+            slug,
+            bucket,
+            prefix,
+            match_on,
+        } => {
+            let t = tenants::add(db, &slug, &bucket, &prefix, match_on).await?;
+            writeln!(
+                out,
+                "tenant {} created: s3://{}/{} (matching on {})",
+                t.slug,
+                t.bucket,
+                t.key_prefix,
+                t.match_key.as_str()
+            )?;
+        }
+        TenantCmd::List(o) => {
+            let list = tenants::list(db).await?;
+            emit(out, o.json, &list, |list| {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.slug.clone(),
+                            format!("s3://{}/{}", t.bucket, t.key_prefix),
+                            t.match_key.as_str().into(),
+                            if t.mapping.is_some() { "set" } else { "none" }.into(),
+                        ]
+                    })
+                    .collect();
+                report::table(&["TENANT", "DROP LOCATION", "MATCH ON", "MAPPING"], &rows)
+            })?;
+        }
+        TenantCmd::Set {
+            slug,
+            hold_over_percent,
+            hold_over_count,
+        } => {
+            let t = tenants::set_hold_limits(db, &slug, hold_over_percent, hold_over_count).await?;
+            writeln!(
+                out,
+                "tenant {}: uploads deactivating more than {}% and more than {} users are held",
+                t.slug, t.hold_over_percent, t.hold_over_count
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints the mapping suggested by the header of the CSV file `file`
+/// (needs no database).
+pub async fn suggest<W: Write>(file: &Path, out: &mut W) -> anyhow::Result<()> {
+    let f = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    let csv = crate::parse::CsvStream::open(f)
+        .await
+        .with_context(|| format!("reading the header of {}", file.display()))?;
+    write!(
+        out,
+        "{}",
+        crate::map::tools::suggest(csv.header()).to_toml()
+    )?;
+    Ok(())
+}
+
+/// Runs `userfeed mapping ...`.
+pub async fn mapping<W: Write>(
+    db: &DatabaseConnection,
+    cmd: MappingCmd,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    match cmd {
+        MappingCmd::Set { slug, file } => {
+            let tenant = tenants::by_slug(db, &slug).await?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading mapping file {}", file.display()))?;
+            let mapping = Mapping::from_toml(&text, tenant.match_key)
+                .with_context(|| format!("in {}", file.display()))?;
+            tenants::set_mapping(db, &slug, &mapping).await?;
+            writeln!(out, "mapping of {slug} updated")?;
+        }
+        MappingCmd::Show { slug } => match tenants::by_slug(db, &slug).await?.mapping {
+            Some(m) => write!(out, "{}", m.to_toml())?,
+            None => bail!("tenant {slug:?} has no mapping yet"),
+        },
+        MappingCmd::Suggest { file } => suggest(&file, out).await?,
+    }
+    Ok(())
+}
+
+/// Runs `userfeed group ...`.
+pub async fn group<W: Write>(
+    db: &DatabaseConnection,
+    cmd: GroupCmd,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    match cmd {
+        GroupCmd::Add { slug, id, name } => {
+            let g = crate::groups::add(db, &slug, &id, &name).await?;
+            writeln!(out, "group {} ({}) added to {slug}", g.group_key, g.name)?;
+        }
+        GroupCmd::List { slug, out: o } => {
+            let list = crate::groups::list(db, &slug).await?;
+            emit(out, o.json, &list, |list| {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|g| vec![g.group_key.clone(), g.name.clone()])
+                    .collect();
+                report::table(&["GROUP ID", "NAME"], &rows)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `userfeed profile-field ...`.
+pub async fn profile_field<W: Write>(
+    db: &DatabaseConnection,
+    cmd: ProfileFieldCmd,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    match cmd {
+        ProfileFieldCmd::Add {
+            slug,
+            key,
+            field_type,
+        } => {
+            tenants::add_profile_field(db, &slug, &key, field_type).await?;
+            writeln!(
+                out,
+                "profile field {key} ({}) added to {slug}",
+                field_type.as_str()
+            )?;
+        }
+        ProfileFieldCmd::List { slug } => {
+            let t = tenants::by_slug(db, &slug).await?;
+            let rows: Vec<Vec<String>> = t
+                .profile_fields
+                .iter()
+                .map(|(k, ty)| vec![k.clone(), ty.as_str().to_string()])
+                .collect();
+            write!(out, "{}", report::table(&["FIELD", "TYPE"], &rows))?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `userfeed template`: a CSV header and example row for the mapping.
+pub async fn template<W: Write>(
+    db: &DatabaseConnection,
+    slug: &str,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let t = tenants::by_slug(db, slug).await?;
+    let Some(m) = &t.mapping else {
+        bail!("tenant {slug:?} has no mapping yet")
+    };
+    write!(out, "{}", crate::map::tools::template(m, &t.profile_fields))?;
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! `userfeed users`: a tenant's users.
+
+use std::io::Write;
+
+use clap::Subcommand;
+use sea_orm::DatabaseConnection;
+
+use super::Output;
+use super::render::emit;
+use crate::{report, tenants};
+
+/// `userfeed users ...`
+#[derive(Debug, Subcommand)]
+pub enum UsersCmd {
+    /// A tenant's users.
+    List {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+/// Runs `userfeed users ...`.
+pub async fn users<W: Write>(
+    db: &DatabaseConnection,
+    cmd: UsersCmd,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    match cmd {
+        UsersCmd::List { tenant, out: o } => {
+            let t = tenants::by_slug(db, &tenant).await?;
+            let list = report::users(db, t.id).await?;
+            emit(out, o.json, &list, |l| report::users_table(l))
+        }
+    }
+}
