@@ -165,11 +165,7 @@ async fn an_import_that_is_held_or_fails_prints_its_summary_and_exits_with_an_er
         &[
             "uploads",
             "approve",
-            summary["id"]
-                .as_i64()
-                .unwrap()
-                .to_string()
-                .as_str(),
+            summary["id"].as_i64().unwrap().to_string().as_str(),
         ],
     )
     .await
