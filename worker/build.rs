@@ -13,7 +13,7 @@ mod sql;
 mod text;
 
 /// The backends with a folder of named queries under `src/db/sql`.
-const BACKENDS: &[&str] = &["postgres"];
+const BACKENDS: &[&str] = &["postgres", "sqlite"];
 
 fn main() {
     // The named queries: one generated module per backend (see build/sql.rs).
@@ -21,13 +21,16 @@ fn main() {
     println!("cargo:rerun-if-changed=src/rules/text.rs");
     println!("cargo:rerun-if-changed=build/sql.rs");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let mut names = Vec::new();
     for backend in BACKENDS {
-        let code = sql::generate(
+        let (code, list) = sql::generate(
             std::path::Path::new(&format!("src/db/sql/{backend}")),
             backend,
         );
         std::fs::write(out.join(format!("queries_{backend}.rs")), code).unwrap();
+        names.push((*backend, list));
     }
+    std::fs::write(out.join("queries_shared.rs"), sql::shared(&names)).unwrap();
 
     println!("cargo:rerun-if-env-changed=USERFEED_BUILD_COMMIT");
     let commit = std::env::var("USERFEED_BUILD_COMMIT")

@@ -3,17 +3,33 @@
 //! Each migration `mNNNN_what` is a SQL file per database backend
 //! (`src/mNNNN_what/postgres.sql`), declared below in order and applied by
 //! [`Migrator`]. Plain, reviewable SQL keeps every constraint, partial index
-//! and the reasons for them in one place; the embedded SQLite backend will add
-//! a `sqlite.sql` next to each. Applied versions are recorded in
-//! `seaql_migrations`, so running them again is a no-op.
+//! and the reasons for them in one place. The embedded SQLite backend joined
+//! at 0013: its 0001 `sqlite.sql` creates that schema, and later migrations
+//! carry a `sqlite.sql` beside their `postgres.sql`. Applied versions are
+//! recorded in `seaql_migrations`, so running them again is a no-op.
 
 pub use sea_orm_migration::prelude::*;
 
 /// Declares a migration whose `up` is the backend's SQL file next to it
-/// (`mNNNN_name/postgres.sql`) and whose `down` is the given statement(s).
-/// Keeps every numbered migration to its SQL, with no repeated plumbing.
+/// (`mNNNN_name/postgres.sql`, `mNNNN_name/sqlite.sql`) and whose `down` is
+/// the given statement(s). Keeps every numbered migration to its SQL, with
+/// no repeated plumbing.
+///
+/// SQLite joined at 0013: `sqlite = "down"` marks the migration with a
+/// `sqlite.sql` (0001, which creates the schema as of 0013); the others
+/// have nothing to do on SQLite.
 macro_rules! sql_migration {
     ($module:ident, $doc:literal, $down:literal) => {
+        sql_migration!(@ $module, $doc, $down, None, "");
+    };
+    ($module:ident, $doc:literal, $down:literal, sqlite = $sqlite_down:literal) => {
+        sql_migration!(
+            @ $module, $doc, $down,
+            Some(include_str!(concat!(stringify!($module), "/sqlite.sql"))),
+            $sqlite_down
+        );
+    };
+    (@ $module:ident, $doc:literal, $down:literal, $sqlite:expr, $sqlite_down:literal) => {
         #[doc = $doc]
         pub mod $module {
             use sea_orm_migration::prelude::*;
@@ -31,18 +47,28 @@ macro_rules! sql_migration {
             #[async_trait::async_trait]
             impl MigrationTrait for Migration {
                 async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-                    let sql = match manager.get_database_backend() {
-                        DbBackend::Postgres => {
-                            include_str!(concat!(stringify!($module), "/postgres.sql"))
-                        }
+                    let sql: Option<&str> = match manager.get_database_backend() {
+                        DbBackend::Postgres => Some(include_str!(concat!(
+                            stringify!($module),
+                            "/postgres.sql"
+                        ))),
+                        DbBackend::Sqlite => $sqlite,
                         other => return Err(crate::unsupported(other)),
                     };
-                    manager.get_connection().execute_unprepared(sql).await?;
+                    if let Some(sql) = sql {
+                        manager.get_connection().execute_unprepared(sql).await?;
+                    }
                     Ok(())
                 }
 
                 async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-                    manager.get_connection().execute_unprepared($down).await?;
+                    let sql = match manager.get_database_backend() {
+                        DbBackend::Sqlite => $sqlite_down,
+                        _ => $down,
+                    };
+                    if !sql.is_empty() {
+                        manager.get_connection().execute_unprepared(sql).await?;
+                    }
                     Ok(())
                 }
             }
@@ -53,7 +79,14 @@ macro_rules! sql_migration {
 sql_migration!(
     m0001_initial,
     "0001: tenants, users, uploads, per-row errors and the per-upload staging table.",
-    "DROP TABLE IF EXISTS upload_rows, upload_row_errors, uploads, users, tenants CASCADE"
+    "DROP TABLE IF EXISTS upload_rows, upload_row_errors, uploads, users, tenants CASCADE",
+    sqlite = "DROP VIEW IF EXISTS user_all_roles;
+              DROP TABLE IF EXISTS upload_changes; DROP TABLE IF EXISTS profile_fields;
+              DROP TABLE IF EXISTS user_managers; DROP TABLE IF EXISTS user_roles;
+              DROP TABLE IF EXISTS group_memberships; DROP TABLE IF EXISTS groups;
+              DROP TABLE IF EXISTS upload_deactivations; DROP TABLE IF EXISTS upload_pending;
+              DROP TABLE IF EXISTS upload_rows; DROP TABLE IF EXISTS upload_row_errors;
+              DROP TABLE IF EXISTS uploads; DROP TABLE IF EXISTS users; DROP TABLE IF EXISTS tenants;"
 );
 sql_migration!(
     m0002_safety,
@@ -215,6 +248,6 @@ impl MigratorTrait for Migrator {
 /// The error for a backend that has no script for a migration yet.
 pub(crate) fn unsupported(backend: sea_orm_migration::sea_orm::DbBackend) -> DbErr {
     DbErr::Migration(format!(
-        "database backend {backend:?} is not supported yet; use PostgreSQL"
+        "database backend {backend:?} is not supported; use PostgreSQL or SQLite"
     ))
 }

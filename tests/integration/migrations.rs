@@ -156,3 +156,52 @@ async fn listed(db: &sea_orm::DatabaseConnection) -> Vec<String> {
     }
     out
 }
+
+#[tokio::test]
+async fn sqlite_migrates_to_the_current_schema_once_and_down_again() {
+    let db = TestDb::sqlite().await.unwrap();
+    // TestDb::sqlite migrated it; a second run changes nothing.
+    userfeed::db::migrate(&db.db).await.unwrap();
+    let known = userfeed_migrations::Migrator::migrations().len() as i64;
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM seaql_migrations").await,
+        known
+    );
+    assert!(
+        userfeed::db::pending_migrations(&db.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let tables = db
+        .rows("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .await;
+    assert_eq!(
+        tables,
+        [
+            "group_memberships",
+            "groups",
+            "profile_fields",
+            "seaql_migrations",
+            "tenants",
+            "upload_changes",
+            "upload_deactivations",
+            "upload_pending",
+            "upload_row_errors",
+            "upload_rows",
+            "uploads",
+            "user_all_roles",
+            "user_managers",
+            "user_roles",
+            "users",
+        ]
+    );
+    userfeed_migrations::Migrator::down(&db.db, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.rows("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+            .await,
+        ["seaql_migrations"]
+    );
+}

@@ -1,4 +1,6 @@
-//! Claiming, leases and fencing against real PostgreSQL.
+//! Claiming, leases and fencing, on both backends: real PostgreSQL
+//! (`FOR UPDATE SKIP LOCKED`) and SQLite (one atomic statement under the
+//! single write lock). Each test runs once per backend (`each_backend!`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,6 +28,29 @@ async fn enqueue(db: &TestDb, tenant_id: i64, key: &str) -> i64 {
         .expect("new upload")
 }
 
+/// Runs each named test once per backend: `name::postgres`, `name::sqlite`.
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn postgres() { super::$name(DbBackend::Postgres).await }
+            #[tokio::test]
+            async fn sqlite() { super::$name(DbBackend::Sqlite).await }
+        })*
+    };
+}
+
+each_backend!(
+    claim_takes_the_oldest_upload_per_tenant_and_blocks_the_tenant_while_it_runs,
+    expired_lease_is_reclaimed_with_a_new_token_and_the_old_holder_is_fenced_out,
+    concurrent_claimers_never_run_two_uploads_of_one_tenant,
+    hand_back_on_shutdown_makes_the_upload_claimable_at_once_without_using_an_attempt,
+    transient_hand_back_delays_the_retry,
+    a_head_waiting_out_its_backoff_still_holds_back_the_tenants_newer_files_but_not_others,
+    the_schema_allows_exactly_the_upload_states_jobs_state_names,
+);
+
 async fn tenant_id(db: &TestDb, slug: &str) -> i64 {
     userfeed::tenants::add(&db.db, slug, "b", slug, MatchKey::Email)
         .await
@@ -33,9 +58,10 @@ async fn tenant_id(db: &TestDb, slug: &str) -> i64 {
         .id
 }
 
-#[tokio::test]
-async fn claim_takes_the_oldest_upload_per_tenant_and_blocks_the_tenant_while_it_runs() {
-    let db = TestDb::new().await.unwrap();
+async fn claim_takes_the_oldest_upload_per_tenant_and_blocks_the_tenant_while_it_runs(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let (a, b) = (tenant_id(&db, "a").await, tenant_id(&db, "b").await);
     let a1 = enqueue(&db, a, "a/1.csv").await;
     let a2 = enqueue(&db, a, "a/2.csv").await;
@@ -63,9 +89,10 @@ async fn claim_takes_the_oldest_upload_per_tenant_and_blocks_the_tenant_while_it
     assert_eq!(third.lease.upload_id, a2);
 }
 
-#[tokio::test]
-async fn expired_lease_is_reclaimed_with_a_new_token_and_the_old_holder_is_fenced_out() {
-    let db = TestDb::new().await.unwrap();
+async fn expired_lease_is_reclaimed_with_a_new_token_and_the_old_holder_is_fenced_out(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let t = tenant_id(&db, "acme").await;
     let id = enqueue(&db, t, "acme/x.csv").await;
     let old = Queue::new(db.db.clone(), "old", Duration::from_secs(60));
@@ -77,9 +104,13 @@ async fn expired_lease_is_reclaimed_with_a_new_token_and_the_old_holder_is_fence
         "a live lease blocks re-claiming"
     );
     // Simulate the holder dying: its lease runs out.
+    let expired = match backend {
+        DbBackend::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 seconds')",
+        _ => "now() - interval '1 second'",
+    };
     db.db
         .execute_unprepared(&format!(
-            "UPDATE uploads SET lease_expires_at = now() - interval '1 second' WHERE id = {id}"
+            "UPDATE uploads SET lease_expires_at = {expired} WHERE id = {id}"
         ))
         .await
         .unwrap();
@@ -112,9 +143,8 @@ async fn expired_lease_is_reclaimed_with_a_new_token_and_the_old_holder_is_fence
     assert_eq!(upload(&db, id).await.lease_owner.as_deref(), Some("new"));
 }
 
-#[tokio::test]
-async fn concurrent_claimers_never_run_two_uploads_of_one_tenant() {
-    let db = TestDb::new().await.unwrap();
+async fn concurrent_claimers_never_run_two_uploads_of_one_tenant(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
     let mut heads = HashMap::new();
     for slug in ["t1", "t2", "t3"] {
         let t = tenant_id(&db, slug).await;
@@ -152,9 +182,10 @@ async fn concurrent_claimers_never_run_two_uploads_of_one_tenant() {
     );
 }
 
-#[tokio::test]
-async fn hand_back_on_shutdown_makes_the_upload_claimable_at_once_without_using_an_attempt() {
-    let db = TestDb::new().await.unwrap();
+async fn hand_back_on_shutdown_makes_the_upload_claimable_at_once_without_using_an_attempt(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let t = tenant_id(&db, "acme").await;
     let id = enqueue(&db, t, "acme/x.csv").await;
     let q = Queue::new(db.db.clone(), "w", Duration::from_secs(60));
@@ -172,9 +203,8 @@ async fn hand_back_on_shutdown_makes_the_upload_claimable_at_once_without_using_
     );
 }
 
-#[tokio::test]
-async fn transient_hand_back_delays_the_retry() {
-    let db = TestDb::new().await.unwrap();
+async fn transient_hand_back_delays_the_retry(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
     let t = tenant_id(&db, "acme").await;
     enqueue(&db, t, "acme/x.csv").await;
     let q = Queue::new(db.db.clone(), "w", Duration::from_secs(60));
@@ -193,7 +223,7 @@ async fn transient_hand_back_delays_the_retry() {
     let row = db
         .db
         .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
+            backend,
             "SELECT failure_reason FROM uploads",
         ))
         .await
@@ -202,9 +232,10 @@ async fn transient_hand_back_delays_the_retry() {
     assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "S3 timed out");
 }
 
-#[tokio::test]
-async fn a_head_waiting_out_its_backoff_still_holds_back_the_tenants_newer_files_but_not_others() {
-    let db = TestDb::new().await.unwrap();
+async fn a_head_waiting_out_its_backoff_still_holds_back_the_tenants_newer_files_but_not_others(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let (a, b) = (tenant_id(&db, "a").await, tenant_id(&db, "b").await);
     enqueue(&db, a, "a/1.csv").await;
     let a2 = enqueue(&db, a, "a/2.csv").await;
@@ -225,16 +256,27 @@ async fn a_head_waiting_out_its_backoff_still_holds_back_the_tenants_newer_files
     );
 }
 
-#[tokio::test]
-async fn the_schema_allows_exactly_the_upload_states_jobs_state_names() {
-    let db = TestDb::new().await.unwrap();
-    let checks = db
-        .rows(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint
-             WHERE conrelid = 'uploads'::regclass AND contype = 'c'
-               AND pg_get_constraintdef(oid) LIKE '%(state %'",
-        )
-        .await;
+async fn the_schema_allows_exactly_the_upload_states_jobs_state_names(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
+    let checks = match backend {
+        DbBackend::Sqlite => {
+            // The CHECK as written in the table's SQL, up to its closing parenthesis.
+            let table = db
+                .rows("SELECT sql FROM sqlite_master WHERE name = 'uploads'")
+                .await;
+            let at = table[0].find("CHECK (state IN").expect("a state CHECK");
+            let check = &table[0][at..];
+            vec![check[..check.find(')').unwrap()].to_string()]
+        }
+        _ => {
+            db.rows(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                 WHERE conrelid = 'uploads'::regclass AND contype = 'c'
+                   AND pg_get_constraintdef(oid) LIKE '%(state %'",
+            )
+            .await
+        }
+    };
     assert_eq!(checks.len(), 1, "{checks:?}");
     // The quoted names of the CHECK, e.g. (state = ANY (ARRAY['queued'::text, ...])).
     let mut allowed: Vec<&str> = checks[0].split('\'').skip(1).step_by(2).collect();

@@ -65,3 +65,40 @@ async fn a_statement_postgresql_refuses_is_reported_with_the_reason() {
         .unwrap_err();
     assert!(err.contains("no_such_column"), "{err}");
 }
+
+#[tokio::test]
+async fn sqlite_accepts_every_named_statement_of_its_own_against_its_migrated_schema() {
+    let db = TestDb::sqlite().await.unwrap();
+    let pool = db.db.get_sqlite_connection_pool();
+    assert!(!queries::sqlite::ALL.is_empty());
+    let mut refused = Vec::new();
+    for (name, sql) in queries::sqlite::ALL {
+        let mut conn = pool.acquire().await.unwrap();
+        if let Err(e) = (&mut *conn)
+            .prepare(sqlx::AssertSqlSafe(*sql).into_sql_str())
+            .await
+        {
+            refused.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+    // And the check can fail: SQLite names what it does not know.
+    let mut conn = pool.acquire().await.unwrap();
+    let err = (&mut *conn)
+        .prepare(sqlx::AssertSqlSafe("UPDATE uploads SET no_such_column = 1").into_sql_str())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no_such_column"), "{err}");
+}
+
+#[tokio::test]
+async fn each_backend_has_its_own_version_of_every_shared_statement() {
+    // The statements code picks by backend (queries::of) differ where the
+    // dialects do: the SQLite claim has no SKIP LOCKED, PostgreSQL's has.
+    let pg = queries::of(sea_orm::DbBackend::Postgres);
+    let lite = queries::of(sea_orm::DbBackend::Sqlite);
+    assert!(pg.claim.contains("SKIP LOCKED"));
+    assert!(!lite.claim.contains("SKIP LOCKED") && lite.claim.contains("?1"));
+    assert_eq!(pg.claim, queries::CLAIM);
+    assert_eq!(lite.claim, queries::sqlite::CLAIM);
+}

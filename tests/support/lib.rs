@@ -54,6 +54,34 @@ impl TestDb {
         Ok(db)
     }
 
+    /// Creates and migrates a new database of `backend`: PostgreSQL next to
+    /// the maintenance database, or SQLite in a file of its own (the
+    /// embedded backend), opened as the daemon opens it.
+    pub async fn of(backend: DbBackend) -> anyhow::Result<Self> {
+        match backend {
+            DbBackend::Sqlite => Self::sqlite().await,
+            _ => Self::new().await,
+        }
+    }
+
+    /// Creates and migrates a new SQLite database file.
+    pub async fn sqlite() -> anyhow::Result<Self> {
+        let name = unique("uf_test_");
+        let dir = std::env::temp_dir().join(&name);
+        let url = format!("sqlite:{}", dir.join("userfeed.db").display());
+        let db = userfeed::db::connect(&userfeed::config::DatabaseConfig {
+            url: url.clone(),
+            max_connections: 4,
+            acquire_timeout_seconds: 10,
+            sslmode: String::new(),
+            sslrootcert: String::new(),
+        })
+        .await
+        .context("opening the test SQLite database")?;
+        userfeed::db::migrate(&db).await?;
+        Ok(TestDb { db, url, name })
+    }
+
     /// Creates a new database with no schema at all.
     pub async fn empty() -> anyhow::Result<Self> {
         let name = unique("uf_test_");
@@ -94,7 +122,7 @@ impl TestDb {
     pub async fn scalar(&self, sql: &str) -> i64 {
         let row = self
             .db
-            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .expect("a row");
@@ -106,7 +134,7 @@ impl TestDb {
     pub async fn rows(&self, sql: &str) -> Vec<String> {
         let rows = self
             .db
-            .query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .query_all_raw(Statement::from_string(self.db.get_database_backend(), sql))
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.into_iter()
@@ -121,6 +149,10 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        if self.url.starts_with("sqlite:") {
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&name));
+            return;
+        }
         // Drop runs outside any async context we can rely on; use a small
         // runtime on a plain thread.
         let _ = std::thread::spawn(move || {

@@ -44,8 +44,8 @@ struct Block {
 }
 
 /// Reads every `.sql` file of `dir` (one backend) and returns the Rust source
-/// of its constants.
-pub fn generate(dir: &Path, dialect: &str) -> String {
+/// of its constants, and each statement's name and constant.
+pub fn generate(dir: &Path, dialect: &str) -> (String, Vec<(String, String)>) {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -110,10 +110,57 @@ pub fn generate(dir: &Path, dialect: &str) -> String {
     }
     writeln!(out, "/// Every statement of this backend, by name.").unwrap();
     writeln!(out, "pub const ALL: &[(&str, &str)] = &[").unwrap();
-    for (name, constant) in all {
+    for (name, constant) in &all {
         writeln!(out, "    ({name:?}, {constant}),").unwrap();
     }
     writeln!(out, "];").unwrap();
+    (out, all)
+}
+
+/// The statements every backend has, as one struct with a value per
+/// backend: code that runs on all of them picks its SQL through it. A name
+/// in a later backend that the first lacks fails the build.
+pub fn shared(backends: &[(&str, Vec<(String, String)>)]) -> String {
+    let (first, first_names) = &backends[0];
+    let mut common: Vec<&(String, String)> =
+        backends[1..].iter().flat_map(|(_, names)| names).collect();
+    common.sort();
+    common.dedup();
+    for (name, _) in &common {
+        if !first_names.iter().any(|(n, _)| n == name) {
+            panic!("statement {name} has no {first} version");
+        }
+    }
+    let mut out = String::from(
+        "/// The statements that run on every backend, one field per name.\n\
+         #[derive(Debug, Clone, Copy)]\npub struct Queries {\n",
+    );
+    for (name, constant) in &common {
+        writeln!(out, "    /// [`{constant}`], this backend's version.").unwrap();
+        writeln!(out, "    pub {name}: &'static str,").unwrap();
+    }
+    out.push_str("}\n");
+    for (i, (backend, names)) in backends.iter().enumerate() {
+        let module = if i == 0 {
+            String::new()
+        } else {
+            format!("{backend}::")
+        };
+        writeln!(out, "\n/// The {backend} statements.").unwrap();
+        writeln!(
+            out,
+            "pub const {}: Queries = Queries {{",
+            backend.to_ascii_uppercase()
+        )
+        .unwrap();
+        for (name, constant) in &common {
+            if !names.iter().any(|(n, _)| n == name) {
+                panic!("statement {name} has no {backend} version");
+            }
+            writeln!(out, "    {name}: {module}{constant},").unwrap();
+        }
+        out.push_str("};\n");
+    }
     out
 }
 

@@ -240,9 +240,13 @@ impl Config {
             return bad("database.url", "must be set (USERFEED_DATABASE_URL)");
         }
         if !(self.database.url.starts_with("postgres://")
-            || self.database.url.starts_with("postgresql://"))
+            || self.database.url.starts_with("postgresql://")
+            || self.database.url.starts_with("sqlite:"))
         {
-            return bad("database.url", "must be a postgres:// URL");
+            return bad(
+                "database.url",
+                "must be a postgres:// URL, or sqlite:<file> for the embedded backend",
+            );
         }
         if !self.database.sslmode.is_empty() && !SSL_MODES.contains(&self.database.sslmode.as_str())
         {

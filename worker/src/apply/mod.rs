@@ -321,9 +321,10 @@ pub async fn write_counters<C: ConnectionTrait>(
     p: &Progress,
 ) -> Result<(), DbErr> {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let backend = c.get_database_backend();
     c.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        queries::SET_COUNTERS,
+        backend,
+        queries::of(backend).set_counters,
         [
             upload_id.into(),
             n(p.rows_read).into(),

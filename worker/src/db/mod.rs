@@ -70,9 +70,49 @@ fn mode_name(mode: PgSslMode) -> &'static str {
     }
 }
 
+/// Opens a SQLite database file (the embedded backend), creating it and its
+/// folder when missing: WAL mode, so readers (the CLI) never block the
+/// daemon's writer and the other way round; a busy timeout, so a writer
+/// waits its turn for the single write lock instead of failing; foreign
+/// keys on, which the schema's cascades rely on.
+async fn connect_sqlite(cfg: &DatabaseConfig) -> Result<DatabaseConnection, ConnectError> {
+    use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    let sqlite: SqliteConnectOptions = cfg
+        .url
+        .parse()
+        .map_err(|e: sqlx::Error| DbErr::Custom(format!("database.url: {e}")))?;
+    let file = sqlite.get_filename().to_path_buf();
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            DbErr::Custom(format!(
+                "creating the database folder {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    let sqlite = sqlite
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // WAL with NORMAL loses at most the last commits on power loss, never
+        // consistency; an upload interrupted that way is run again.
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(cfg.acquire_timeout_seconds.max(5)))
+        .foreign_keys(true);
+    let mut opts = ConnectOptions::new(cfg.url.clone());
+    opts.max_connections(cfg.max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_seconds))
+        .sqlx_logging(false);
+    opts.map_sqlx_sqlite_opts(move |_| sqlite.clone());
+    Ok(Database::connect(opts).await?)
+}
+
 /// Opens the connection pool (over TLS as `sslmode` says). Nothing is
 /// logged about the URL beyond its redacted form.
 pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, ConnectError> {
+    if cfg.url.starts_with("sqlite:") {
+        return connect_sqlite(cfg).await;
+    }
     let pg = pg_options(cfg)?;
     let mode = mode_name(pg.get_ssl_mode());
     let port = pg.get_port();

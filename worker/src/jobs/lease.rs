@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbErr, Statement};
 
 use crate::db::queries;
 
@@ -33,10 +33,11 @@ pub enum FenceError {
 /// Extends `lease` by its length. `false` means it is lost: the upload is
 /// no longer running under this token.
 pub async fn renew<C: ConnectionTrait>(c: &C, lease: &Lease) -> Result<bool, DbErr> {
+    let backend = c.get_database_backend();
     let res = c
         .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::RENEW_LEASE,
+            backend,
+            queries::of(backend).renew_lease,
             [
                 lease.upload_id.into(),
                 lease.token.into(),

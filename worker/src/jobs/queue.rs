@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait};
 
 use crate::apply::{Progress, write_counters};
 use crate::db::queries;
@@ -68,9 +68,10 @@ impl Queue {
         let txn = self.db.begin().await?;
         let handed = state::hand_back(&txn, lease, delay, refund_attempt, reason).await?;
         if handed {
+            let backend = txn.get_database_backend();
             txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::DELETE_STAGED,
+                backend,
+                queries::of(backend).delete_staged,
                 [lease.upload_id.into()],
             ))
             .await?;
@@ -90,9 +91,10 @@ impl Queue {
         let failed = state::fail(&txn, lease, reason).await?;
         if failed {
             write_counters(&txn, lease.upload_id, progress).await?;
+            let backend = txn.get_database_backend();
             txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::DELETE_STAGED,
+                backend,
+                queries::of(backend).delete_staged,
                 [lease.upload_id.into()],
             ))
             .await?;
@@ -119,10 +121,11 @@ pub struct QueueStats {
 
 /// Queue depth and held uploads (see [`queries::QUEUE_STATS`]).
 pub async fn stats<C: ConnectionTrait>(db: &C) -> Result<QueueStats, DbErr> {
+    let backend = db.get_database_backend();
     let row = db
         .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            queries::QUEUE_STATS,
+            backend,
+            queries::of(backend).queue_stats,
         ))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("queue stats".into()))?;

@@ -20,9 +20,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, SqlErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, SqlErr, Statement, Value};
 
-use crate::db::queries;
+use crate::db::queries::{self, Queries};
 use crate::intake::event::ObjectCreated;
 use crate::jobs::lease::Lease;
 
@@ -135,16 +135,22 @@ pub struct Claimed {
     pub previous_error: Option<String>,
 }
 
-fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+/// The statement named by `pick` in `c`'s backend, with `values`.
+fn stmt<C: ConnectionTrait>(
+    c: &C,
+    pick: fn(&Queries) -> &'static str,
+    values: impl IntoIterator<Item = Value>,
+) -> Statement {
+    let backend = c.get_database_backend();
+    Statement::from_sql_and_values(backend, pick(queries::of(backend)), values)
 }
 
 async fn changed<C: ConnectionTrait>(
     c: &C,
-    sql: &str,
+    pick: fn(&Queries) -> &'static str,
     values: impl IntoIterator<Item = Value>,
 ) -> Result<bool, DbErr> {
-    Ok(c.execute_raw(stmt(sql, values)).await?.rows_affected() == 1)
+    Ok(c.execute_raw(stmt(c, pick, values)).await?.rows_affected() == 1)
 }
 
 /// queued (or running under an expired lease) → running: claims the next
@@ -156,7 +162,7 @@ pub async fn claim<C: ConnectionTrait>(
     lease_secs: f64,
 ) -> Result<Option<Claimed>, DbErr> {
     let row = match c
-        .query_one_raw(stmt(queries::CLAIM, [owner.into(), lease_secs.into()]))
+        .query_one_raw(stmt(c, |q| q.claim, [owner.into(), lease_secs.into()]))
         .await
     {
         Ok(row) => row,
@@ -189,7 +195,8 @@ pub async fn supersede_if_newer<C: ConnectionTrait>(
 ) -> Result<Option<i64>, DbErr> {
     let row = c
         .query_one_raw(stmt(
-            queries::SUPERSEDE_IF_NEWER,
+            c,
+            |q| q.supersede_if_newer,
             [lease.upload_id.into(), lease.token.into(), tenant_id.into()],
         ))
         .await?;
@@ -207,7 +214,7 @@ pub async fn hand_back<C: ConnectionTrait>(
 ) -> Result<bool, DbErr> {
     changed(
         c,
-        queries::HAND_BACK,
+        |q| q.hand_back,
         [
             lease.upload_id.into(),
             lease.token.into(),
@@ -224,7 +231,7 @@ pub async fn hand_back<C: ConnectionTrait>(
 pub async fn fail<C: ConnectionTrait>(c: &C, lease: &Lease, reason: &str) -> Result<bool, DbErr> {
     changed(
         c,
-        queries::FAIL,
+        |q| q.fail,
         [lease.upload_id.into(), lease.token.into(), reason.into()],
     )
     .await
@@ -235,7 +242,7 @@ pub async fn fail<C: ConnectionTrait>(c: &C, lease: &Lease, reason: &str) -> Res
 pub async fn succeed<C: ConnectionTrait>(c: &C, lease: &Lease) -> Result<bool, DbErr> {
     changed(
         c,
-        queries::SUCCEED,
+        |q| q.succeed,
         [lease.upload_id.into(), lease.token.into()],
     )
     .await
@@ -251,7 +258,7 @@ pub async fn hold<C: ConnectionTrait>(
 ) -> Result<bool, DbErr> {
     changed(
         c,
-        queries::HOLD,
+        |q| q.hold,
         [
             lease.upload_id.into(),
             lease.token.into(),
@@ -272,7 +279,7 @@ pub async fn resolve_hold<C: ConnectionTrait>(
 ) -> Result<bool, DbErr> {
     changed(
         c,
-        queries::RESOLVE_HOLD,
+        |q| q.resolve_hold,
         [
             upload_id.into(),
             resolution.as_str().into(),
@@ -292,7 +299,8 @@ pub async fn record<C: ConnectionTrait>(
 ) -> Result<Option<i64>, DbErr> {
     let row = c
         .query_one_raw(stmt(
-            queries::RECORD_UPLOAD,
+            c,
+            |q| q.record_upload,
             [
                 tenant_id.into(),
                 source.into(),
@@ -322,7 +330,8 @@ pub async fn record_local<C: ConnectionTrait>(
     debug_assert!(matches!(state, UploadState::Running | UploadState::Preview));
     let row = c
         .query_one_raw(stmt(
-            queries::INSERT_LOCAL_UPLOAD,
+            c,
+            |q| q.insert_local_upload,
             [
                 tenant_id.into(),
                 folder.into(),
@@ -344,7 +353,7 @@ pub async fn requeue_failed<C: ConnectionTrait>(
     upload_id: i64,
 ) -> Result<Option<i64>, DbErr> {
     let row = c
-        .query_one_raw(stmt(queries::INSERT_RETRY, [upload_id.into()]))
+        .query_one_raw(stmt(c, |q| q.insert_retry, [upload_id.into()]))
         .await?;
     row.map(|r| r.try_get::<i64>("", "id")).transpose()
 }
@@ -356,7 +365,7 @@ pub async fn newer_blocking_retry<C: ConnectionTrait>(
     upload_id: i64,
 ) -> Result<Option<(i64, UploadState)>, DbErr> {
     let Some(row) = c
-        .query_one_raw(stmt(queries::NEWER_BLOCKING_RETRY, [upload_id.into()]))
+        .query_one_raw(stmt(c, |q| q.newer_blocking_retry, [upload_id.into()]))
         .await?
     else {
         return Ok(None);
