@@ -1,12 +1,30 @@
-//! Applying files: streaming from moto S3 into real PostgreSQL.
+//! Applying files: streaming from moto S3 into each backend, real
+//! PostgreSQL (the set-based store) and SQLite (the portable store). Tests
+//! of a backend's own mechanics (PostgreSQL's staging truncation and unique
+//! races) run on PostgreSQL only.
 
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DbBackend};
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
 
 const LEASE: Duration = Duration::from_secs(30);
+
+each_backend!(
+    first_file_creates_feed_managed_active_users,
+    full_file_deactivates_absent_feed_users_updates_names_and_spares_platform_users,
+    an_unchanged_file_rewrites_no_user,
+    status_column_decides_status_and_absence_deactivates_nobody,
+    rows_with_problems_are_reported_by_line_and_column_and_the_rest_applies,
+    a_rejected_row_with_a_known_key_does_not_deactivate_its_user,
+    a_non_utf8_file_fails_with_a_clear_reason_and_changes_nothing,
+    a_file_missing_a_mapped_column_fails_listing_expected_and_found_headers,
+    external_id_matching_follows_an_email_change_and_rejects_a_taken_email,
+    profile_fields_are_stored_and_empty_cells_clear_them,
+    an_unterminated_quote_fails_the_upload_instead_of_deactivating_everyone_after_it,
+    row_problems_over_the_limit_are_counted_not_kept_and_the_upload_still_applies,
+);
 
 struct Env {
     db: TestDb,
@@ -15,7 +33,11 @@ struct Env {
 }
 
 async fn env(key: MatchKey, mapping: &str, batch: usize) -> Env {
-    let db = TestDb::new().await.unwrap();
+    env_on(DbBackend::Postgres, key, mapping, batch).await
+}
+
+async fn env_on(backend: DbBackend, key: MatchKey, mapping: &str, batch: usize) -> Env {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, key, mapping).await;
     let w = workers(&db, &aws, LEASE, batch);
@@ -59,9 +81,8 @@ impl Env {
     }
 }
 
-#[tokio::test]
-async fn first_file_creates_feed_managed_active_users() {
-    let e = env(MatchKey::Email, MAPPING, 2).await;
+async fn first_file_creates_feed_managed_active_users(backend: DbBackend) {
+    let e = env_on(backend, MatchKey::Email, MAPPING, 2).await;
     let up = e.apply("acme/a.csv", employees_csv(5, false)).await;
     assert_eq!(up.state, "succeeded", "{:?}", up.failure_reason);
     assert_eq!(
@@ -83,9 +104,10 @@ async fn first_file_creates_feed_managed_active_users() {
     );
 }
 
-#[tokio::test]
-async fn full_file_deactivates_absent_feed_users_updates_names_and_spares_platform_users() {
-    let e = env(MatchKey::Email, MAPPING, 2).await;
+async fn full_file_deactivates_absent_feed_users_updates_names_and_spares_platform_users(
+    backend: DbBackend,
+) {
+    let e = env_on(backend, MatchKey::Email, MAPPING, 2).await;
     e.apply("acme/1.csv", employees_csv(4, false)).await;
     // A user created on the platform, never in any file.
     e.db.db
@@ -133,12 +155,11 @@ async fn full_file_deactivates_absent_feed_users_updates_names_and_spares_platfo
     );
 }
 
-#[tokio::test]
-async fn an_unchanged_file_rewrites_no_user() {
-    let e = env(MatchKey::Email, MAPPING, 3).await;
+async fn an_unchanged_file_rewrites_no_user(backend: DbBackend) {
+    let e = env_on(backend, MatchKey::Email, MAPPING, 3).await;
     e.apply("acme/1.csv", employees_csv(7, false)).await;
     let before =
-        e.db.rows("SELECT id || ':' || updated_at::text FROM users ORDER BY id")
+        e.db.rows("SELECT id || ':' || CAST(updated_at AS TEXT) FROM users ORDER BY id")
             .await;
     let up = e.apply("acme/2.csv", employees_csv(7, false)).await;
     assert_eq!(
@@ -146,14 +167,13 @@ async fn an_unchanged_file_rewrites_no_user() {
         (7, 0, 0)
     );
     let after =
-        e.db.rows("SELECT id || ':' || updated_at::text FROM users ORDER BY id")
+        e.db.rows("SELECT id || ':' || CAST(updated_at AS TEXT) FROM users ORDER BY id")
             .await;
     assert_eq!(before, after);
 }
 
-#[tokio::test]
-async fn status_column_decides_status_and_absence_deactivates_nobody() {
-    let e = env(MatchKey::Email, MAPPING_WITH_STATUS, 10).await;
+async fn status_column_decides_status_and_absence_deactivates_nobody(backend: DbBackend) {
+    let e = env_on(backend, MatchKey::Email, MAPPING_WITH_STATUS, 10).await;
     e.apply("acme/1.csv", employees_csv(3, true)).await;
     let second = "Employee ID,Work Email,First Name,Last Name,Status\n\
                   E0,user0@example.com,First0,Last0,0\n\
@@ -173,9 +193,10 @@ async fn status_column_decides_status_and_absence_deactivates_nobody() {
     );
 }
 
-#[tokio::test]
-async fn rows_with_problems_are_reported_by_line_and_column_and_the_rest_applies() {
-    let e = env(MatchKey::Email, MAPPING_WITH_STATUS, 2).await;
+async fn rows_with_problems_are_reported_by_line_and_column_and_the_rest_applies(
+    backend: DbBackend,
+) {
+    let e = env_on(backend, MatchKey::Email, MAPPING_WITH_STATUS, 2).await;
     let file = "Employee ID,Work Email,First Name,Last Name,Status\n\
                 E1,ok1@example.com,A,B,1\n\
                 E2,not-an-email,A,B,1\n\
@@ -210,9 +231,8 @@ async fn rows_with_problems_are_reported_by_line_and_column_and_the_rest_applies
     assert_eq!(emails, vec!["ok1@example.com", "ok7@example.com"]);
 }
 
-#[tokio::test]
-async fn a_rejected_row_with_a_known_key_does_not_deactivate_its_user() {
-    let e = env(MatchKey::Email, MAPPING, 10).await;
+async fn a_rejected_row_with_a_known_key_does_not_deactivate_its_user(backend: DbBackend) {
+    let e = env_on(backend, MatchKey::Email, MAPPING, 10).await;
     e.apply("acme/1.csv", employees_csv(2, false)).await;
     // user1's row is ragged (rejected) but names user1: they stay active.
     let up = e.apply("acme/2.csv", "Employee ID,Work Email,First Name,Last Name\nE0,user0@example.com,First0,Last0\nE1,user1@example.com\n").await;
@@ -225,9 +245,8 @@ async fn a_rejected_row_with_a_known_key_does_not_deactivate_its_user() {
     );
 }
 
-#[tokio::test]
-async fn a_non_utf8_file_fails_with_a_clear_reason_and_changes_nothing() {
-    let e = env(MatchKey::Email, MAPPING, 2).await;
+async fn a_non_utf8_file_fails_with_a_clear_reason_and_changes_nothing(backend: DbBackend) {
+    let e = env_on(backend, MatchKey::Email, MAPPING, 2).await;
     e.apply("acme/1.csv", employees_csv(4, false)).await;
     let before = users_of(&e.db, "acme").await;
     // Valid rows first (more than a batch), then a Latin-1 "é" on line 5.
@@ -248,9 +267,10 @@ async fn a_non_utf8_file_fails_with_a_clear_reason_and_changes_nothing() {
     assert_eq!(e.db.scalar("SELECT count(*) FROM upload_rows").await, 0);
 }
 
-#[tokio::test]
-async fn a_file_missing_a_mapped_column_fails_listing_expected_and_found_headers() {
-    let e = env(MatchKey::Email, MAPPING, 10).await;
+async fn a_file_missing_a_mapped_column_fails_listing_expected_and_found_headers(
+    backend: DbBackend,
+) {
+    let e = env_on(backend, MatchKey::Email, MAPPING, 10).await;
     let up = e
         .apply("acme/x.csv", "Work Email,First Name\na@example.com,A\n")
         .await;
@@ -327,9 +347,10 @@ async fn an_object_deleted_before_it_was_read_fails_cleanly_without_retries() {
     assert!(run_next(&e.w).await.is_none(), "no retry storm");
 }
 
-#[tokio::test]
-async fn external_id_matching_follows_an_email_change_and_rejects_a_taken_email() {
-    let e = env(MatchKey::ExternalId, MAPPING, 10).await;
+async fn external_id_matching_follows_an_email_change_and_rejects_a_taken_email(
+    backend: DbBackend,
+) {
+    let e = env_on(backend, MatchKey::ExternalId, MAPPING, 10).await;
     e.apply("acme/1.csv", employees_csv(3, false)).await;
     let file = "Employee ID,Work Email,First Name,Last Name\n\
                 E0,new0@example.com,First0,Last0\n\
@@ -359,18 +380,26 @@ async fn external_id_matching_follows_an_email_change_and_rejects_a_taken_email(
     );
 }
 
-#[tokio::test]
-async fn profile_fields_are_stored_and_empty_cells_clear_them() {
+/// Every user's profile, as JSON (PostgreSQL keeps `jsonb`, SQLite text).
+async fn profiles(db: &TestDb) -> Vec<serde_json::Value> {
+    db.rows("SELECT CAST(profile AS TEXT) FROM users ORDER BY id")
+        .await
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+async fn profile_fields_are_stored_and_empty_cells_clear_them(backend: DbBackend) {
     let mapping = format!("{MAPPING}\n[profile]\ndepartment = \"Dept\"\n");
-    let e = env(MatchKey::Email, &mapping, 10).await;
+    let e = env_on(backend, MatchKey::Email, &mapping, 10).await;
     e.apply(
         "acme/1.csv",
         "Employee ID,Work Email,First Name,Last Name,Dept\nE0,a@example.com,A,B,Sales\n",
     )
     .await;
     assert_eq!(
-        e.db.rows("SELECT profile::text FROM users").await,
-        vec![r#"{"department": "Sales"}"#]
+        profiles(&e.db).await,
+        vec![serde_json::json!({"department": "Sales"})]
     );
     let up = e
         .apply(
@@ -379,15 +408,13 @@ async fn profile_fields_are_stored_and_empty_cells_clear_them() {
         )
         .await;
     assert_eq!(up.rows_updated, 1);
-    assert_eq!(
-        e.db.rows("SELECT profile::text FROM users").await,
-        vec!["{}"]
-    );
+    assert_eq!(profiles(&e.db).await, vec![serde_json::json!({})]);
 }
 
-#[tokio::test]
-async fn an_unterminated_quote_fails_the_upload_instead_of_deactivating_everyone_after_it() {
-    let e = env(MatchKey::Email, MAPPING, 2).await;
+async fn an_unterminated_quote_fails_the_upload_instead_of_deactivating_everyone_after_it(
+    backend: DbBackend,
+) {
+    let e = env_on(backend, MatchKey::Email, MAPPING, 2).await;
     e.apply("acme/1.csv", employees_csv(5, false)).await;
     let before = users_of(&e.db, "acme").await;
     let broken = "Employee ID,Work Email,First Name,Last Name\n\
@@ -536,9 +563,10 @@ async fn a_reader_that_panics_part_way_fails_the_upload_and_deactivates_nobody()
     assert_eq!(up.rows_deactivated, 0);
 }
 
-#[tokio::test]
-async fn row_problems_over_the_limit_are_counted_not_kept_and_the_upload_still_applies() {
-    let e = env(MatchKey::ExternalId, MAPPING, 3).await;
+async fn row_problems_over_the_limit_are_counted_not_kept_and_the_upload_still_applies(
+    backend: DbBackend,
+) {
+    let e = env_on(backend, MatchKey::ExternalId, MAPPING, 3).await;
     e.apply("acme/1.csv", employees_csv(3, false)).await;
     // Lines 2-6: five bad emails, rejected while reading; lines 7-9: three
     // emails of other people, rejected by the merge; line 10 applies.

@@ -28,19 +28,6 @@ async fn enqueue(db: &TestDb, tenant_id: i64, key: &str) -> i64 {
         .expect("new upload")
 }
 
-/// Runs each named test once per backend: `name::postgres`, `name::sqlite`.
-macro_rules! each_backend {
-    ($($name:ident),* $(,)?) => {
-        $(mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn postgres() { super::$name(DbBackend::Postgres).await }
-            #[tokio::test]
-            async fn sqlite() { super::$name(DbBackend::Sqlite).await }
-        })*
-    };
-}
-
 each_backend!(
     claim_takes_the_oldest_upload_per_tenant_and_blocks_the_tenant_while_it_runs,
     expired_lease_is_reclaimed_with_a_new_token_and_the_old_holder_is_fenced_out,

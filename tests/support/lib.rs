@@ -37,6 +37,21 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Runs each named test once per backend, as `name::postgres` and
+/// `name::sqlite`: `async fn name(backend: DbBackend)` gets a fresh
+/// database of that backend from [`TestDb::of`].
+#[macro_export]
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[tokio::test]
+            async fn postgres() { super::$name(::sea_orm::DbBackend::Postgres).await }
+            #[tokio::test]
+            async fn sqlite() { super::$name(::sea_orm::DbBackend::Sqlite).await }
+        })*
+    };
+}
+
 /// A fresh, migrated database, dropped when the value is dropped.
 pub struct TestDb {
     /// Connection pool to it.
@@ -756,7 +771,7 @@ pub async fn users_of(db: &TestDb, slug: &str) -> Vec<String> {
 pub async fn tenant_state(db: &TestDb, slug: &str) -> Vec<String> {
     db.rows(&format!(
         "SELECT 'user ' || u.email || ' ' || coalesce(u.external_id, '-') || ' ' || u.first_name
-                || ' active=' || u.active
+                || ' active=' || CASE WHEN u.active THEN 'true' ELSE 'false' END
          FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = '{slug}'
          UNION ALL
          SELECT 'manager ' || u.email || '<-' || m.email

@@ -118,19 +118,19 @@ pub fn generate(dir: &Path, dialect: &str) -> (String, Vec<(String, String)>) {
 }
 
 /// The statements every backend has, as one struct with a value per
-/// backend: code that runs on all of them picks its SQL through it. A name
-/// in a later backend that the first lacks fails the build.
+/// backend: code that runs on all of them picks its SQL through it.
+/// Statements only one backend has (its fast paths, or a dialect's second
+/// step) are used through that backend's module.
 pub fn shared(backends: &[(&str, Vec<(String, String)>)]) -> String {
-    let (first, first_names) = &backends[0];
-    let mut common: Vec<&(String, String)> =
-        backends[1..].iter().flat_map(|(_, names)| names).collect();
-    common.sort();
-    common.dedup();
-    for (name, _) in &common {
-        if !first_names.iter().any(|(n, _)| n == name) {
-            panic!("statement {name} has no {first} version");
-        }
-    }
+    let (_, first_names) = &backends[0];
+    let common: Vec<&(String, String)> = first_names
+        .iter()
+        .filter(|(name, _)| {
+            backends[1..]
+                .iter()
+                .all(|(_, names)| names.iter().any(|(n, _)| n == name))
+        })
+        .collect();
     let mut out = String::from(
         "/// The statements that run on every backend, one field per name.\n\
          #[derive(Debug, Clone, Copy)]\npub struct Queries {\n",
@@ -140,7 +140,7 @@ pub fn shared(backends: &[(&str, Vec<(String, String)>)]) -> String {
         writeln!(out, "    pub {name}: &'static str,").unwrap();
     }
     out.push_str("}\n");
-    for (i, (backend, names)) in backends.iter().enumerate() {
+    for (i, (backend, _)) in backends.iter().enumerate() {
         let module = if i == 0 {
             String::new()
         } else {
@@ -154,9 +154,6 @@ pub fn shared(backends: &[(&str, Vec<(String, String)>)]) -> String {
         )
         .unwrap();
         for (name, constant) in &common {
-            if !names.iter().any(|(n, _)| n == name) {
-                panic!("statement {name} has no {backend} version");
-            }
             writeln!(out, "    {name}: {module}{constant},").unwrap();
         }
         out.push_str("};\n");

@@ -1,8 +1,8 @@
 //! Upload history and user listings, for the CLI (and later the admin API).
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
 };
 use serde::Serialize;
 
@@ -87,8 +87,8 @@ pub async fn changes<C: ConnectionTrait>(db: &C, upload_id: i64) -> Result<Vec<C
     use crate::db::entity::upload_change;
     let created = db
         .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::CREATED_BY_UPLOAD,
+            db.get_database_backend(),
+            queries::of(db.get_database_backend()).created_by_upload,
             [upload_id.into()],
         ))
         .await?;
@@ -175,8 +175,8 @@ pub async fn users<C: ConnectionTrait>(db: &C, tenant_id: i64) -> Result<Vec<Use
         .await?;
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::USER_LINKS,
+            db.get_database_backend(),
+            queries::of(db.get_database_backend()).user_links,
             [tenant_id.into()],
         ))
         .await?;

@@ -1,8 +1,8 @@
 //! Resolving held uploads: `userfeed uploads approve` and `reject`.
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Statement, TransactionTrait,
 };
 
 use crate::db::entity::upload;
@@ -70,13 +70,15 @@ pub async fn approve(db: &DatabaseConnection, id: i64) -> Result<u64, HoldError>
     if let Some(n) = newer {
         return Err(HoldError::NewerRan { id, newer: n.id });
     }
-    let stmt = |sql: &str| Statement::from_sql_and_values(DbBackend::Postgres, sql, [id.into()]);
-    txn.execute_raw(stmt(queries::LOG_DEACTIVATIONS)).await?;
+    let backend = txn.get_database_backend();
+    let q = queries::of(backend);
+    let stmt = |sql: &str| Statement::from_sql_and_values(backend, sql, [id.into()]);
+    txn.execute_raw(stmt(q.log_deactivations)).await?;
     let n = txn
-        .execute_raw(stmt(queries::APPLY_DEACTIVATIONS))
+        .execute_raw(stmt(q.apply_deactivations))
         .await?
         .rows_affected();
-    txn.execute_raw(stmt(queries::DELETE_PENDING_DEACTIVATIONS))
+    txn.execute_raw(stmt(q.delete_pending_deactivations))
         .await?;
     state::resolve_hold(&txn, id, Resolution::Approved, n).await?;
     txn.commit().await?;
@@ -87,8 +89,10 @@ pub async fn approve(db: &DatabaseConnection, id: i64) -> Result<u64, HoldError>
 pub async fn reject(db: &DatabaseConnection, id: i64) -> Result<u64, HoldError> {
     let txn = db.begin().await?;
     let up = lock_held(&txn, id).await?;
-    let stmt = |sql: &str| Statement::from_sql_and_values(DbBackend::Postgres, sql, [id.into()]);
-    txn.execute_raw(stmt(queries::DELETE_PENDING_DEACTIVATIONS))
+    let backend = txn.get_database_backend();
+    let q = queries::of(backend);
+    let stmt = |sql: &str| Statement::from_sql_and_values(backend, sql, [id.into()]);
+    txn.execute_raw(stmt(q.delete_pending_deactivations))
         .await?;
     state::resolve_hold(&txn, id, Resolution::Rejected, 0).await?;
     txn.commit().await?;

@@ -22,7 +22,7 @@ use crate::db::entity::{
     group, group_membership, upload_change, upload_deactivation, upload_pending, upload_row,
     upload_row_error, user, user_manager, user_role,
 };
-use crate::db::queries;
+use crate::db::queries::{self, Queries};
 use crate::jobs::state;
 use crate::map::{FileHeaders, MatchKey, Role, RowError, split_list};
 use crate::rules::text;
@@ -88,27 +88,23 @@ pub(super) async fn staged_in<C: ConnectionTrait>(
     (setup, planner): (Option<&str>, Option<&str>),
 ) -> Result<Plan, sea_orm::DbErr> {
     if let Some(setup) = setup {
-        txn.execute_unprepared(setup).await?;
+        tune(txn, setup).await?;
     }
     if staged.repeat_hints > 0 {
         let key_header = match rules.match_key {
             MatchKey::Email => headers.email.clone(),
             MatchKey::ExternalId => headers.external_id.clone(),
         };
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::MARK_DUPLICATES,
+        txn.execute_raw(stmt(
+            txn,
+            |q| q.mark_duplicates,
             [lease.upload_id.into(), key_header.into()],
         ))
         .await?;
     }
     let any_digest = staged.rows > 0
         && txn
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::ANY_DIGEST,
-                [rules.tenant_id.into()],
-            ))
+            .query_one_raw(stmt(txn, |q| q.any_digest, [rules.tenant_id.into()]))
             .await?
             .map(|r| r.try_get::<bool>("", "any"))
             .transpose()?
@@ -117,25 +113,45 @@ pub(super) async fn staged_in<C: ConnectionTrait>(
         return Ok(Plan::all(staged.rows));
     }
     if let Some(planner) = planner {
-        txn.execute_unprepared(planner).await?;
+        tune(txn, planner).await?;
     }
-    let sql = match rules.match_key {
-        MatchKey::Email => queries::CLASSIFY_BY_EMAIL,
-        MatchKey::ExternalId => queries::CLASSIFY_BY_EXTERNAL_ID,
-    };
-    let lined = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
+    let values = [
+        lease.upload_id.into(),
+        rules.tenant_id.into(),
+        any_digest.into(),
+        staged.deactivate_absent.into(),
+    ];
+    let lined = if txn.get_database_backend() == DbBackend::Sqlite {
+        // No data-modifying CTEs: line up, then count.
+        let sql = match rules.match_key {
+            MatchKey::Email => queries::sqlite::CLASSIFY_BY_EMAIL,
+            MatchKey::ExternalId => queries::sqlite::CLASSIFY_BY_EXTERNAL_ID,
+        };
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
             sql,
-            [
-                lease.upload_id.into(),
-                rules.tenant_id.into(),
-                any_digest.into(),
-                staged.deactivate_absent.into(),
-            ],
+            values,
+        ))
+        .await?;
+        txn.query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            queries::sqlite::COUNT_PENDING,
+            [lease.upload_id.into()],
         ))
         .await?
-        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the classify counts".into()))?;
+    } else {
+        let sql = match rules.match_key {
+            MatchKey::Email => queries::CLASSIFY_BY_EMAIL,
+            MatchKey::ExternalId => queries::CLASSIFY_BY_EXTERNAL_ID,
+        };
+        txn.query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?
+    }
+    .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the classify counts".into()))?;
     if !any_digest {
         return Ok(Plan::all(staged.rows));
     }
@@ -152,14 +168,10 @@ pub(super) async fn epoch_of<C: ConnectionTrait>(
     c: &C,
     tenant_id: i64,
 ) -> Result<i64, sea_orm::DbErr> {
-    c.query_one_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        queries::TENANT_EPOCH,
-        [tenant_id.into()],
-    ))
-    .await?
-    .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the tenant".into()))?
-    .try_get::<i64>("", "epoch")
+    c.query_one_raw(stmt(c, |q| q.tenant_epoch, [tenant_id.into()]))
+        .await?
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the tenant".into()))?
+        .try_get::<i64>("", "epoch")
 }
 
 /// Only the upload's pending lines, when the plan says so.
@@ -182,18 +194,36 @@ fn pending_only(
     )
 }
 
+/// Picks a statement out of a backend's [`Queries`].
+type Pick = fn(&Queries) -> &'static str;
+
+/// The statement `pick` names, in `c`'s backend, with `values`.
+fn stmt<C: ConnectionTrait>(
+    c: &C,
+    pick: Pick,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Statement {
+    let backend = c.get_database_backend();
+    Statement::from_sql_and_values(backend, pick(queries::of(backend)), values)
+}
+
+/// Runs a session setting: planner and commit tuning, PostgreSQL's only
+/// (SQLite has no such settings; its transactions need none).
+async fn tune<C: ConnectionTrait>(c: &C, sql: &str) -> Result<(), sea_orm::DbErr> {
+    if c.get_database_backend() == DbBackend::Postgres {
+        c.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 async fn exec<C: sea_orm::ConnectionTrait>(
     c: &C,
-    sql: &str,
+    pick: Pick,
     id: i64,
 ) -> Result<u64, sea_orm::DbErr> {
-    Ok(c.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        [id.into()],
-    ))
-    .await?
-    .rows_affected())
+    Ok(c.execute_raw(stmt(c, pick, [id.into()]))
+        .await?
+        .rows_affected())
 }
 
 #[async_trait]
@@ -205,11 +235,11 @@ where
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         // Not the last word either (see `ASYNC_COMMIT`).
-        txn.execute_unprepared(queries::ASYNC_COMMIT).await?;
-        exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
-        exec(&txn, queries::DELETE_ROW_ERRORS, lease.upload_id).await?;
-        exec(&txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;
-        exec(&txn, queries::DELETE_PENDING_LINES, lease.upload_id).await?;
+        tune(&txn, queries::ASYNC_COMMIT).await?;
+        exec(&txn, |q| q.delete_staged, lease.upload_id).await?;
+        exec(&txn, |q| q.delete_row_errors, lease.upload_id).await?;
+        exec(&txn, |q| q.delete_pending_deactivations, lease.upload_id).await?;
+        exec(&txn, |q| q.delete_pending_lines, lease.upload_id).await?;
         write_counters(&txn, lease.upload_id, &Progress::default()).await?;
         txn.commit().await?;
         Ok(())
@@ -232,7 +262,12 @@ where
         };
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
-        if !rows.is_empty() {
+        // SQLite keeps no digests (nothing there invalidates them), so its
+        // staged rows carry none and every user's stays NULL.
+        let digests = txn.get_database_backend() == DbBackend::Postgres;
+        // Inserts of at most 1,000 rows: SQLite binds at most 32,766 values
+        // a statement (16 a row here), PostgreSQL 65,535.
+        for rows in rows.chunks(1000) {
             let models = rows.iter().map(|r| upload_row::ActiveModel {
                 upload_id: Set(lease.upload_id),
                 line: Set(r.line as i64),
@@ -249,7 +284,7 @@ where
                 groups: Set(r.groups.clone()),
                 roles: Set(r.roles.clone()),
                 rejected: Set(false),
-                digest: Set(r.digest.map(|d| d.to_vec())),
+                digest: Set(r.digest.filter(|_| digests).map(|d| d.to_vec())),
                 repeat_hint: Set(r.repeat_hint),
             });
             upload_row::Entity::insert_many(models).exec(&txn).await?;
@@ -313,7 +348,7 @@ where
     ) -> Result<Option<i64>, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
-        txn.execute_unprepared(queries::FORCE_CUSTOM_PLANS).await?;
+        tune(&txn, queries::FORCE_CUSTOM_PLANS).await?;
         let rows = pending_only(upload_row::Entity::find(), lease.upload_id, plan)
             .filter(upload_row::Column::UploadId.eq(lease.upload_id))
             .filter(upload_row::Column::Line.gt(after))
@@ -616,8 +651,8 @@ where
     ) -> Result<Option<i64>, ApplyError> {
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
-        txn.execute_unprepared(queries::FORCE_CUSTOM_PLANS).await?;
-        txn.execute_unprepared(queries::FEED_WRITER).await?;
+        tune(&txn, queries::FORCE_CUSTOM_PLANS).await?;
+        tune(&txn, queries::FEED_WRITER).await?;
         let rows = pending_only(upload_row::Entity::find(), lease.upload_id, plan)
             .filter(upload_row::Column::UploadId.eq(lease.upload_id))
             .filter(upload_row::Column::Line.gt(after))
@@ -836,7 +871,7 @@ where
         let txn = self.db.begin().await?;
         fence(&txn, lease).await?;
         let outcome = finish_in(&txn, lease, rules, deactivate_absent, progress).await?;
-        exec(&txn, queries::DELETE_STAGED, lease.upload_id).await?;
+        exec(&txn, |q| q.delete_staged, lease.upload_id).await?;
         txn.commit().await?;
         Ok(outcome)
     }
@@ -855,26 +890,42 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
     progress: &mut Progress,
 ) -> Result<Finish, ApplyError> {
     if deactivate_absent {
-        exec(txn, queries::QUEUE_ABSENT, lease.upload_id).await?;
+        exec(txn, |q| q.queue_absent, lease.upload_id).await?;
     }
     reconcile_with_log(txn, lease.upload_id, progress).await?;
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let trimmed = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::TRIM_ROW_PROBLEMS,
-            [
-                lease.upload_id.into(),
-                n(rules.keep_row_problems).into(),
-                n(progress.problems_dropped).into(),
-            ],
+    let (upload, keep, dropped) = (
+        lease.upload_id.into(),
+        n(rules.keep_row_problems).into(),
+        n(progress.problems_dropped).into(),
+    );
+    let trimmed = if txn.get_database_backend() == DbBackend::Sqlite {
+        // No data-modifying CTEs: delete, then count what was deleted.
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            queries::sqlite::TRIM_ROW_PROBLEMS,
+            [upload, keep],
+        ))
+        .await?;
+        txn.query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            queries::sqlite::RECORD_ROW_PROBLEMS_DROPPED,
+            [lease.upload_id.into(), dropped],
         ))
         .await?
-        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the upload".into()))?;
+    } else {
+        txn.query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            queries::TRIM_ROW_PROBLEMS,
+            [upload, keep, dropped],
+        ))
+        .await?
+    }
+    .ok_or_else(|| sea_orm::DbErr::RecordNotFound("the upload".into()))?;
     progress.problems_dropped = u64::try_from(trimmed.try_get::<i64>("", "n")?).unwrap_or(0);
-    let pending = count(txn, queries::COUNT_PENDING_DEACTIVATIONS, lease.upload_id).await?;
-    let active = count(txn, queries::COUNT_ACTIVE_MANAGED, rules.tenant_id).await?;
-    exec(txn, queries::DELETE_PENDING_LINES, lease.upload_id).await?;
+    let pending = count(txn, |q| q.count_pending_deactivations, lease.upload_id).await?;
+    let active = count(txn, |q| q.count_active_managed, rules.tenant_id).await?;
+    exec(txn, |q| q.delete_pending_lines, lease.upload_id).await?;
 
     let outcome = match hold_reason(progress.rows_read, pending, active, rules) {
         Some(reason) => {
@@ -890,9 +941,9 @@ pub(super) async fn finish_in<C: ConnectionTrait>(
             }
         }
         None => {
-            exec(txn, queries::LOG_DEACTIVATIONS, lease.upload_id).await?;
-            progress.deactivated = exec(txn, queries::APPLY_DEACTIVATIONS, lease.upload_id).await?;
-            exec(txn, queries::DELETE_PENDING_DEACTIVATIONS, lease.upload_id).await?;
+            exec(txn, |q| q.log_deactivations, lease.upload_id).await?;
+            progress.deactivated = exec(txn, |q| q.apply_deactivations, lease.upload_id).await?;
+            exec(txn, |q| q.delete_pending_deactivations, lease.upload_id).await?;
             write_counters(txn, lease.upload_id, progress).await?;
             if !state::succeed(txn, lease).await? {
                 return Err(ApplyError::LeaseLost);
@@ -915,11 +966,7 @@ async fn reconcile_with_log<C: ConnectionTrait>(
     progress: &mut Progress,
 ) -> Result<(), sea_orm::DbErr> {
     let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            queries::COUNT_LOGGED_CHANGES,
-            [upload_id.into()],
-        ))
+        .query_one_raw(stmt(txn, |q| q.count_logged_changes, [upload_id.into()]))
         .await?
         .ok_or_else(|| sea_orm::DbErr::RecordNotFound("logged changes".into()))?;
     let n = |col: &str| -> Result<u64, sea_orm::DbErr> {
@@ -934,17 +981,13 @@ async fn reconcile_with_log<C: ConnectionTrait>(
 
 async fn count<C: sea_orm::ConnectionTrait>(
     c: &C,
-    sql: &str,
+    pick: Pick,
     id: i64,
 ) -> Result<u64, sea_orm::DbErr> {
     let row = c
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [id.into()],
-        ))
+        .query_one_raw(stmt(c, pick, [id.into()]))
         .await?
-        .ok_or_else(|| sea_orm::DbErr::RecordNotFound(sql.to_string()))?;
+        .ok_or_else(|| sea_orm::DbErr::RecordNotFound("a count".to_string()))?;
     Ok(u64::try_from(row.try_get::<i64>("", "n")?).unwrap_or(0))
 }
 

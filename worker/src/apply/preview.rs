@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait};
 use serde::Serialize;
 
 use super::portable::PortableStore;
@@ -121,8 +121,8 @@ pub async fn preview(
             // The real import would leave these waiting; list them as it
             // would once approved.
             txn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                queries::LOG_DEACTIVATIONS,
+                txn.get_database_backend(),
+                queries::of(txn.get_database_backend()).log_deactivations,
                 [id.into()],
             ))
             .await?;

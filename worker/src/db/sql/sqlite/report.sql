@@ -1,0 +1,20 @@
+-- What people read, on SQLite (see postgres/report.sql).
+
+-- name: created_by_upload
+-- The users an upload created, in the order it created them. `?1` upload.
+SELECT id, email FROM users WHERE created_by_upload_id = ?1 ORDER BY id;
+
+-- name: user_links
+-- Each user's roles, managers' emails and group IDs, comma-joined and
+-- sorted, for `userfeed users list`. `?1` tenant.
+SELECT u.id,
+       COALESCE((SELECT group_concat(r.role, ',' ORDER BY r.role)
+                 FROM user_all_roles r WHERE r.user_id = u.id), '') AS roles,
+       COALESCE((SELECT group_concat(m.email, ',' ORDER BY m.email)
+                 FROM user_managers um JOIN users m ON m.id = um.manager_id
+                 WHERE um.user_id = u.id), '') AS managers,
+       COALESCE((SELECT group_concat(g.group_key, ',' ORDER BY g.group_key)
+                 FROM group_memberships gm JOIN groups g ON g.id = gm.group_id
+                 WHERE gm.user_id = u.id), '') AS groups
+FROM users u
+WHERE u.tenant_id = ?1;
