@@ -3,9 +3,21 @@
 
 use std::time::Duration;
 
+use sea_orm::DbBackend;
 use userfeed::apply::holds::{self, HoldError};
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
+
+each_backend!(
+    an_upload_over_the_cap_applies_changes_but_holds_deactivations_until_approved,
+    a_rejected_hold_drops_its_deactivations,
+    approving_is_refused_once_a_newer_upload_of_the_tenant_has_run,
+    a_file_with_a_header_and_no_rows_is_always_held,
+    status_zero_deactivations_count_toward_the_cap_and_wait_too,
+    deactivations_within_the_cap_are_applied_with_the_upload,
+    of_three_queued_uploads_only_the_newest_runs_and_the_others_are_superseded,
+    the_change_log_lists_created_updated_with_old_and_new_deactivated_and_reactivated,
+);
 
 struct Env {
     db: TestDb,
@@ -13,8 +25,8 @@ struct Env {
     w: std::sync::Arc<userfeed::jobs::Workers>,
 }
 
-async fn env(mapping: &str) -> Env {
-    let db = TestDb::new().await.unwrap();
+async fn env(backend: DbBackend, mapping: &str) -> Env {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::ExternalId, mapping).await;
     let w = workers(&db, &aws, Duration::from_secs(30), 7);
@@ -47,9 +59,10 @@ fn shrunk(keep: usize) -> String {
     )
 }
 
-#[tokio::test]
-async fn an_upload_over_the_cap_applies_changes_but_holds_deactivations_until_approved() {
-    let e = env(MAPPING).await;
+async fn an_upload_over_the_cap_applies_changes_but_holds_deactivations_until_approved(
+    backend: DbBackend,
+) {
+    let e = env(backend, MAPPING).await;
     e.apply("acme/1.csv", employees_csv(20, false)).await;
     let up = e.apply("acme/2.csv", shrunk(5)).await;
     assert_eq!(up.state, "held");
@@ -89,9 +102,8 @@ async fn an_upload_over_the_cap_applies_changes_but_holds_deactivations_until_ap
     );
 }
 
-#[tokio::test]
-async fn a_rejected_hold_drops_its_deactivations() {
-    let e = env(MAPPING).await;
+async fn a_rejected_hold_drops_its_deactivations(backend: DbBackend) {
+    let e = env(backend, MAPPING).await;
     e.apply("acme/1.csv", employees_csv(20, false)).await;
     let up = e.apply("acme/2.csv", shrunk(5)).await;
     assert_eq!(holds::reject(&e.db.db, up.id).await.unwrap(), 15);
@@ -112,9 +124,8 @@ async fn a_rejected_hold_drops_its_deactivations() {
     );
 }
 
-#[tokio::test]
-async fn approving_is_refused_once_a_newer_upload_of_the_tenant_has_run() {
-    let e = env(MAPPING).await;
+async fn approving_is_refused_once_a_newer_upload_of_the_tenant_has_run(backend: DbBackend) {
+    let e = env(backend, MAPPING).await;
     e.apply("acme/1.csv", employees_csv(20, false)).await;
     let held = e.apply("acme/2.csv", shrunk(5)).await;
     let newer = e.apply("acme/3.csv", employees_csv(20, false)).await;
@@ -131,9 +142,8 @@ async fn approving_is_refused_once_a_newer_upload_of_the_tenant_has_run() {
     );
 }
 
-#[tokio::test]
-async fn a_file_with_a_header_and_no_rows_is_always_held() {
-    let e = env(MAPPING).await;
+async fn a_file_with_a_header_and_no_rows_is_always_held(backend: DbBackend) {
+    let e = env(backend, MAPPING).await;
     e.apply("acme/1.csv", employees_csv(3, false)).await;
     let up = e
         .apply(
@@ -146,9 +156,8 @@ async fn a_file_with_a_header_and_no_rows_is_always_held() {
     assert_eq!(e.active().await, 3);
 }
 
-#[tokio::test]
-async fn status_zero_deactivations_count_toward_the_cap_and_wait_too() {
-    let e = env(MAPPING_WITH_STATUS).await;
+async fn status_zero_deactivations_count_toward_the_cap_and_wait_too(backend: DbBackend) {
+    let e = env(backend, MAPPING_WITH_STATUS).await;
     e.apply("acme/1.csv", employees_csv(20, true)).await;
     let mut file = String::from("Employee ID,Work Email,First Name,Last Name,Status\n");
     for i in 0..20 {
@@ -167,9 +176,8 @@ async fn status_zero_deactivations_count_toward_the_cap_and_wait_too() {
     assert_eq!(e.active().await, 5);
 }
 
-#[tokio::test]
-async fn deactivations_within_the_cap_are_applied_with_the_upload() {
-    let e = env(MAPPING).await;
+async fn deactivations_within_the_cap_are_applied_with_the_upload(backend: DbBackend) {
+    let e = env(backend, MAPPING).await;
     e.apply("acme/1.csv", employees_csv(20, false)).await;
     userfeed::tenants::set_hold_limits(&e.db.db, "acme", Some(80), Some(10))
         .await
@@ -183,9 +191,10 @@ async fn deactivations_within_the_cap_are_applied_with_the_upload() {
     assert_eq!(e.active().await, 5);
 }
 
-#[tokio::test]
-async fn of_three_queued_uploads_only_the_newest_runs_and_the_others_are_superseded() {
-    let e = env(MAPPING).await;
+async fn of_three_queued_uploads_only_the_newest_runs_and_the_others_are_superseded(
+    backend: DbBackend,
+) {
+    let e = env(backend, MAPPING).await;
     for (i, n) in [(1, 3), (2, 4), (3, 5)] {
         e.aws
             .put(&format!("acme/{i}.csv"), employees_csv(n, false))
@@ -218,11 +227,12 @@ async fn of_three_queued_uploads_only_the_newest_runs_and_the_others_are_superse
     );
 }
 
-#[tokio::test]
-async fn the_change_log_lists_created_updated_with_old_and_new_deactivated_and_reactivated() {
+async fn the_change_log_lists_created_updated_with_old_and_new_deactivated_and_reactivated(
+    backend: DbBackend,
+) {
     use userfeed::report::changes;
     let mapping = format!("{MAPPING}\n[profile]\ndepartment = \"Dept\"\n");
-    let e = env(&mapping).await;
+    let e = env(backend, &mapping).await;
     let header = "Employee ID,Work Email,First Name,Last Name,Dept\n";
     let first = e.apply("acme/1.csv", format!("{header}E0,a@example.com,Ann,A,Sales\nE1,b@example.com,Bob,B,Ops\nE2,c@example.com,Cy,C,Ops\n")).await;
     assert_eq!(

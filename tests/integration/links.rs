@@ -3,10 +3,23 @@
 use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
+use sea_orm::DbBackend;
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
 
 const HEADER: &str = LINK_HEADER;
+
+each_backend!(
+    a_manager_listed_later_in_the_file_than_their_report_is_linked_and_becomes_a_manager,
+    managers_are_replaced_by_the_latest_file_and_an_empty_cell_clears_them,
+    an_unknown_manager_or_oneself_is_a_warning_and_the_row_still_applies,
+    group_memberships_are_only_added_and_survive_a_file_that_no_longer_lists_them,
+    roles_merge_with_roles_granted_on_the_platform,
+    a_rejected_row_applies_no_links,
+    typed_profile_fields_store_typed_values_and_a_misfit_is_a_warning,
+    deleting_a_user_group_or_tenant_removes_their_links_roles_and_change_log,
+    a_first_load_stores_no_learner_rows_and_no_creation_entries_yet_lists_both,
+);
 
 struct Env {
     db: TestDb,
@@ -14,8 +27,8 @@ struct Env {
     w: std::sync::Arc<userfeed::jobs::Workers>,
 }
 
-async fn env() -> Env {
-    let db = TestDb::new().await.unwrap();
+async fn env(backend: DbBackend) -> Env {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::ExternalId, LINK_MAPPING).await;
     // Batches of 2 rows: links must work across batches.
@@ -62,9 +75,10 @@ impl Env {
     }
 }
 
-#[tokio::test]
-async fn a_manager_listed_later_in_the_file_than_their_report_is_linked_and_becomes_a_manager() {
-    let e = env().await;
+async fn a_manager_listed_later_in_the_file_than_their_report_is_linked_and_becomes_a_manager(
+    backend: DbBackend,
+) {
+    let e = env(backend).await;
     let up = e
         .apply(
             "1,ann@example.com,Ann,A,boss@example.com|lead@example.com,,\n\
@@ -97,9 +111,10 @@ async fn a_manager_listed_later_in_the_file_than_their_report_is_linked_and_beco
     );
 }
 
-#[tokio::test]
-async fn managers_are_replaced_by_the_latest_file_and_an_empty_cell_clears_them() {
-    let e = env().await;
+async fn managers_are_replaced_by_the_latest_file_and_an_empty_cell_clears_them(
+    backend: DbBackend,
+) {
+    let e = env(backend).await;
     e.apply("1,ann@example.com,Ann,A,old@example.com,,\n2,old@example.com,O,L,,,\n3,new@example.com,N,W,,,\n").await;
     assert_eq!(e.managers().await, vec!["ann@example.com<-old@example.com"]);
     e.apply("1,ann@example.com,Ann,A,new@example.com,,\n2,old@example.com,O,L,,,\n3,new@example.com,N,W,,,\n").await;
@@ -116,9 +131,8 @@ async fn managers_are_replaced_by_the_latest_file_and_an_empty_cell_clears_them(
     );
 }
 
-#[tokio::test]
-async fn an_unknown_manager_or_oneself_is_a_warning_and_the_row_still_applies() {
-    let e = env().await;
+async fn an_unknown_manager_or_oneself_is_a_warning_and_the_row_still_applies(backend: DbBackend) {
+    let e = env(backend).await;
     let up = e
         .apply("1,ann@example.com,Ann,A,ghost@example.com|ann@example.com,,\n")
         .await;
@@ -139,9 +153,10 @@ async fn an_unknown_manager_or_oneself_is_a_warning_and_the_row_still_applies() 
     assert!(e.managers().await.is_empty());
 }
 
-#[tokio::test]
-async fn group_memberships_are_only_added_and_survive_a_file_that_no_longer_lists_them() {
-    let e = env().await;
+async fn group_memberships_are_only_added_and_survive_a_file_that_no_longer_lists_them(
+    backend: DbBackend,
+) {
+    let e = env(backend).await;
     userfeed::groups::add(&e.db.db, "acme", "G-SALES", "Sales")
         .await
         .unwrap();
@@ -173,9 +188,8 @@ async fn group_memberships_are_only_added_and_survive_a_file_that_no_longer_list
     );
 }
 
-#[tokio::test]
-async fn roles_merge_with_roles_granted_on_the_platform() {
-    let e = env().await;
+async fn roles_merge_with_roles_granted_on_the_platform(backend: DbBackend) {
+    let e = env(backend).await;
     e.apply("1,ann@example.com,Ann,A,,,\n").await;
     // An administrator granted on the platform, outside the feed.
     e.db.db
@@ -205,9 +219,8 @@ async fn roles_merge_with_roles_granted_on_the_platform() {
     );
 }
 
-#[tokio::test]
-async fn a_rejected_row_applies_no_links() {
-    let e = env().await;
+async fn a_rejected_row_applies_no_links(backend: DbBackend) {
+    let e = env(backend).await;
     userfeed::groups::add(&e.db.db, "acme", "G1", "One")
         .await
         .unwrap();
@@ -220,9 +233,8 @@ async fn a_rejected_row_applies_no_links() {
     assert_eq!(e.roles_of("boss@example.com").await, vec!["learner"]);
 }
 
-#[tokio::test]
-async fn typed_profile_fields_store_typed_values_and_a_misfit_is_a_warning() {
-    let db = TestDb::new().await.unwrap();
+async fn typed_profile_fields_store_typed_values_and_a_misfit_is_a_warning(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     userfeed::tenants::add(&db.db, "acme", &aws.bucket, "acme", MatchKey::Email)
         .await
@@ -260,12 +272,18 @@ async fn typed_profile_fields_store_typed_values_and_a_misfit_is_a_warning() {
         (up.state.as_str(), up.rows_created, up.rows_rejected),
         ("succeeded", 2, 0)
     );
+    // Compared as JSON: PostgreSQL keeps jsonb, SQLite text.
+    let profiles: Vec<serde_json::Value> = db
+        .rows("SELECT CAST(profile AS TEXT) FROM users ORDER BY email")
+        .await
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
     assert_eq!(
-        db.rows("SELECT email || ' ' || profile::text FROM users ORDER BY email")
-            .await,
-        vec![
-            r#"a@example.com {"hired": "2024-01-31", "level": 7}"#,
-            r#"b@example.com {"level": 8}"#
+        profiles,
+        [
+            serde_json::json!({"hired": "2024-01-31", "level": 7}),
+            serde_json::json!({"level": 8})
         ]
     );
     let warn = row_errors(&db, up.id).await;
@@ -276,9 +294,10 @@ async fn typed_profile_fields_store_typed_values_and_a_misfit_is_a_warning() {
     );
 }
 
-#[tokio::test]
-async fn deleting_a_user_group_or_tenant_removes_their_links_roles_and_change_log() {
-    let e = env().await;
+async fn deleting_a_user_group_or_tenant_removes_their_links_roles_and_change_log(
+    backend: DbBackend,
+) {
+    let e = env(backend).await;
     e.apply(
         "1,ann@example.com,Ann,A,boss@example.com,G1,Admin\n\
          2,boss@example.com,Bo,S,,G1,\n",
@@ -345,9 +364,10 @@ async fn deleting_a_user_group_or_tenant_removes_their_links_roles_and_change_lo
     }
 }
 
-#[tokio::test]
-async fn a_first_load_stores_no_learner_rows_and_no_creation_entries_yet_lists_both() {
-    let e = env().await;
+async fn a_first_load_stores_no_learner_rows_and_no_creation_entries_yet_lists_both(
+    backend: DbBackend,
+) {
+    let e = env(backend).await;
     let up = e
         .apply(
             "1,ann@example.com,Ann,A,boss@example.com,,Learner\n\
