@@ -22,16 +22,6 @@ async fn run(db: &TestDb, args: &[&str]) -> Result<String, (String, String)> {
     }
 }
 
-const MAPPING_TOML: &str = r#"
-[columns]
-external_id = "Employee ID"
-email = "Work Email"
-first_name = "First Name"
-last_name = "Last Name"
-managers = "Manager Email"
-groups = "Groups"
-"#;
-
 #[tokio::test]
 async fn a_tenant_is_set_up_fed_and_read_back_through_the_commands_in_process() {
     let db = TestDb::new().await.unwrap();
@@ -58,7 +48,7 @@ async fn a_tenant_is_set_up_fed_and_read_back_through_the_commands_in_process() 
     run(&db, &["group", "add", "acme", "G1", "Sales"])
         .await
         .unwrap();
-    let mapping = temp_file("mapping.toml", MAPPING_TOML.as_bytes());
+    let mapping = temp_file("mapping.toml", EMPLOYEE_LINK_MAPPING.as_bytes());
     assert_eq!(
         run(&db, &["mapping", "set", "acme", mapping.to_str().unwrap()])
             .await

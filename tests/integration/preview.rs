@@ -10,16 +10,6 @@ use userfeed::apply::preview::{PreviewError, PreviewReport, preview};
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
 
-const LINKED_MAPPING: &str = r#"
-[columns]
-external_id = "Employee ID"
-email = "Work Email"
-first_name = "First Name"
-last_name = "Last Name"
-managers = "Manager Email"
-groups = "Groups"
-"#;
-
 /// Everything a preview must leave as it was: users, their links, and the
 /// upload history with its logs.
 async fn snapshot(db: &TestDb) -> Vec<String> {
@@ -65,7 +55,7 @@ async fn a_preview_changes_nothing_and_the_real_import_then_does_exactly_what_it
         "acme",
         &aws.bucket,
         MatchKey::ExternalId,
-        LINKED_MAPPING,
+        EMPLOYEE_LINK_MAPPING,
     )
     .await;
     userfeed::groups::add(&db.db, "acme", "G1", "Sales")

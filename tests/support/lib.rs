@@ -623,6 +623,17 @@ first_name = "First Name"
 last_name = "Last Name"
 "#;
 
+/// [`MAPPING`] plus managers and groups, under the names HR exports use.
+pub const EMPLOYEE_LINK_MAPPING: &str = r#"
+[columns]
+external_id = "Employee ID"
+email = "Work Email"
+first_name = "First Name"
+last_name = "Last Name"
+managers = "Manager Email"
+groups = "Groups"
+"#;
+
 /// A mapping with managers, groups and roles, matching [`LINK_HEADER`].
 pub const LINK_MAPPING: &str = r#"
 [columns]

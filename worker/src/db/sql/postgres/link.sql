@@ -78,18 +78,7 @@ joined AS (
            WHERE gm.group_id = g.gid AND gm.user_id = g.uid) IS NULL
     ON CONFLICT DO NOTHING
 ),
-named_roles AS MATERIALIZED (
-    SELECT l.line, l.uid, c.item, c.pos,
-           {{role_case c.item}} AS role
-    FROM listed l
-    CROSS JOIN LATERAL unnest(string_to_array(l.roles, '|')) WITH ORDINALITY AS c (item, pos)
-    WHERE l.roles IS NOT NULL AND c.item <> ''
-),
-roles_wanted AS (
-    -- Learner is implicit (every user is one; migration 0013): never a row.
-    SELECT mid AS uid, {{role manager}} AS role FROM wanted
-    UNION SELECT uid, role FROM named_roles WHERE role IN ({{row_roles}})
-),
+{{> link_roles}}
 granted AS (
     INSERT INTO user_roles (user_id, role)
     SELECT w.uid, w.role FROM roles_wanted w
@@ -185,18 +174,7 @@ joined AS (
       AND NOT EXISTS (SELECT FROM group_memberships gm
                       WHERE gm.group_id = g.gid AND gm.user_id = g.uid)
 ),
-named_roles AS MATERIALIZED (
-    SELECT l.line, l.uid, c.item, c.pos,
-           {{role_case c.item}} AS role
-    FROM listed l
-    CROSS JOIN LATERAL unnest(string_to_array(l.roles, '|')) WITH ORDINALITY AS c (item, pos)
-    WHERE l.roles IS NOT NULL AND c.item <> ''
-),
-roles_wanted AS (
-    -- Learner is implicit (every user is one; migration 0013): never a row.
-    SELECT mid AS uid, {{role manager}} AS role FROM wanted
-    UNION SELECT uid, role FROM named_roles WHERE role IN ({{row_roles}})
-),
+{{> link_roles}}
 granted AS (
     INSERT INTO user_roles (user_id, role)
     SELECT w.uid, w.role FROM roles_wanted w
@@ -259,3 +237,20 @@ unclean AS (
     WHERE u.id = w.uid AND u.feed_digest IS NOT NULL
 )
 SELECT max(line) AS last FROM staged
+
+-- fragment: link_roles
+-- The roles a chunk's rows name (NULL for an unknown name, which warns), and
+-- the role rows they want: Manager for everyone listed as a manager, and
+-- the named roles that are rows.
+named_roles AS MATERIALIZED (
+    SELECT l.line, l.uid, c.item, c.pos,
+           {{role_case c.item}} AS role
+    FROM listed l
+    CROSS JOIN LATERAL unnest(string_to_array(l.roles, '|')) WITH ORDINALITY AS c (item, pos)
+    WHERE l.roles IS NOT NULL AND c.item <> ''
+),
+roles_wanted AS (
+    -- Learner is implicit (every user is one; migration 0013): never a row.
+    SELECT mid AS uid, {{role manager}} AS role FROM wanted
+    UNION SELECT uid, role FROM named_roles WHERE role IN ({{row_roles}})
+),
