@@ -6,22 +6,28 @@ use std::time::Duration;
 
 use sea_orm::ConnectionTrait;
 
+use sea_orm::DbBackend;
 use userfeed::apply::preview::{PreviewError, PreviewReport, preview};
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
+
+each_backend!(
+    a_preview_changes_nothing_and_the_real_import_then_does_exactly_what_it_showed,
+    a_preview_says_the_file_would_be_held_and_lists_who_would_wait_for_approval,
+);
 
 /// Everything a preview must leave as it was: users, their links, and the
 /// upload history with its logs.
 async fn snapshot(db: &TestDb) -> Vec<String> {
     let mut all = users_of(db, "acme").await;
     for sql in [
-        "SELECT count(*)::text FROM uploads",
-        "SELECT count(*)::text FROM upload_changes",
-        "SELECT count(*)::text FROM upload_row_errors",
-        "SELECT count(*)::text FROM upload_rows",
-        "SELECT count(*)::text FROM user_managers",
-        "SELECT count(*)::text FROM group_memberships",
-        "SELECT count(*)::text FROM user_roles",
+        "SELECT CAST(count(*) AS TEXT) FROM uploads",
+        "SELECT CAST(count(*) AS TEXT) FROM upload_changes",
+        "SELECT CAST(count(*) AS TEXT) FROM upload_row_errors",
+        "SELECT CAST(count(*) AS TEXT) FROM upload_rows",
+        "SELECT CAST(count(*) AS TEXT) FROM user_managers",
+        "SELECT CAST(count(*) AS TEXT) FROM group_memberships",
+        "SELECT CAST(count(*) AS TEXT) FROM user_roles",
     ] {
         all.extend(
             db.rows(sql)
@@ -46,9 +52,10 @@ fn counts(r: &PreviewReport) -> [i64; 6] {
     .map(|n| n as i64)
 }
 
-#[tokio::test]
-async fn a_preview_changes_nothing_and_the_real_import_then_does_exactly_what_it_showed() {
-    let db = TestDb::new().await.unwrap();
+async fn a_preview_changes_nothing_and_the_real_import_then_does_exactly_what_it_showed(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     let t = tenant(
         &db,
@@ -139,9 +146,10 @@ async fn a_preview_changes_nothing_and_the_real_import_then_does_exactly_what_it
     assert_eq!(shown.problems.len(), 4, "{:?}", problems(&shown.problems));
 }
 
-#[tokio::test]
-async fn a_preview_says_the_file_would_be_held_and_lists_who_would_wait_for_approval() {
-    let db = TestDb::new().await.unwrap();
+async fn a_preview_says_the_file_would_be_held_and_lists_who_would_wait_for_approval(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::ExternalId, MAPPING).await;
     let w = workers(&db, &aws, Duration::from_secs(30), 7);

@@ -826,11 +826,15 @@ pub fn upload_counts(u: &userfeed::db::entity::upload::Model) -> [i64; 6] {
 /// worker were applying a file of theirs right now.
 pub async fn mark_tenant_busy(db: &TestDb, tenant_id: i64) {
     use sea_orm::ConnectionTrait;
+    let in_an_hour = match db.db.get_database_backend() {
+        DbBackend::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+1 hours')",
+        _ => "now() + interval '1 hour'",
+    };
     db.db
         .execute_unprepared(&format!(
             "INSERT INTO uploads (tenant_id, bucket, object_key, object_identity, state, \
              lease_token, lease_expires_at) VALUES ({tenant_id}, 'b', 'busy/x.csv', 'x', 'running', 1, \
-             now() + interval '1 hour')"
+             {in_an_hour})"
         ))
         .await
         .unwrap();
