@@ -16,6 +16,7 @@
 -- - No digest invalidation triggers: the embedded backend stores no
 --   digests (the unchanged-row fast path is the PostgreSQL store's), so
 --   there is nothing to invalidate.
+-- - Staged rows are indexed by key (no hash joins in SQLite).
 -- - Upload ids are AUTOINCREMENT: never reused, so "oldest first by id"
 --   holds even after the newest upload is deleted.
 
@@ -134,6 +135,10 @@ CREATE TABLE upload_rows (
     repeat_hint   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (upload_id, line)
 );
+-- The staged rows by key: SQLite joins by nested loops, so finding the
+-- users a file leaves out (the classify statement) and repeated keys
+-- probe this (PostgreSQL hashes instead and keeps no such index).
+CREATE INDEX upload_rows_key_idx ON upload_rows (upload_id, match_key);
 
 CREATE TABLE upload_pending (
     upload_id INTEGER NOT NULL,
