@@ -187,7 +187,9 @@ pub async fn import<W: Write>(
     };
     let size = tokio::fs::metadata(file).await.map(|m| m.len()).ok();
     let bar = progress_bar(size);
-    let ticker = tokio::spawn(tick(db.clone(), up.id, bar.clone(), read));
+    // Only a drawn bar needs the counters: no polling when stderr is a pipe.
+    let ticker =
+        (!bar.is_hidden()).then(|| tokio::spawn(tick(db.clone(), up.id, bar.clone(), read)));
     workers
         .process(
             claimed,
@@ -195,7 +197,9 @@ pub async fn import<W: Write>(
             "import",
         )
         .await;
-    ticker.abort();
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
     bar.finish_and_clear();
 
     let Some(d) = report::upload_detail(db, up.id, 20).await? else {
