@@ -1,8 +1,9 @@
 //! The portable [`ApplyStore`]: sea-orm entities and a few plain statements,
 //! a bounded number of queries per batch (no per-row reads; one write per
-//! changed row).
+//! changed row). Each batch is fetch → decide ([`crate::rules::decide`],
+//! where the feed's rules live) → write.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -12,7 +13,7 @@ use sea_orm::{
     DbBackend, EntityTrait, ExprTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     TransactionTrait,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
     ApplyError, ApplyStore, Finish, Lease, Plan, Prepared, Progress, Staged, TenantRules, fence,
@@ -24,8 +25,10 @@ use crate::db::entity::{
 };
 use crate::db::queries::{self, Queries};
 use crate::jobs::state;
-use crate::map::{FileHeaders, MatchKey, Role, RowError, split_list};
-use crate::rules::text;
+use crate::map::{FileHeaders, MatchKey, RowError, split_list};
+use crate::rules::decide::{
+    Current, Decision, LinkLookups, LinkRow, Links, MergeBatch, Row, decide_links,
+};
 
 /// [`ApplyStore`] over any sea-orm connection.
 ///
@@ -361,251 +364,158 @@ where
             return Ok(None);
         };
 
-        // Existing users, by key, and owners of emails / external IDs the
-        // batch wants to use (for collision checks).
+        // Fetch: the stored users the batch can touch, by email or
+        // external ID (its own people and owners of values it wants).
         let lower_email = || Expr::expr(Func::lower(Expr::col(user::Column::Email)));
         let emails: Vec<String> = rows
             .iter()
             .filter_map(|r| r.email.as_ref().map(|e| e.to_lowercase()))
             .collect();
         let ext_ids: Vec<String> = rows.iter().filter_map(|r| r.external_id.clone()).collect();
-        let base = || user::Entity::find().filter(user::Column::TenantId.eq(rules.tenant_id));
-        let found = base()
+        let found = user::Entity::find()
+            .filter(user::Column::TenantId.eq(rules.tenant_id))
             .filter(
                 lower_email()
-                    .is_in(emails.clone())
-                    .or(user::Column::ExternalId.is_in(ext_ids.clone())),
+                    .is_in(emails)
+                    .or(user::Column::ExternalId.is_in(ext_ids)),
             )
             .all(&txn)
             .await?;
-        let mut by_email: HashMap<String, user::Model> = HashMap::new();
-        let mut by_ext: HashMap<String, user::Model> = HashMap::new();
-        for u in found {
-            if let Some(x) = &u.external_id {
-                by_ext.insert(x.clone(), u.clone());
-            }
-            by_email.insert(u.email.to_lowercase(), u);
-        }
+        let digests: HashMap<i64, Option<Vec<u8>>> = found
+            .iter()
+            .map(|u| (u.id, u.feed_digest.clone()))
+            .collect();
+        let current = found.into_iter().map(|u| Current {
+            id: u.id,
+            email: u.email,
+            external_id: u.external_id,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            active: u.active,
+            profile: u.profile.as_object().cloned().unwrap_or_default(),
+        });
+        let mut batch = MergeBatch::new(rules.match_key, has_status, headers, current);
 
-        // Emails / external IDs taken by rows earlier in this batch.
-        let mut claimed_email: HashMap<String, i64> = HashMap::new();
-        let mut claimed_ext: HashMap<String, i64> = HashMap::new();
+        // Decide, then write.
         let mut errors: Vec<RowError> = Vec::new();
         let mut inserts: Vec<user::ActiveModel> = Vec::new();
         let mut deactivations: Vec<upload_deactivation::ActiveModel> = Vec::new();
         let mut changes: Vec<upload_change::ActiveModel> = Vec::new();
         let now = Utc::now();
-        let reject =
-            |errors: &mut Vec<RowError>, line: i64, column: Option<String>, message: String| {
-                errors.push(RowError {
-                    line: line as u64,
-                    column,
-                    message,
-                });
-            };
-
         for row in &rows {
-            if let Some(msg) = &row.error_message {
-                reject(&mut errors, row.line, row.error_column.clone(), msg.clone());
-                continue;
-            }
-            // (A repeated key was marked as an error by `staged`.)
-            let existing = match rules.match_key {
-                MatchKey::Email => by_email.get(&row.match_key),
-                MatchKey::ExternalId => by_ext.get(&row.match_key),
-            };
-            let email_lc = row.email.as_ref().map(|e| e.to_lowercase());
-            let my_id = existing.map(|u| u.id);
-
-            // Collisions: a value this row wants that belongs to someone else.
-            if let Some(e) = &email_lc {
-                let owner = by_email.get(e).map(|u| u.id);
-                if (owner.is_some() && owner != my_id)
-                    || claimed_email.get(e).is_some_and(|l| *l != row.line)
-                {
-                    reject(
-                        &mut errors,
-                        row.line,
-                        headers.email.clone(),
-                        text::EMAIL_TAKEN.render(&[row.email.as_deref().unwrap_or("")]),
-                    );
+            let profile = row.profile.as_ref().and_then(|p| p.as_object());
+            let decision = batch.decide(&Row {
+                line: row.line,
+                match_key: &row.match_key,
+                email: row.email.as_deref(),
+                external_id: row.external_id.as_deref(),
+                first_name: row.first_name.as_deref(),
+                last_name: row.last_name.as_deref(),
+                active: row.active,
+                profile,
+                error: row
+                    .error_message
+                    .as_deref()
+                    .map(|m| (row.error_column.as_deref(), m)),
+            });
+            let (id, deactivate) = match decision {
+                Decision::Reject(e) => {
+                    errors.push(e);
                     continue;
                 }
-            }
-            if let Some(x) = &row.external_id {
-                let owner = by_ext.get(x).map(|u| u.id);
-                if (owner.is_some() && owner != my_id)
-                    || claimed_ext.get(x).is_some_and(|l| *l != row.line)
-                {
-                    reject(
-                        &mut errors,
-                        row.line,
-                        headers.external_id.clone(),
-                        text::EXTERNAL_ID_TAKEN.render(&[x]),
-                    );
-                    continue;
-                }
-            }
-            if let Some(e) = email_lc {
-                claimed_email.insert(e, row.line);
-            }
-            if let Some(x) = &row.external_id {
-                claimed_ext.insert(x.clone(), row.line);
-            }
-
-            // Without a status column everyone in the file is active.
-            let want_active = if has_status {
-                row.active.unwrap_or(true)
-            } else {
-                true
-            };
-            let new_profile = row.profile.as_ref().and_then(|p| p.as_object());
-
-            match existing {
-                None => {
-                    let Some(email) = row.email.clone() else {
-                        reject(
-                            &mut errors,
-                            row.line,
-                            headers.email.clone(),
-                            text::EMAIL_REQUIRED.render(&[]),
-                        );
-                        continue;
-                    };
-                    let mut profile = Map::new();
-                    merge_profile(&mut profile, new_profile);
+                Decision::Create(u) => {
                     inserts.push(user::ActiveModel {
                         tenant_id: Set(rules.tenant_id),
-                        email: Set(email),
-                        external_id: Set(row.external_id.clone()),
-                        first_name: Set(row.first_name.clone().unwrap_or_default()),
-                        last_name: Set(row.last_name.clone().unwrap_or_default()),
-                        active: Set(want_active),
-                        profile: Set(Value::Object(profile)),
+                        email: Set(u.email),
+                        external_id: Set(u.external_id),
+                        first_name: Set(u.first_name),
+                        last_name: Set(u.last_name),
+                        active: Set(u.active),
+                        profile: Set(Value::Object(u.profile)),
                         feed_managed: Set(true),
                         created_by_upload_id: Set(Some(lease.upload_id)),
                         last_changed_upload_id: Set(Some(lease.upload_id)),
                         created_at: Set(now),
                         updated_at: Set(now),
-                        deactivated_at: Set((!want_active).then_some(now)),
+                        deactivated_at: Set((!u.active).then_some(now)),
                         feed_digest: Set(row.digest.clone()),
                         ..Default::default()
                     });
                     progress.created += 1;
+                    continue;
                 }
-                Some(u) => {
+                Decision::Update {
+                    id,
+                    update,
+                    deactivate,
+                } => {
                     let mut am = user::ActiveModel {
-                        id: Set(u.id),
+                        id: Set(id),
+                        updated_at: Set(now),
+                        last_changed_upload_id: Set(Some(lease.upload_id)),
+                        feed_digest: Set(row.digest.clone()),
                         ..Default::default()
                     };
-                    // field -> [old, new], for the change log.
-                    let mut diff = Map::new();
-                    let mut note = |field: &str, old: Value, new: Value| {
-                        diff.insert(field.to_string(), Value::Array(vec![old, new]));
-                    };
-                    if let Some(e) = &row.email
-                        && *e != u.email
-                    {
-                        am.email = Set(e.clone());
-                        note("email", u.email.clone().into(), e.clone().into());
+                    if let Some(v) = update.email {
+                        am.email = Set(v);
                     }
-                    // An empty external ID cell never erases a stored one.
-                    if let Some(x) = &row.external_id
-                        && u.external_id.as_ref() != Some(x)
-                    {
-                        am.external_id = Set(Some(x.clone()));
-                        note(
-                            "external_id",
-                            u.external_id.clone().into(),
-                            x.clone().into(),
-                        );
+                    if let Some(v) = update.external_id {
+                        am.external_id = Set(Some(v));
                     }
-                    if let Some(f) = &row.first_name
-                        && *f != u.first_name
-                    {
-                        am.first_name = Set(f.clone());
-                        note("first_name", u.first_name.clone().into(), f.clone().into());
+                    if let Some(v) = update.first_name {
+                        am.first_name = Set(v);
                     }
-                    if let Some(l) = &row.last_name
-                        && *l != u.last_name
-                    {
-                        am.last_name = Set(l.clone());
-                        note("last_name", u.last_name.clone().into(), l.clone().into());
+                    if let Some(v) = update.last_name {
+                        am.last_name = Set(v);
                     }
-                    let mut deactivate = false;
-                    let reactivated = want_active && !u.active;
-                    if reactivated {
+                    if update.reactivate {
                         am.active = Set(true);
                         am.deactivated_at = Set(None);
-                        note("active", false.into(), true.into());
-                    } else if !want_active && u.active {
-                        // Deactivations wait for the finish transaction,
-                        // which applies them all or holds the upload.
-                        deactivate = true;
-                        deactivations.push(upload_deactivation::ActiveModel {
-                            upload_id: Set(lease.upload_id),
-                            user_id: Set(u.id),
-                        });
                     }
-                    if new_profile.is_some() {
-                        let old = u.profile.as_object().cloned().unwrap_or_default();
-                        let mut profile = old.clone();
-                        merge_profile(&mut profile, new_profile);
-                        if profile != old {
-                            for key in old
-                                .keys()
-                                .chain(profile.keys())
-                                .collect::<std::collections::BTreeSet<_>>()
-                            {
-                                let (a, b) = (old.get(key), profile.get(key));
-                                if a != b {
-                                    note(
-                                        &format!("profile.{key}"),
-                                        a.cloned().unwrap_or(Value::Null),
-                                        b.cloned().unwrap_or(Value::Null),
-                                    );
-                                }
-                            }
-                            am.profile = Set(Value::Object(profile));
+                    if let Some(p) = update.profile {
+                        am.profile = Set(Value::Object(p));
+                    }
+                    am.update(&txn).await?;
+                    progress.updated += 1;
+                    changes.push(upload_change::ActiveModel {
+                        upload_id: Set(lease.upload_id),
+                        user_id: Set(id),
+                        kind: Set(if update.reactivate {
+                            "reactivated"
+                        } else {
+                            "updated"
                         }
-                    }
-                    if !diff.is_empty() {
-                        am.updated_at = Set(now);
-                        am.last_changed_upload_id = Set(Some(lease.upload_id));
-                        am.feed_digest = Set(row.digest.clone());
-                        am.update(&txn).await?;
-                        progress.updated += 1;
-                        changes.push(upload_change::ActiveModel {
-                            upload_id: Set(lease.upload_id),
-                            user_id: Set(u.id),
-                            kind: Set(if reactivated {
-                                "reactivated"
-                            } else {
-                                "updated"
-                            }
-                            .into()),
-                            changes: Set(Some(Value::Object(diff))),
+                        .into()),
+                        changes: Set(Some(Value::Object(update.changes))),
+                        ..Default::default()
+                    });
+                    (id, deactivate)
+                }
+                Decision::Unchanged { id, deactivate } => {
+                    // The digest is still stored (the links may be what
+                    // changed).
+                    if digests.get(&id).is_some_and(|d| *d != row.digest) {
+                        user::ActiveModel {
+                            id: Set(id),
+                            feed_digest: Set(row.digest.clone()),
                             ..Default::default()
-                        });
-                    } else {
-                        // No field changes; the digest is still stored
-                        // (the links may be what changed).
-                        if u.feed_digest != row.digest {
-                            user::ActiveModel {
-                                id: Set(u.id),
-                                feed_digest: Set(row.digest.clone()),
-                                ..Default::default()
-                            }
-                            .update(&txn)
-                            .await?;
                         }
-                        if !deactivate {
-                            progress.unchanged += 1;
-                        }
+                        .update(&txn)
+                        .await?;
                     }
                     // A row whose only change is a deactivation is counted
                     // when the finish transaction performs it.
+                    if !deactivate {
+                        progress.unchanged += 1;
+                    }
+                    (id, deactivate)
                 }
+            };
+            if deactivate {
+                deactivations.push(upload_deactivation::ActiveModel {
+                    upload_id: Set(lease.upload_id),
+                    user_id: Set(id),
+                });
             }
         }
         if !inserts.is_empty() {
@@ -720,84 +630,29 @@ where
             }
         }
 
-        let mut warnings: Vec<RowError> = Vec::new();
-        let warn = |w: &mut Vec<RowError>, line: i64, column: &Option<String>, message: String| {
-            w.push(RowError {
-                line: line as u64,
-                column: column.clone(),
-                message,
-            });
-        };
-        let mut replace_managers_of: Vec<i64> = Vec::new();
-        // Users whose row warned: no digest (see `StagedRow::digest_for`).
-        let mut unclean: HashSet<i64> = HashSet::new();
-        let mut links: HashSet<(i64, i64)> = HashSet::new();
-        let mut memberships: HashSet<(i64, i64)> = HashSet::new();
-        let mut roles: HashSet<(i64, Role)> = HashSet::new();
-        for row in &rows {
-            let Some(&uid) = user_of.get(&row.match_key) else {
-                continue;
-            };
-            let warned_before = warnings.len();
-            if let Some(cell) = &row.managers {
-                replace_managers_of.push(uid);
-                for email in split_list(cell) {
-                    match manager_of.get(&email.to_lowercase()) {
-                        None => warn(
-                            &mut warnings,
-                            row.line,
-                            &headers.managers,
-                            text::UNKNOWN_MANAGER.render(&[email]),
-                        ),
-                        Some(&m) if m == uid => warn(
-                            &mut warnings,
-                            row.line,
-                            &headers.managers,
-                            text::SELF_MANAGER.render(&[]),
-                        ),
-                        Some(&m) => {
-                            links.insert((uid, m));
-                            roles.insert((m, Role::Manager));
-                        }
-                    }
-                }
-            }
-            if let Some(cell) = &row.groups {
-                for key in split_list(cell) {
-                    match group_of.get(key) {
-                        Some(&g) => {
-                            memberships.insert((g, uid));
-                        }
-                        None => warn(
-                            &mut warnings,
-                            row.line,
-                            &headers.groups,
-                            text::UNKNOWN_GROUP.render(&[key]),
-                        ),
-                    }
-                }
-            }
-            if let Some(cell) = &row.roles {
-                for name in split_list(cell) {
-                    match Role::parse(name) {
-                        Some(r) => {
-                            if r.is_stored() {
-                                roles.insert((uid, r));
-                            }
-                        }
-                        None => warn(
-                            &mut warnings,
-                            row.line,
-                            &headers.roles,
-                            text::UNKNOWN_ROLE.render(&[name]),
-                        ),
-                    }
-                }
-            }
-            if warnings.len() > warned_before {
-                unclean.insert(uid);
-            }
-        }
+        let links = decide_links(
+            rows.iter().map(|r| LinkRow {
+                line: r.line,
+                match_key: &r.match_key,
+                managers: r.managers.as_deref(),
+                groups: r.groups.as_deref(),
+                roles: r.roles.as_deref(),
+            }),
+            &LinkLookups {
+                user_of,
+                manager_of,
+                group_of,
+            },
+            headers,
+        );
+        let Links {
+            replace_managers_of,
+            managers: links,
+            memberships,
+            roles,
+            warnings,
+            warned: unclean,
+        } = links;
 
         // Managers are replaced; memberships and roles only ever added.
         if !replace_managers_of.is_empty() {
@@ -989,19 +844,4 @@ async fn count<C: sea_orm::ConnectionTrait>(
         .await?
         .ok_or_else(|| sea_orm::DbErr::RecordNotFound("a count".to_string()))?;
     Ok(u64::try_from(row.try_get::<i64>("", "n")?).unwrap_or(0))
-}
-
-/// Applies a row's profile values: a value sets the field, an empty cell
-/// clears it; fields the file does not map are kept.
-fn merge_profile(profile: &mut Map<String, Value>, new: Option<&Map<String, Value>>) {
-    for (k, v) in new.into_iter().flatten() {
-        match v.as_str() {
-            Some("") => {
-                profile.remove(k);
-            }
-            _ => {
-                profile.insert(k.clone(), v.clone());
-            }
-        }
-    }
 }

@@ -1,5 +1,6 @@
 //! The feed's rules: what a row's values mean, defined once for every store.
 
+pub mod decide;
 pub mod text;
 
 /// `build.rs`'s generator of the named queries, compiled here for its tests.
