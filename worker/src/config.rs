@@ -16,20 +16,24 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// The configuration sections, i.e. the `<SECTION>` of `USERFEED_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 8] = [
-    "database", "aws", "intake", "jobs", "apply", "limits", "http", "log",
+const SECTIONS: [&str; 10] = [
+    "data", "database", "aws", "intake", "drop", "jobs", "apply", "limits", "http", "log",
 ];
 
 /// Everything the daemon and the CLI read at start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where the embedded default keeps its files.
+    pub data: DataConfig,
     /// Where users, uploads and the queue of record live.
     pub database: DatabaseConfig,
     /// AWS region, endpoint override and S3 addressing.
     pub aws: AwsConfig,
     /// The SQS queue that receives S3 `ObjectCreated` notifications.
     pub intake: IntakeConfig,
+    /// The drop folder: files delivered to a local folder (or by SFTP).
+    pub drop: DropConfig,
     /// Claiming and running uploads.
     pub jobs: JobsConfig,
     /// Parsing and applying files.
@@ -42,12 +46,25 @@ pub struct Config {
     pub log: LogConfig,
 }
 
+/// `[data]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Folder of the embedded default: its SQLite database (`userfeed.db`)
+    /// and its drop folder (`drop/`). Empty means `$XDG_DATA_HOME/userfeed`,
+    /// else `~/.local/share/userfeed`, else `./userfeed-data`.
+    pub dir: String,
+}
+
 /// `[database]`
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// PostgreSQL connection URL. Usually set through `USERFEED_DATABASE_URL`
-    /// because it may hold a password; it is never logged.
+    /// `postgres://…` for PostgreSQL, or `sqlite:<file>` for the embedded
+    /// backend. Empty (the default) is the embedded default:
+    /// `sqlite:<data.dir>/userfeed.db`. Usually set through
+    /// `USERFEED_DATABASE_URL` because it may hold a password; it is never
+    /// logged.
     pub url: String,
     /// Largest number of pooled connections this process opens.
     pub max_connections: u32,
@@ -119,6 +136,42 @@ pub struct IntakeConfig {
     /// deleted as poison, logged and counted; 0 never deletes one (the
     /// queue's redrive policy then moves it to a dead-letter queue).
     pub max_receives: u32,
+}
+
+/// `[drop]`: the drop folder (`docs/drop-folder.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropConfig {
+    /// `auto` watches the drop folder when the database is SQLite (the
+    /// embedded default); `on` and `off` force it either way.
+    pub enabled: Toggle,
+    /// The drop folder: a tenant's files go in `<folder>/<tenant slug>/`.
+    /// Empty means `<data.dir>/drop`.
+    pub folder: String,
+    /// Folders of tenants whose files arrive elsewhere (an SFTP user's home,
+    /// say): tenant slug = folder. They take precedence over
+    /// `<folder>/<slug>/`.
+    pub tenant_folders: std::collections::BTreeMap<String, String>,
+    /// Seconds a file's size and modification time must stay unchanged
+    /// before it is taken (a file renamed into the folder is taken at once).
+    pub settle_seconds: f64,
+    /// Seconds between full rescans, the fallback for missed notifications
+    /// (network file systems send none).
+    pub rescan_seconds: u64,
+    /// Days files are kept in `processed/` and `failed/` (0 keeps them).
+    pub retention_days: u64,
+}
+
+/// A switch with an automatic default.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Toggle {
+    /// Decided by the rest of the configuration.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
 }
 
 /// `[jobs]`
@@ -224,9 +277,34 @@ impl Config {
                 SECTIONS.contains(&section.as_str())
             })
             .map(|k| k.as_str().to_lowercase().replacen('_', ".", 1).into());
-        let cfg: Config = fig.merge(env).extract().map_err(describe)?;
+        let mut cfg: Config = fig.merge(env).extract().map_err(describe)?;
+        cfg.resolve_embedded_default();
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Fills in what "empty" means for `data.dir`, `database.url` and
+    /// `drop.folder`, so the rest of the program sees concrete values.
+    fn resolve_embedded_default(&mut self) {
+        if self.data.dir.trim().is_empty() {
+            self.data.dir = default_data_dir().display().to_string();
+        }
+        let dir = std::path::PathBuf::from(&self.data.dir);
+        if self.database.url.trim().is_empty() {
+            self.database.url = format!("sqlite:{}", dir.join("userfeed.db").display());
+        }
+        if self.drop.folder.trim().is_empty() {
+            self.drop.folder = dir.join("drop").display().to_string();
+        }
+    }
+
+    /// Whether the drop folder is watched.
+    pub fn drop_enabled(&self) -> bool {
+        match self.drop.enabled {
+            Toggle::On => true,
+            Toggle::Off => false,
+            Toggle::Auto => self.database.url.starts_with("sqlite:"),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -235,9 +313,6 @@ impl Config {
                 key,
                 problem: problem.into(),
             })
-        }
-        if self.database.url.trim().is_empty() {
-            return bad("database.url", "must be set (USERFEED_DATABASE_URL)");
         }
         if !(self.database.url.starts_with("postgres://")
             || self.database.url.starts_with("postgresql://")
@@ -306,6 +381,20 @@ impl Config {
                 "must not be larger than limits.max_record_bytes",
             );
         }
+        if !(self.drop.settle_seconds.is_finite() && self.drop.settle_seconds >= 0.0) {
+            return bad("drop.settle_seconds", "must be 0 or more");
+        }
+        if self.drop.rescan_seconds == 0 {
+            return bad("drop.rescan_seconds", "must be at least 1");
+        }
+        for slug in self.drop.tenant_folders.keys() {
+            if !crate::tenants::is_valid_slug(slug) {
+                return bad(
+                    "drop.tenant_folders",
+                    format!("{slug:?} is not a tenant slug (lowercase letters, digits, dashes)"),
+                );
+            }
+        }
         if self.aws.region.trim().is_empty() {
             return bad("aws.region", "must be set");
         }
@@ -316,6 +405,19 @@ impl Config {
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.jobs.lease_seconds)
     }
+}
+
+/// The embedded default's folder when `data.dir` is empty, following the
+/// XDG base directory convention.
+fn default_data_dir() -> std::path::PathBuf {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(xdg) = env("XDG_DATA_HOME") {
+        return std::path::PathBuf::from(xdg).join("userfeed");
+    }
+    if let Some(home) = env("HOME") {
+        return std::path::PathBuf::from(home).join(".local/share/userfeed");
+    }
+    std::path::PathBuf::from("userfeed-data")
 }
 
 /// figment's own message names environment keys in a form our key mapping
@@ -381,6 +483,37 @@ mod tests {
         assert_eq!(cfg.intake.wait_time_seconds, 20);
         assert_eq!(cfg.intake.max_messages, 10);
         assert_eq!(cfg.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn no_configuration_means_sqlite_and_a_drop_folder_under_the_data_dir() {
+        let cfg = env_with(&[("XDG_DATA_HOME", "/srv/xdg")]).unwrap();
+        assert_eq!(cfg.data.dir, "/srv/xdg/userfeed");
+        assert_eq!(cfg.database.url, "sqlite:/srv/xdg/userfeed/userfeed.db");
+        assert_eq!(cfg.drop.folder, "/srv/xdg/userfeed/drop");
+        assert!(cfg.drop_enabled());
+
+        let cfg = env_with(&[("USERFEED_DATA_DIR", "/var/lib/uf")]).unwrap();
+        assert_eq!(cfg.database.url, "sqlite:/var/lib/uf/userfeed.db");
+        assert_eq!(cfg.drop.folder, "/var/lib/uf/drop");
+
+        // PostgreSQL turns the drop folder off unless asked for.
+        let cfg = env_with(&[("USERFEED_DATABASE_URL", "postgres://h/db")]).unwrap();
+        assert!(!cfg.drop_enabled());
+        let cfg = env_with(&[
+            ("USERFEED_DATABASE_URL", "postgres://h/db"),
+            ("USERFEED_DROP_ENABLED", "on"),
+        ])
+        .unwrap();
+        assert!(cfg.drop_enabled());
+    }
+
+    #[test]
+    fn drop_settings_are_checked_and_name_their_key() {
+        let err = env_with(&[("USERFEED_DROP_RESCAN_SECONDS", "0")]).unwrap_err();
+        assert!(err.to_string().contains("drop.rescan_seconds"), "{err}");
+        let err = env_with(&[("USERFEED_DROP_ENABLED", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("drop.enabled"), "{err}");
     }
 
     #[test]

@@ -46,6 +46,14 @@ pub struct Tenant {
     pub profile_fields: BTreeMap<String, FieldType>,
 }
 
+impl Tenant {
+    /// `s3://bucket/prefix`, or `None` for a tenant without a bucket (one
+    /// that delivers only to the drop folder).
+    pub fn s3_location(&self) -> Option<String> {
+        (!self.bucket.is_empty()).then(|| format!("s3://{}/{}", self.bucket, self.key_prefix))
+    }
+}
+
 /// Tenant administration failures.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
@@ -162,14 +170,19 @@ pub fn unsafe_key_reason(key: &str) -> Option<IgnoreReason> {
     None
 }
 
-fn check_slug(slug: &str) -> Result<(), TenantError> {
-    let ok = !slug.is_empty()
+/// Whether `slug` is a well-formed tenant slug: 1 to 63 of `a-z 0-9 -`, not
+/// starting with a dash (so it is also a safe folder name).
+pub fn is_valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
         && slug.len() <= 63
         && slug
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !slug.starts_with('-');
-    if ok {
+        && !slug.starts_with('-')
+}
+
+fn check_slug(slug: &str) -> Result<(), TenantError> {
+    if is_valid_slug(slug) {
         Ok(())
     } else {
         Err(TenantError::BadSlug(slug.into()))

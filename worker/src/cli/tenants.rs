@@ -16,16 +16,19 @@ use crate::{report, tenants};
 /// `userfeed tenant ...`
 #[derive(Debug, Subcommand)]
 pub enum TenantCmd {
-    /// Create a tenant with its S3 drop location.
+    /// Create a tenant. Its files can always be dropped in the drop folder's
+    /// `<slug>/` (when the drop folder is on); `--bucket` adds an S3 location.
     Add {
         /// Short unique name (lowercase letters, digits, dashes).
         slug: String,
-        /// Bucket the tenant's files are dropped in.
-        #[arg(long)]
+        /// Bucket the tenant's files are dropped in; none for a tenant that
+        /// delivers only to the drop folder.
+        #[arg(long, default_value = "")]
         bucket: String,
-        /// Key prefix owned by the tenant (a trailing `/` is added).
+        /// Key prefix owned by the tenant in the bucket (a trailing `/` is
+        /// added); the slug when not given.
         #[arg(long)]
-        prefix: String,
+        prefix: Option<String>,
         /// How people are matched across files.
         #[arg(long = "match-on", value_enum, default_value = "email")]
         match_on: MatchKey,
@@ -122,13 +125,13 @@ pub async fn tenant<W: Write>(
             prefix,
             match_on,
         } => {
+            let prefix = prefix.unwrap_or_else(|| format!("{slug}/"));
             let t = tenants::add(db, &slug, &bucket, &prefix, match_on).await?;
             writeln!(
                 out,
-                "tenant {} created: s3://{}/{} (matching on {})",
+                "tenant {} created: {} (matching on {})",
                 t.slug,
-                t.bucket,
-                t.key_prefix,
+                t.s3_location().as_deref().unwrap_or("drop folder only"),
                 t.match_key.as_str()
             )?;
         }
@@ -140,13 +143,13 @@ pub async fn tenant<W: Write>(
                     .map(|t| {
                         vec![
                             t.slug.clone(),
-                            format!("s3://{}/{}", t.bucket, t.key_prefix),
+                            t.s3_location().unwrap_or_else(|| "-".into()),
                             t.match_key.as_str().into(),
                             if t.mapping.is_some() { "set" } else { "none" }.into(),
                         ]
                     })
                     .collect();
-                report::table(&["TENANT", "DROP LOCATION", "MATCH ON", "MAPPING"], &rows)
+                report::table(&["TENANT", "S3 LOCATION", "MATCH ON", "MAPPING"], &rows)
             })?;
         }
         TenantCmd::Set {
