@@ -7,6 +7,7 @@ use std::time::Duration;
 use sea_orm::ConnectionTrait;
 use userfeed_tests::*;
 
+mod drop_folder;
 mod faults;
 mod production;
 

@@ -21,8 +21,11 @@ use crate::apply::Pipeline;
 use crate::config::{Config, redact_url};
 use crate::health::Health;
 use crate::http::{self, HttpState};
+use crate::intake::folder::DropFolder;
 use crate::intake::{self, IntakeSource, sqs::SqsSource};
 use crate::jobs::{self, PoolSettings, Workers};
+use crate::source::ReaderBySource;
+use crate::source::local::{DropFolderReader, FolderReader};
 use crate::source::s3::S3Reader;
 use crate::telemetry::{self, events};
 
@@ -34,13 +37,40 @@ use crate::telemetry::{self, events};
 /// during a database outage (or before its release's migration ran) is
 /// therefore live and unready, never restarted into a crash loop.
 pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
+    run(cfg, migrate, cancelled_on_signal(), None).await
+}
+
+/// Where a running daemon can be found, sent once it is ready.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The address `/healthz`, `/readyz` and `/metrics` answer on.
+    pub http: std::net::SocketAddr,
+    /// The drop folder, when it is watched.
+    pub drop_folder: Option<std::path::PathBuf>,
+}
+
+/// [`serve`], stopping when `signalled` is cancelled instead of on a
+/// signal, and telling `started` where it runs once intake and workers are
+/// up (`userfeed demo` runs the daemon this way).
+pub async fn run(
+    cfg: Config,
+    migrate: bool,
+    signalled: CancellationToken,
+    started: Option<tokio::sync::oneshot::Sender<Started>>,
+) -> anyhow::Result<()> {
     let metrics = telemetry::init_metrics().context("installing the metrics recorder")?;
     events::build_info();
     info!(database = %redact_url(&cfg.database.url), queue = %cfg.intake.queue_url, "starting");
 
     let health = Arc::new(Health::default());
     health.set_starting(Some("database unreachable".into()));
-    let signalled = cancelled_on_signal();
+    let drop_folder = if cfg.drop_enabled() {
+        Some(Arc::new(
+            DropFolder::open(&cfg.drop).context("opening the drop folder (drop.folder)")?,
+        ))
+    } else {
+        None
+    };
     let shutdown = CancellationToken::new();
     let http_stop = CancellationToken::new();
     let ready_db = Arc::new(OnceLock::new());
@@ -48,7 +78,8 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.http.bind)
         .await
         .with_context(|| format!("binding http.bind {}", cfg.http.bind))?;
-    info!(addr = %listener.local_addr()?, "http listening");
+    let http_addr = listener.local_addr()?;
+    info!(addr = %http_addr, "http listening");
     let http_task = tokio::spawn(http::serve(
         listener,
         HttpState {
@@ -70,10 +101,26 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     info!("database ready; starting intake and workers");
 
     let sdk = crate::aws::sdk_config(&cfg.aws).await;
-    let reader = Arc::new(S3Reader::new(crate::aws::s3_client(&sdk, &cfg.aws)));
+    let reader = Arc::new(
+        ReaderBySource::new()
+            .with(
+                "s3",
+                Arc::new(S3Reader::new(crate::aws::s3_client(&sdk, &cfg.aws))),
+            )
+            .with(intake::folder::SOURCE, Arc::new(DropFolderReader))
+            // A failed `userfeed import` retried with `uploads retry`.
+            .with("local", Arc::new(FolderReader)),
+    );
 
+    let folder_task = drop_folder
+        .clone()
+        .map(|folder| tokio::spawn(folder.run(db.clone(), health.clone(), shutdown.clone())));
     let intake_task = if cfg.intake.queue_url.is_empty() {
-        warn!("intake.queue_url is empty: intake disabled, only recorded uploads will run");
+        if folder_task.is_none() {
+            warn!(
+                "intake.queue_url is empty and the drop folder is off: only recorded uploads will run"
+            );
+        }
         None
     } else {
         let source: Arc<dyn IntakeSource> =
@@ -101,6 +148,12 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     ));
     let workers_task = tokio::spawn(workers.run(shutdown.clone()));
     let sampler = tokio::spawn(sample_queue(db.clone(), shutdown.clone()));
+    if let Some(tx) = started {
+        let _ = tx.send(Started {
+            http: http_addr,
+            drop_folder: drop_folder.as_ref().map(|f| f.root().to_path_buf()),
+        });
+    }
 
     signalled.cancelled().await;
     info!(
@@ -113,6 +166,9 @@ pub async fn serve(cfg: Config, migrate: bool) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + grace;
     let drained = tokio::time::timeout_at(deadline, async {
         if let Some(t) = intake_task {
+            let _ = t.await;
+        }
+        if let Some(t) = folder_task {
             let _ = t.await;
         }
         let _ = workers_task.await;
@@ -209,6 +265,8 @@ pub async fn migrate_when_reachable(cfg: &Config) -> anyhow::Result<()> {
 /// gives, the detail for the log).
 async fn schema_ready(db: &DatabaseConnection, migrate: bool) -> Result<(), (String, String)> {
     let unreachable = |e: sea_orm::DbErr| ("database unreachable".to_string(), e.to_string());
+    // The embedded backend serves one host: nothing else would migrate it.
+    let migrate = migrate || db.get_database_backend() == sea_orm::DbBackend::Sqlite;
     if migrate {
         return crate::db::migrate(db).await.map_err(|e| {
             if crate::db::is_transient(&e) {

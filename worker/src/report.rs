@@ -288,6 +288,17 @@ pub fn uploads_table(list: &[upload::Model]) -> String {
     )
 }
 
+/// Where an upload's file is, as its admin would name it: an S3 URL, or a
+/// local path for the drop folder and `userfeed import`.
+pub fn object_location(source: &str, bucket: &str, key: &str) -> String {
+    match source {
+        "s3" => format!("s3://{bucket}/{key}"),
+        // The file moves on as its upload ends (intake::folder).
+        crate::intake::folder::SOURCE => format!("{bucket}/{{processing,processed,failed}}/{key}"),
+        _ => std::path::Path::new(bucket).join(key).display().to_string(),
+    }
+}
+
 /// One upload in full, for people.
 pub fn upload_text(d: &UploadDetail) -> String {
     let u = &d.upload;
@@ -296,11 +307,10 @@ pub fn upload_text(d: &UploadDetail) -> String {
             .unwrap_or_else(|| "-".into())
     };
     let mut s = format!(
-        "upload {id} ({tenant})\n  object:      s3://{bucket}/{key}\n  state:       {state}\n  attempts:    {attempts}\n  queued:      {queued}\n  started:     {started}\n  finished:    {finished}\n  rows read:   {read}\n  created:     {created}\n  updated:     {updated}\n  unchanged:   {unchanged}\n  deactivated: {deact}\n  rejected:    {rejected}\n",
+        "upload {id} ({tenant})\n  object:      {object}\n  state:       {state}\n  attempts:    {attempts}\n  queued:      {queued}\n  started:     {started}\n  finished:    {finished}\n  rows read:   {read}\n  created:     {created}\n  updated:     {updated}\n  unchanged:   {unchanged}\n  deactivated: {deact}\n  rejected:    {rejected}\n",
         id = u.id,
         tenant = d.tenant,
-        bucket = u.bucket,
-        key = u.object_key,
+        object = object_location(&u.source, &u.bucket, &u.object_key),
         state = u.state,
         attempts = u.attempts,
         queued = ts(Some(u.queued_at)),

@@ -52,6 +52,10 @@ pub const OLDEST_HELD_AGE: &str = "userfeed_oldest_held_upload_age_seconds";
 /// delete); set to the start time when intake starts. A persistent intake
 /// fault shows as this falling behind `time()`, whatever the backoff.
 pub const INTAKE_LAST_SUCCESS: &str = "userfeed_intake_last_success_timestamp_seconds";
+/// Files of the drop folder, by `outcome`: `taken` (recorded as an upload),
+/// `set_aside` (no tenant), `processed`, `failed` (moved there once their
+/// upload ended), `expired` (removed by retention).
+pub const DROP_FILES: &str = "userfeed_drop_files_total";
 /// Always 1; its labels say which build runs (`version`, `commit`).
 pub const BUILD_INFO: &str = "userfeed_build_info";
 
@@ -60,7 +64,7 @@ pub const COMMIT: &str = env!("USERFEED_BUILD_COMMIT");
 
 /// Every metric this process exposes, for the check that `docs/metrics.md`
 /// catalogues each one.
-pub const ALL_METRICS: [&str; 18] = [
+pub const ALL_METRICS: [&str; 19] = [
     SQS_MESSAGES_RECEIVED,
     SQS_MESSAGES_DELETED,
     INTAKE_IGNORED,
@@ -78,6 +82,7 @@ pub const ALL_METRICS: [&str; 18] = [
     UPLOADS_HELD,
     OLDEST_HELD_AGE,
     INTAKE_LAST_SUCCESS,
+    DROP_FILES,
     BUILD_INFO,
 ];
 
@@ -148,6 +153,9 @@ fn preset_zero() {
     for result in events::ROW_RESULTS {
         counter!(ROWS, "result" => result).increment(0);
     }
+    for outcome in events::DropOutcome::ALL {
+        counter!(DROP_FILES, "outcome" => outcome.as_str()).increment(0);
+    }
     counter!(SQS_MESSAGES_RECEIVED).increment(0);
     counter!(SQS_MESSAGES_DELETED).increment(0);
     counter!(LEASES_LOST).increment(0);
@@ -204,6 +212,7 @@ fn describe() {
         Unit::Seconds,
         "Unix time of intake's last successful receive, record and delete."
     );
+    describe_counter!(DROP_FILES, "Drop-folder files, by outcome.");
     describe_gauge!(BUILD_INFO, "Always 1; the labels name the build.");
 }
 
@@ -290,14 +299,17 @@ pub mod events {
         Record,
         /// Deleting handled messages.
         Delete,
+        /// Scanning, taking or moving drop-folder files.
+        Folder,
     }
 
     impl IntakeStage {
         /// Every stage, for pre-set counters.
-        pub const ALL: [IntakeStage; 3] = [
+        pub const ALL: [IntakeStage; 4] = [
             IntakeStage::Receive,
             IntakeStage::Record,
             IntakeStage::Delete,
+            IntakeStage::Folder,
         ];
 
         /// The `stage` label.
@@ -306,8 +318,62 @@ pub mod events {
                 IntakeStage::Receive => "receive",
                 IntakeStage::Record => "record",
                 IntakeStage::Delete => "delete",
+                IntakeStage::Folder => "folder",
             }
         }
+    }
+
+    /// What became of a drop-folder file.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum DropOutcome {
+        /// Complete, moved to `processing/` and recorded as an upload.
+        Taken,
+        /// No tenant owns its folder: moved to `_unrouted/`.
+        SetAside,
+        /// Its upload ended applied (or superseded): moved to `processed/`.
+        Processed,
+        /// Its upload failed: moved to `failed/`.
+        Failed,
+        /// Removed from `processed/` or `failed/` by retention.
+        Expired,
+    }
+
+    impl DropOutcome {
+        /// Every outcome, for pre-set counters.
+        pub const ALL: [DropOutcome; 5] = [
+            DropOutcome::Taken,
+            DropOutcome::SetAside,
+            DropOutcome::Processed,
+            DropOutcome::Failed,
+            DropOutcome::Expired,
+        ];
+
+        /// The `outcome` label.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                DropOutcome::Taken => "taken",
+                DropOutcome::SetAside => "set_aside",
+                DropOutcome::Processed => "processed",
+                DropOutcome::Failed => "failed",
+                DropOutcome::Expired => "expired",
+            }
+        }
+    }
+
+    /// A drop-folder file moved on (see [`DropOutcome`]); `tenant` is empty
+    /// for a file set aside.
+    pub fn drop_file(outcome: DropOutcome, tenant: &str, path: &std::path::Path) {
+        let outcome = outcome.as_str();
+        let path = path.display().to_string();
+        match outcome {
+            "set_aside" => warn!(
+                outcome,
+                path, "drop-folder file has no tenant; set aside in _unrouted/"
+            ),
+            "expired" => debug!(outcome, path, "drop-folder file removed by retention"),
+            _ => info!(outcome, tenant, path, "drop-folder file"),
+        }
+        counter!(DROP_FILES, "outcome" => outcome).increment(1);
     }
 
     /// The `result` labels of the recorded-uploads counter: a new upload, or

@@ -3,7 +3,8 @@
 //! A message is deleted from the queue only after what it says has been
 //! committed to the database (or deliberately ignored), so a crash between
 //! the two means a redelivery, which recording absorbs idempotently.
-//! [`IntakeSource`] is the seam for other intake kinds (a local drop folder).
+//! [`IntakeSource`] is the seam for other message-queue intakes; the drop
+//! folder ([`folder`]) records uploads through the same [`record_upload`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::telemetry::events::{self, IgnoreReason, IntakeStage};
 use crate::tenants::{self, TenantError};
 
 pub mod event;
+pub mod folder;
 pub mod local;
 pub mod sqs;
 

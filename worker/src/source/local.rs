@@ -1,6 +1,8 @@
-//! [`ObjectReader`] over local files: the object's `bucket` is a folder and
-//! its `key` a relative path inside it. `userfeed preview` reads the admin's
-//! file this way; the embedded default's drop folder will too.
+//! [`ObjectReader`]s over local files: the object's `bucket` is a folder and
+//! its `key` a relative path inside it. `userfeed import` and `preview` read
+//! the admin's file with [`FolderReader`]; uploads from the drop folder are
+//! read with [`DropFolderReader`], which follows a file through the folders
+//! it moves between.
 
 use std::path::{Component, Path};
 
@@ -45,6 +47,37 @@ impl ObjectReader for FolderReader {
             reader: Box::pin(tokio::io::BufReader::new(file)),
             size,
         })
+    }
+}
+
+/// Opens a drop-folder upload: `bucket` is the tenant's folder and `key`
+/// the taken file's name, which lives in `processing/` until its upload
+/// ends and then in `processed/` or `failed/` (from where
+/// `userfeed uploads retry` may read it again).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DropFolderReader;
+
+#[async_trait]
+impl ObjectReader for DropFolderReader {
+    async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, SourceError> {
+        let mut last = None;
+        // The file may be moved between two of these looks (a retried
+        // upload's file goes back to processing/), hence the second round.
+        for _round in 0..2 {
+            for dir in crate::intake::folder::UPLOAD_DIRS {
+                let candidate = ObjectRef {
+                    bucket: Path::new(&object.bucket).join(dir).display().to_string(),
+                    ..object.clone()
+                };
+                match FolderReader.open(&candidate).await {
+                    Err(e @ SourceError::NotFound { .. }) => last = Some(e),
+                    other => return other,
+                }
+            }
+        }
+        Err(last.unwrap_or(SourceError::NotFound {
+            key: object.key.clone(),
+        }))
     }
 }
 

@@ -82,6 +82,40 @@ pub trait ObjectReader: Send + Sync {
     async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, SourceError>;
 }
 
+/// Opens each upload with the reader of its source (`s3`, `folder`,
+/// `local`), so one worker pool runs uploads of every source.
+#[derive(Clone, Default)]
+pub struct ReaderBySource {
+    readers: Vec<(&'static str, std::sync::Arc<dyn ObjectReader>)>,
+}
+
+impl ReaderBySource {
+    /// No readers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads uploads of `source` with `reader`.
+    pub fn with(mut self, source: &'static str, reader: std::sync::Arc<dyn ObjectReader>) -> Self {
+        self.readers.push((source, reader));
+        self
+    }
+}
+
+#[async_trait]
+impl ObjectReader for ReaderBySource {
+    async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, SourceError> {
+        match self.readers.iter().find(|(s, _)| *s == object.source) {
+            Some((_, reader)) => reader.open(object).await,
+            // Permanent: this process cannot read that source at all.
+            None => Err(SourceError::Denied {
+                key: object.key.clone(),
+                message: format!("this process has no reader for source {:?}", object.source),
+            }),
+        }
+    }
+}
+
 /// Fails a read that makes no progress for `limit`.
 ///
 /// A stalled body would otherwise hold its upload forever: the heartbeat
