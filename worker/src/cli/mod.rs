@@ -11,9 +11,11 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LogConfig, LogFormat};
 
+pub mod demo;
 pub mod render;
 pub mod tenants;
 pub mod uploads;
@@ -102,6 +104,18 @@ pub enum Command {
         /// Tenant slug.
         slug: String,
     },
+    /// Run a demonstration on the embedded default (SQLite and the drop
+    /// folder, in `<data.dir>/demo`, wiped first): a tenant, two days of a
+    /// generated HR export, what they did; then keep serving until Ctrl-C.
+    /// Needs no server and no network.
+    Demo {
+        /// Stop after the sample instead of serving.
+        #[arg(long)]
+        exit: bool,
+        /// Folder of the demo's database and drop folder.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `--json` for commands that print what they read.
@@ -123,6 +137,23 @@ pub async fn run() -> anyhow::Result<()> {
             crate::daemon::serve(cfg, migrate).await
         }
         Command::Mapping(MappingCmd::Suggest { file }) => tenants::suggest(&file, &mut out).await,
+        Command::Demo { exit, dir } => {
+            // The daemon's own log would bury the demo's output: warnings only.
+            crate::telemetry::init_logging(&LogConfig {
+                format: LogFormat::Text,
+                level: "warn".into(),
+            });
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&cfg.data.dir).join("demo"));
+            let stop = CancellationToken::new();
+            tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    stop.cancel();
+                }
+            });
+            demo::run(&cfg, &dir, exit, stop, &mut out).await
+        }
         Command::Migrate { wait: true } => {
             crate::telemetry::init_logging(&cfg.log);
             crate::daemon::migrate_when_reachable(&cfg).await?;
@@ -141,6 +172,14 @@ pub async fn run() -> anyhow::Result<()> {
                     crate::config::redact_url(&cfg.database.url)
                 )
             })?;
+            // The embedded backend serves one host, where nothing else
+            // runs migrations: keep its schema current without asking.
+            let sqlite = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
+            if sqlite && !matches!(other, Command::Migrate { .. }) {
+                crate::db::migrate(&db)
+                    .await
+                    .context("applying migrations")?;
+            }
             if !matches!(other, Command::Migrate { .. }) {
                 let pending = crate::db::pending_migrations(&db)
                     .await
@@ -166,9 +205,9 @@ pub async fn execute<W: Write>(
     out: &mut W,
 ) -> anyhow::Result<()> {
     match cmd {
-        Command::Serve { .. } | Command::Migrate { wait: true } => {
+        Command::Serve { .. } | Command::Migrate { wait: true } | Command::Demo { .. } => {
             bail!(
-                "`serve` and `migrate --wait` manage their own connection; run them from the binary"
+                "`serve`, `demo` and `migrate --wait` manage their own connection; run them from the binary"
             )
         }
         Command::Migrate { wait: false } => {
