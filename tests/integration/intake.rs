@@ -1,8 +1,18 @@
 //! Intake: notifications (as moto sends them) become upload rows.
 
+use sea_orm::DbBackend;
 use userfeed::intake::{Delivery, handle_delivery};
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
+
+each_backend!(
+    the_same_notification_delivered_twice_records_one_upload,
+    a_second_upload_of_the_same_key_is_a_new_upload,
+    objects_route_only_to_the_tenant_owning_the_prefix,
+    test_events_non_s3_messages_and_unsafe_keys_are_ignored_without_error,
+    sns_wrapped_and_eventbridge_notifications_are_recorded,
+    a_multipart_upload_by_the_aws_cli_is_one_upload_though_moto_sends_two_events,
+);
 
 fn delivery(body: &str) -> Delivery {
     Delivery {
@@ -13,9 +23,8 @@ fn delivery(body: &str) -> Delivery {
     }
 }
 
-#[tokio::test]
-async fn the_same_notification_delivered_twice_records_one_upload() {
-    let db = TestDb::new().await.unwrap();
+async fn the_same_notification_delivered_twice_records_one_upload(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
     aws.put("acme/users.csv", employees_csv(2, false))
@@ -35,9 +44,8 @@ async fn the_same_notification_delivered_twice_records_one_upload() {
     assert_eq!(db.scalar("SELECT count(*) FROM uploads").await, 1);
 }
 
-#[tokio::test]
-async fn a_second_upload_of_the_same_key_is_a_new_upload() {
-    let db = TestDb::new().await.unwrap();
+async fn a_second_upload_of_the_same_key_is_a_new_upload(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
     aws.put("acme/users.csv", employees_csv(2, false))
@@ -49,9 +57,8 @@ async fn a_second_upload_of_the_same_key_is_a_new_upload() {
     assert_eq!(intake_all(&db, &aws).await.len(), 2);
 }
 
-#[tokio::test]
-async fn objects_route_only_to_the_tenant_owning_the_prefix() {
-    let db = TestDb::new().await.unwrap();
+async fn objects_route_only_to_the_tenant_owning_the_prefix(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     let acme = tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
     let corp = tenant(&db, "acme-corp", &aws.bucket, MatchKey::Email, MAPPING).await;
@@ -67,7 +74,9 @@ async fn objects_route_only_to_the_tenant_owning_the_prefix() {
     }
     intake_all(&db, &aws).await;
     let rows = db
-        .rows("SELECT tenant_id::text || ' ' || object_key FROM uploads ORDER BY object_key")
+        .rows(
+            "SELECT CAST(tenant_id AS TEXT) || ' ' || object_key FROM uploads ORDER BY object_key",
+        )
         .await;
     assert_eq!(
         rows,
@@ -79,9 +88,8 @@ async fn objects_route_only_to_the_tenant_owning_the_prefix() {
     );
 }
 
-#[tokio::test]
-async fn test_events_non_s3_messages_and_unsafe_keys_are_ignored_without_error() {
-    let db = TestDb::new().await.unwrap();
+async fn test_events_non_s3_messages_and_unsafe_keys_are_ignored_without_error(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
     tenant(&db, "acme", "feeds", MatchKey::Email, MAPPING).await;
     let bodies = [
         r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-01T00:00:00Z","Bucket":"feeds"}"#.to_string(),
@@ -101,9 +109,8 @@ async fn test_events_non_s3_messages_and_unsafe_keys_are_ignored_without_error()
     assert_eq!(db.scalar("SELECT count(*) FROM uploads").await, 0);
 }
 
-#[tokio::test]
-async fn sns_wrapped_and_eventbridge_notifications_are_recorded() {
-    let db = TestDb::new().await.unwrap();
+async fn sns_wrapped_and_eventbridge_notifications_are_recorded(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
     tenant(&db, "acme", "feeds", MatchKey::Email, MAPPING).await;
     let inner = r#"{"Records":[{"eventName":"ObjectCreated:Put","eventTime":"2026-11-01T00:00:00Z","s3":{"bucket":{"name":"feeds"},"object":{"key":"acme/HR+file.csv","sequencer":"0A"}}}]}"#;
     let sns = serde_json::json!({"Type": "Notification", "Message": inner}).to_string();
@@ -129,9 +136,10 @@ async fn sns_wrapped_and_eventbridge_notifications_are_recorded() {
     assert_eq!(keys, vec!["acme/HR file.csv", "acme/HR+file.csv"]);
 }
 
-#[tokio::test]
-async fn a_multipart_upload_by_the_aws_cli_is_one_upload_though_moto_sends_two_events() {
-    let db = TestDb::new().await.unwrap();
+async fn a_multipart_upload_by_the_aws_cli_is_one_upload_though_moto_sends_two_events(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
     // 6 MB in 5 MB parts: the CLI uploads it in two parts.

@@ -1,8 +1,8 @@
 //! Tenant isolation: a file under one tenant's prefix reads and writes only
 //! that tenant's rows, even when its emails, manager emails, group IDs and
-//! external IDs are those of another tenant's users and groups. Both
-//! stores' statements are exercised: batch mode (small files) and
-//! whole-file mode.
+//! external IDs are those of another tenant's users and groups. Every
+//! store's statements are exercised: the PostgreSQL store in batch mode
+//! (small files) and whole-file mode, and the portable store on SQLite.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,16 +14,30 @@ use userfeed_tests::*;
 const MAPPING: &str = LINK_MAPPING;
 const HEADER: &str = LINK_HEADER;
 
-async fn isolation(key: MatchKey, whole_file: bool) {
-    let db = TestDb::new().await.unwrap();
-    let aws = Aws::new().await.unwrap();
-    let store = PgStore::new(db.db.clone());
-    let store = if whole_file {
-        store.with_whole_file(0, 2)
-    } else {
-        store.with_whole_file(u64::MAX, 1)
+/// Which store applies the files.
+enum Store {
+    PgBatches,
+    PgWholeFile,
+    PortableOnSqlite,
+}
+
+async fn isolation(key: MatchKey, store: Store) {
+    let db = match store {
+        Store::PortableOnSqlite => TestDb::sqlite().await.unwrap(),
+        _ => TestDb::new().await.unwrap(),
     };
-    let w = workers_with(&db, &aws, Duration::from_secs(30), 2, Arc::new(store));
+    let aws = Aws::new().await.unwrap();
+    let w = match store {
+        Store::PgBatches => {
+            let s = PgStore::new(db.db.clone()).with_whole_file(u64::MAX, 1);
+            workers_with(&db, &aws, Duration::from_secs(30), 2, Arc::new(s))
+        }
+        Store::PgWholeFile => {
+            let s = PgStore::new(db.db.clone()).with_whole_file(0, 2);
+            workers_with(&db, &aws, Duration::from_secs(30), 2, Arc::new(s))
+        }
+        Store::PortableOnSqlite => workers(&db, &aws, Duration::from_secs(30), 2),
+    };
     for slug in ["alpha", "beta"] {
         tenant(&db, slug, &aws.bucket, key, MAPPING).await;
     }
@@ -105,11 +119,21 @@ async fn isolation(key: MatchKey, whole_file: bool) {
 #[tokio::test]
 async fn a_file_naming_another_tenants_people_ids_managers_and_groups_touches_only_its_own_by_email()
  {
-    isolation(MatchKey::Email, false).await;
+    isolation(MatchKey::Email, Store::PgBatches).await;
 }
 
 #[tokio::test]
 async fn a_file_naming_another_tenants_people_ids_managers_and_groups_touches_only_its_own_by_external_id_whole_file()
  {
-    isolation(MatchKey::ExternalId, true).await;
+    isolation(MatchKey::ExternalId, Store::PgWholeFile).await;
+}
+
+#[tokio::test]
+async fn on_sqlite_a_file_naming_another_tenants_people_touches_only_its_own_by_email() {
+    isolation(MatchKey::Email, Store::PortableOnSqlite).await;
+}
+
+#[tokio::test]
+async fn on_sqlite_a_file_naming_another_tenants_people_touches_only_its_own_by_external_id() {
+    isolation(MatchKey::ExternalId, Store::PortableOnSqlite).await;
 }

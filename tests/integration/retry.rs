@@ -3,9 +3,17 @@
 
 use std::time::Duration;
 
+use sea_orm::DbBackend;
 use userfeed::jobs::retry::{RetryError, retry};
 use userfeed::map::MatchKey;
 use userfeed_tests::*;
+
+each_backend!(
+    a_failed_upload_retried_after_its_cause_is_fixed_applies_as_a_new_upload,
+    retrying_a_file_older_than_one_that_has_since_succeeded_is_refused,
+    only_a_failed_upload_can_be_retried_and_only_once_while_its_retry_waits,
+    redelivering_a_failed_uploads_notification_is_absorbed_but_a_retry_is_not,
+);
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -23,9 +31,10 @@ first_name = "First Name"
 last_name = "Last Name"
 "#;
 
-#[tokio::test]
-async fn a_failed_upload_retried_after_its_cause_is_fixed_applies_as_a_new_upload() {
-    let db = TestDb::new().await.unwrap();
+async fn a_failed_upload_retried_after_its_cause_is_fixed_applies_as_a_new_upload(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
     let w = workers(&db, &aws, LEASE, 100);
@@ -69,9 +78,8 @@ async fn a_failed_upload_retried_after_its_cause_is_fixed_applies_as_a_new_uploa
     assert_eq!(users_of(&db, "acme").await.len(), 3);
 }
 
-#[tokio::test]
-async fn retrying_a_file_older_than_one_that_has_since_succeeded_is_refused() {
-    let db = TestDb::new().await.unwrap();
+async fn retrying_a_file_older_than_one_that_has_since_succeeded_is_refused(backend: DbBackend) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
     let w = workers(&db, &aws, LEASE, 100);
@@ -105,9 +113,10 @@ async fn retrying_a_file_older_than_one_that_has_since_succeeded_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn only_a_failed_upload_can_be_retried_and_only_once_while_its_retry_waits() {
-    let db = TestDb::new().await.unwrap();
+async fn only_a_failed_upload_can_be_retried_and_only_once_while_its_retry_waits(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
     let w = workers(&db, &aws, LEASE, 100);
@@ -140,9 +149,10 @@ async fn only_a_failed_upload_can_be_retried_and_only_once_while_its_retry_waits
     );
 }
 
-#[tokio::test]
-async fn redelivering_a_failed_uploads_notification_is_absorbed_but_a_retry_is_not() {
-    let db = TestDb::new().await.unwrap();
+async fn redelivering_a_failed_uploads_notification_is_absorbed_but_a_retry_is_not(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
     let aws = Aws::new().await.unwrap();
     tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
     let w = workers(&db, &aws, LEASE, 100);
