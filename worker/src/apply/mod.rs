@@ -184,31 +184,22 @@ pub enum Finish {
     },
 }
 
-/// Whether an upload's deactivations must wait for approval, and why.
-///
-/// `rows_read` data rows, `pending` deactivations lined up, `active` active
-/// feed-managed users before them. A file with a header and no rows is always
-/// held: it is far more often a broken export than "everyone left".
+/// Whether an upload's deactivations must wait for approval, and why
+/// (the rule is [`crate::rules::decide::hold_reason`], with the tenant's
+/// limits).
 pub fn hold_reason(
     rows_read: u64,
     pending: u64,
     active: u64,
     rules: &TenantRules,
 ) -> Option<String> {
-    if rows_read == 0 {
-        return Some(format!(
-            "the file has a header but no rows; holding instead of deactivating {pending} user(s)"
-        ));
-    }
-    let pct = u64::try_from(rules.hold_over_percent).unwrap_or(0);
-    let count = u64::try_from(rules.hold_over_count).unwrap_or(0);
-    if pending > count && pending * 100 > active * pct {
-        return Some(format!(
-            "it would deactivate {pending} of {active} active feed-managed users, more than the \
-             tenant's limit of {pct}% and {count} users"
-        ));
-    }
-    None
+    crate::rules::decide::hold_reason(
+        rows_read,
+        pending,
+        active,
+        rules.hold_over_percent,
+        rules.hold_over_count,
+    )
 }
 
 /// A storage failure while applying.
@@ -861,38 +852,6 @@ async fn parse_batches<R>(
 mod tests {
     use super::*;
 
-    fn rules(pct: i32, count: i32) -> TenantRules {
-        TenantRules {
-            tenant_id: 1,
-            match_key: MatchKey::Email,
-            hold_over_percent: pct,
-            hold_over_count: count,
-            keep_row_problems: 10,
-            epoch: 0,
-        }
-    }
-
-    #[test]
-    fn hold_needs_both_the_share_and_the_count_to_be_exceeded() {
-        let r = rules(20, 10);
-        assert_eq!(
-            hold_reason(100, 11, 1000, &r),
-            None,
-            "11 > 10 but 1.1% <= 20%"
-        );
-        assert_eq!(hold_reason(100, 10, 20, &r), None, "50% but only 10 users");
-        assert!(
-            hold_reason(100, 11, 50, &r).is_some(),
-            "11 > 10 and 22% > 20%"
-        );
-        assert_eq!(
-            hold_reason(100, 20, 100, &r),
-            None,
-            "exactly 20% is allowed"
-        );
-        assert!(hold_reason(100, 21, 100, &r).unwrap().contains("21 of 100"));
-    }
-
     #[test]
     fn the_repeat_filter_hints_every_key_seen_before_and_almost_no_new_one() {
         let mut filter = RepeatFilter::for_object(Some(10_000_000));
@@ -928,14 +887,5 @@ mod tests {
             rejected: vec![],
         };
         assert!(!parsed.absorb(&mut copy(1), 100), "parsed rows stay apart");
-    }
-
-    #[test]
-    fn a_file_without_rows_is_always_held() {
-        assert!(
-            hold_reason(0, 0, 0, &rules(100, 1000))
-                .unwrap()
-                .contains("no rows")
-        );
     }
 }

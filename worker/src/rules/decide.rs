@@ -312,6 +312,35 @@ pub fn merge_profile(profile: &mut Map<String, Value>, new: Option<&Map<String, 
     }
 }
 
+/// Whether an upload's deactivations must wait for a person, and why (the
+/// text the admin reads). `rows_read` data rows, `pending` deactivations
+/// lined up, `active` active feed-managed users before them; the tenant
+/// holds above `percent`% **and** above `count` users. A file with a header
+/// and no rows is always held: it is far more often a broken export than
+/// "everyone left".
+pub fn hold_reason(
+    rows_read: u64,
+    pending: u64,
+    active: u64,
+    percent: i32,
+    count: i32,
+) -> Option<String> {
+    if rows_read == 0 {
+        return Some(format!(
+            "the file has a header but no rows; holding instead of deactivating {pending} user(s)"
+        ));
+    }
+    let pct = u64::try_from(percent).unwrap_or(0);
+    let count = u64::try_from(count).unwrap_or(0);
+    if pending > count && pending * 100 > active * pct {
+        return Some(format!(
+            "it would deactivate {pending} of {active} active feed-managed users, more than the \
+             tenant's limit of {pct}% and {count} users"
+        ));
+    }
+    None
+}
+
 /// A row's link cells, for [`decide_links`].
 #[derive(Debug, Clone, Default)]
 pub struct LinkRow<'a> {
@@ -654,5 +683,37 @@ mod tests {
             ]
         );
         assert_eq!(l.warned, HashSet::from([1]));
+    }
+    #[test]
+    fn hold_needs_both_the_share_and_the_count_to_be_exceeded() {
+        assert_eq!(
+            hold_reason(100, 11, 1000, 20, 10),
+            None,
+            "11 > 10 but 1.1% <= 20%"
+        );
+        assert_eq!(
+            hold_reason(100, 10, 20, 20, 10),
+            None,
+            "50% but only 10 users"
+        );
+        assert!(
+            hold_reason(100, 11, 50, 20, 10).is_some(),
+            "11 > 10 and 22% > 20%"
+        );
+        assert_eq!(
+            hold_reason(100, 20, 100, 20, 10),
+            None,
+            "exactly 20% is allowed"
+        );
+        assert!(
+            hold_reason(100, 21, 100, 20, 10)
+                .unwrap()
+                .contains("21 of 100")
+        );
+    }
+
+    #[test]
+    fn a_file_without_rows_is_always_held() {
+        assert!(hold_reason(0, 0, 0, 100, 1000).unwrap().contains("no rows"));
     }
 }
