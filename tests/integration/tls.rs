@@ -13,6 +13,7 @@ fn config(url: &str, sslmode: &str, sslrootcert: &str) -> DatabaseConfig {
         acquire_timeout_seconds: 5,
         sslmode: sslmode.to_string(),
         sslrootcert: sslrootcert.to_string(),
+        embedded_default: false,
     }
 }
 

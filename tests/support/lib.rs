@@ -90,6 +90,7 @@ impl TestDb {
             acquire_timeout_seconds: 10,
             sslmode: String::new(),
             sslrootcert: String::new(),
+            embedded_default: false,
         })
         .await
         .context("opening the test SQLite database")?;

@@ -80,6 +80,26 @@ pub struct DatabaseConfig {
     /// `sslrootcert` from the URL (or `PGSSLROOTCERT`), else the built-in
     /// public roots (Mozilla's list).
     pub sslrootcert: String,
+    /// Whether `url` was empty and so is the embedded default's.
+    #[serde(skip)]
+    pub embedded_default: bool,
+}
+
+impl DatabaseConfig {
+    /// Refuses the embedded default inside Kubernetes (`KUBERNETES_SERVICE_HOST`
+    /// set): a pod whose database secret is missing or empty must fail at
+    /// start, not keep users in a SQLite file that dies with the pod.
+    pub fn check_not_embedded_in_kubernetes(&self) -> Result<(), ConfigError> {
+        if self.embedded_default && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            return Err(ConfigError::Invalid {
+                key: "database.url",
+                problem: "is empty inside Kubernetes; the embedded SQLite default is for one \
+                          host: set USERFEED_DATABASE_URL to the PostgreSQL URL"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The `sslmode` values, as libpq spells them.
@@ -291,6 +311,7 @@ impl Config {
         }
         let dir = std::path::PathBuf::from(&self.data.dir);
         if self.database.url.trim().is_empty() {
+            self.database.embedded_default = true;
             self.database.url = format!("sqlite:{}", dir.join("userfeed.db").display());
         }
         if self.drop.folder.trim().is_empty() {
@@ -506,6 +527,28 @@ mod tests {
         ])
         .unwrap();
         assert!(cfg.drop_enabled());
+    }
+
+    #[test]
+    // figment::Jail's API fixes the closure's (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn inside_kubernetes_an_empty_database_url_is_an_error_not_sqlite() {
+        let mut out = None;
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KUBERNETES_SERVICE_HOST", "10.0.0.1");
+            let embedded = Config::load_from(None, Env::prefixed("USERFEED_")).unwrap();
+            jail.set_env("USERFEED_DATABASE_URL", "postgres://h/db");
+            let pg = Config::load_from(None, Env::prefixed("USERFEED_")).unwrap();
+            out = Some((
+                embedded.database.check_not_embedded_in_kubernetes(),
+                pg.database.check_not_embedded_in_kubernetes(),
+            ));
+            Ok(())
+        });
+        let (embedded, pg) = out.unwrap();
+        let err = embedded.unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
+        assert!(pg.is_ok());
     }
 
     #[test]

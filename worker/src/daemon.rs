@@ -58,6 +58,7 @@ pub async fn run(
     signalled: CancellationToken,
     started: Option<tokio::sync::oneshot::Sender<Started>>,
 ) -> anyhow::Result<()> {
+    cfg.database.check_not_embedded_in_kubernetes()?;
     let metrics = telemetry::init_metrics().context("installing the metrics recorder")?;
     events::build_info();
     info!(database = %redact_url(&cfg.database.url), queue = %cfg.intake.queue_url, "starting");
