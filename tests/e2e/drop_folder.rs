@@ -204,14 +204,34 @@ async fn drop_folder_takes_complete_files_once_and_never_loses_one() {
     );
     assert!(daemon.log_text().contains("set aside"));
 
-    // 6. A file that fails goes to failed/.
-    deliver(&acme, "broken.csv", "Name,Email\nx,y\n");
+    // 6. A file that fails goes to failed/; retried once the mapping is
+    // fixed, it is read from there and ends in processed/.
+    let other_header = format!("{}{}", HEADER.replace("Work Email", "Email"), rows(0, 7));
+    deliver(&acme, "broken.csv", &other_header);
     let list = e.ended(6).await;
     assert_eq!(list[5]["state"], "failed");
     e.files_when("acme/failed", |f| {
         f.iter().any(|f| f.ends_with("_broken.csv"))
     })
     .await;
+    let fixed = temp_file(
+        "fixed.toml",
+        MAPPING.replace("\"Work Email\"", "\"Email\"").as_bytes(),
+    );
+    e.cli(&["mapping", "set", "acme", fixed.to_str().unwrap()])
+        .await;
+    let failed_id = list[5]["id"].to_string();
+    e.cli(&["uploads", "retry", &failed_id]).await;
+    let list = e.ended(7).await;
+    assert_eq!(counts(&list[6]), ("succeeded".into(), 7, 0, 7));
+    assert_eq!(list[6]["retry_of"], list[5]["id"]);
+    e.files_when("acme/processed", |f| {
+        f.iter().any(|f| f.ends_with("_broken.csv"))
+    })
+    .await;
+    assert!(e.files("acme/failed").is_empty());
+    e.cli(&["mapping", "set", "acme", mapping.to_str().unwrap()])
+        .await;
 
     // 7. Killed mid-write: the half-written file is not taken; completed
     // after the restart, it is taken whole.
@@ -227,23 +247,23 @@ async fn drop_folder_takes_complete_files_once_and_never_loses_one() {
     // 8. Killed mid-apply: the upload is re-claimed once its lease runs
     // out, and completes from the file in processing/.
     let mut daemon = Daemon::start(&e.env()).await.unwrap();
-    let list = e.ended(7).await;
-    assert_eq!(counts(&list[6]), ("succeeded".into(), 9, 2, 7));
+    let list = e.ended(8).await;
+    assert_eq!(counts(&list[7]), ("succeeded".into(), 9, 2, 7));
     deliver(&acme, "large.csv", &format!("{HEADER}{}", rows(0, 30_000)));
     wait_for("the large upload running", WAIT, || async {
         let list = e.uploads().await;
-        (list.len() == 8
-            && list[7]["state"] == "running"
-            && list[7]["rows_read"].as_i64() > Some(0))
+        (list.len() == 9
+            && list[8]["state"] == "running"
+            && list[8]["rows_read"].as_i64() > Some(0))
         .then_some(())
     })
     .await;
     daemon.signal("KILL");
     daemon.child.wait().await.unwrap();
     let daemon = Daemon::start(&e.env()).await.unwrap();
-    let list = e.ended(8).await;
-    assert_eq!(counts(&list[7]).0, "succeeded");
-    assert_eq!(list[7]["rows_read"], 30_000);
+    let list = e.ended(9).await;
+    assert_eq!(counts(&list[8]).0, "succeeded");
+    assert_eq!(list[8]["rows_read"], 30_000);
     let users = e
         .cli(&["users", "list", "--tenant", "acme", "--json"])
         .await;

@@ -29,11 +29,12 @@ pub enum RetryError {
         /// Its state.
         state: String,
     },
-    /// A local import's file is not in S3 for a worker to read.
+    /// A local import's file is not kept anywhere a worker can read it
+    /// (S3 objects are, and so are drop-folder files, in `failed/`).
     #[error(
         "upload {id} came from a local file (source {origin}); run `userfeed import` with the file again"
     )]
-    NotFromS3 {
+    NotKept {
         /// The upload.
         id: i64,
         /// Its source.
@@ -73,8 +74,8 @@ pub async fn retry(db: &DatabaseConnection, id: i64) -> Result<i64, RetryError> 
             state: up.state,
         });
     }
-    if up.source != "s3" {
-        return Err(RetryError::NotFromS3 {
+    if up.source != "s3" && up.source != crate::intake::folder::SOURCE {
+        return Err(RetryError::NotKept {
             id,
             origin: up.source,
         });

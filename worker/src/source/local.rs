@@ -52,21 +52,31 @@ impl ObjectReader for FolderReader {
 
 /// Opens a drop-folder upload: `bucket` is the tenant's folder and `key`
 /// the taken file's name, which lives in `processing/` until its upload
-/// ends and then in `processed/` or `failed/` (from where
-/// `userfeed uploads retry` may read it again).
+/// ends and then in `processed/` or `failed/`. A retried upload's file is
+/// moved from `failed/` back to `processing/` as it is opened.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DropFolderReader;
 
 #[async_trait]
 impl ObjectReader for DropFolderReader {
     async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, SourceError> {
+        use crate::intake::folder::{FAILED, PROCESSING, UPLOAD_DIRS};
+        let folder = Path::new(&object.bucket);
+        // A failed upload's file read again is a retry: it goes back to
+        // processing/ (where the scanner follows it until its upload ends).
+        // If the move fails, it is read where it is.
+        let failed = folder.join(FAILED).join(&object.key);
+        if tokio::fs::metadata(&failed).await.is_ok() {
+            let _ = tokio::fs::create_dir_all(folder.join(PROCESSING)).await;
+            let _ = tokio::fs::rename(&failed, folder.join(PROCESSING).join(&object.key)).await;
+        }
         let mut last = None;
-        // The file may be moved between two of these looks (a retried
-        // upload's file goes back to processing/), hence the second round.
+        // The file may be moved between two of these looks, hence the
+        // second round.
         for _round in 0..2 {
-            for dir in crate::intake::folder::UPLOAD_DIRS {
+            for dir in UPLOAD_DIRS {
                 let candidate = ObjectRef {
-                    bucket: Path::new(&object.bucket).join(dir).display().to_string(),
+                    bucket: folder.join(dir).display().to_string(),
                     ..object.clone()
                 };
                 match FolderReader.open(&candidate).await {
