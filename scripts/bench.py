@@ -60,7 +60,8 @@ def psql(sql, db=DB_URL, stdin=None):
 
 def userfeed(*args, env=None):
     """Runs the binary; returns (seconds, peak RSS in MiB, stdout, stderr)."""
-    e = dict(os.environ, USERFEED_DATABASE_URL=DB_URL, **(env or {}))
+    e = dict(os.environ, USERFEED_DATABASE_URL=DB_URL)
+    e.update(env or {})
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen([BIN, *args], env=e, stdout=out, stderr=err)
@@ -93,11 +94,11 @@ def generate(path, n, changed_every=0, removed_every=0):
     return os.path.getsize(path)
 
 
-def import_file(tenant, path):
+def import_file(tenant, path, db_env=None):
     """Imports `path`; returns (seconds, peak RSS MiB, upload, {phase: seconds})."""
     # The phase events (userfeed_apply_phase_seconds) say where the time went;
     # admin commands log them as text lines.
-    env = {"RUST_LOG": "userfeed::telemetry=debug", "NO_COLOR": "1"}
+    env = {"RUST_LOG": "userfeed::telemetry=debug", "NO_COLOR": "1", **(db_env or {})}
     secs, rss, out, err = userfeed("import", "--tenant", tenant, "--json", path, env=env)
     try:
         up = json.loads(out)
@@ -128,15 +129,16 @@ def setup_db():
         raise SystemExit(f"migrate failed: {err}")
 
 
-def add_tenant(slug, bucket="bench"):
-    userfeed("tenant", "add", slug, "--bucket", bucket, "--prefix", slug, "--match-on", "external_id")
+def add_tenant(slug, bucket="bench", db_env=None):
+    userfeed("tenant", "add", slug, "--bucket", bucket, "--prefix", slug, "--match-on", "external_id",
+             env=db_env)
     for g in GROUPS:
-        userfeed("group", "add", slug, g, f"Group {g}")
+        userfeed("group", "add", slug, g, f"Group {g}", env=db_env)
     for field in ("department", "job_title"):
-        userfeed("profile-field", "add", slug, field, "--type", "text")
+        userfeed("profile-field", "add", slug, field, "--type", "text", env=db_env)
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as m:
         m.write(MAPPING)
-    _, _, out, err = userfeed("mapping", "set", slug, m.name)
+    _, _, out, err = userfeed("mapping", "set", slug, m.name, env=db_env)
     if "updated" not in out:
         raise SystemExit(f"mapping set failed: {err}")
 
@@ -418,13 +420,70 @@ def latency(drops, small_file, s3, bucket, queue_url):
     return out
 
 
+def embedded(path, rows, runs, work):
+    """The embedded backend (SQLite) beside the PostgreSQL store on one file:
+    first load and unchanged re-feed, each on a fresh tenant per run."""
+    res = {"pg_initial": [], "pg_unchanged": [], "sqlite_initial": [], "sqlite_unchanged": []}
+    for run in range(1, runs + 1):
+        sqlite_url = f"sqlite:{os.path.join(work, f'embedded-{run}.db')}"
+        for backend, db_env in (("pg", None), ("sqlite", {"USERFEED_DATABASE_URL": sqlite_url})):
+            slug = f"embedded-{backend}-{run}"
+            add_tenant(slug, db_env=db_env)
+            s, _, up, _ = import_file(slug, path, db_env=db_env)
+            assert up["rows_created"] == rows, up
+            res[f"{backend}_initial"].append(s)
+            s2, _, up, _ = import_file(slug, path, db_env=db_env)
+            assert up["rows_unchanged"] == rows, up
+            res[f"{backend}_unchanged"].append(s2)
+            log(f"  run {run} {backend}: initial {s:.2f} s, unchanged {s2:.2f} s")
+    return {k: statistics.median(v) for k, v in res.items()}
+
+
+def embedded_summary(emb, emb_rows):
+    out = {
+        "embedded_rows": emb_rows,
+        "embedded_pg_initial_s": round(emb["pg_initial"], 3),
+        "embedded_pg_unchanged_s": round(emb["pg_unchanged"], 3),
+        "embedded_sqlite_initial_s": round(emb["sqlite_initial"], 3),
+        "embedded_sqlite_unchanged_s": round(emb["sqlite_unchanged"], 3),
+        "sqlite_initial_vs_pg": round(emb["sqlite_initial"] / emb["pg_initial"], 2),
+        "sqlite_unchanged_vs_pg": round(emb["sqlite_unchanged"] / emb["pg_unchanged"], 2),
+    }
+    rows = [
+        (f"SQLite, {emb_rows:,} rows", f"{out['embedded_sqlite_initial_s']} s",
+         f"first load; {out['sqlite_initial_vs_pg']}x PostgreSQL's {out['embedded_pg_initial_s']} s (target <= 3x)"),
+        ("  the same file again", f"{out['embedded_sqlite_unchanged_s']} s",
+         f"unchanged; {out['sqlite_unchanged_vs_pg']}x PostgreSQL's {out['embedded_pg_unchanged_s']} s"),
+    ]
+    return out, rows
+
+
+def only_embedded(a):
+    emb_rows = 20_000 if a.quick else 100_000
+    work = tempfile.mkdtemp(prefix="userfeed-bench-")
+    emb_file = os.path.join(work, "embedded.csv")
+    generate(emb_file, emb_rows)
+    setup_db()
+    log(f"embedded backend: {emb_rows:,} rows on SQLite beside PostgreSQL")
+    out, rows = embedded_summary(embedded(emb_file, emb_rows, a.runs, work), emb_rows)
+    print(f"\nUserfeed benchmark, embedded backend: median of {a.runs} runs\n")
+    for name, fig, note in rows:
+        print(f"{name:<28} {fig:>18}   {note}")
+    out["runs"] = a.runs
+    print(json.dumps(out))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-big", action="store_true",
                     help="skip the 10x memory file (its JSON keys are then null)")
+    ap.add_argument("--only", choices=["embedded"],
+                    help="run one part: embedded = SQLite beside PostgreSQL on one 100,000-row file")
     a = ap.parse_args()
+    if a.only == "embedded":
+        return only_embedded(a)
     rows = 100_000 if a.quick else 1_000_000
     big_rows = 300_000 if a.quick else 10_000_000
     tenants = 100 if a.quick else 2000
@@ -489,6 +548,12 @@ def main():
         log(f"  {s:.2f} s, peak RSS {rss_big:.1f} MiB")
         os.remove(big)
 
+    emb_rows = 20_000 if a.quick else 100_000
+    emb_file = os.path.join(work, "embedded.csv")
+    generate(emb_file, emb_rows)
+    log(f"embedded backend: {emb_rows:,} rows on SQLite beside PostgreSQL")
+    emb = embedded(emb_file, emb_rows, a.runs, work)
+
     log(f"claims: {tenants} tenants x 5 queued uploads, each claimed and finished")
     claim_rate = claims_per_s(tenants, 5)
 
@@ -529,6 +594,8 @@ def main():
         "latency_p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))]),
         "runs": a.runs,
     }
+    emb_out, emb_table = embedded_summary(emb, emb_rows)
+    out.update(emb_out)
     print(f"\nUserfeed benchmark: {rows:,} rows ({out['file_mib']} MiB), median of {a.runs} runs\n")
     table = [
         ("initial load", f"{out['initial_s']} s", f"{out['initial_vs_copy_indexed']}x COPY into an indexed table"),
@@ -544,7 +611,7 @@ def main():
     if big_rows:
         table.append((f"peak RSS, {big_rows:,} rows", f"{out['peak_rss_mib_big']} MiB",
                       f"{out['big_file_mib']} MiB file"))
-    table += [
+    table += emb_table + [
         (f"{tenants} tenants x 1,000 rows", f"{out['many_tenants_uploads_per_s']} uploads/s", "2 daemons, first loads"),
         ("  the same files again", f"{out['many_tenants_refeed_uploads_per_s']} uploads/s", "unchanged re-feeds"),
         ("claim query", f"{out['claims_per_s']} claims/s", f"{tenants} tenants, 5 queued each"),
