@@ -295,48 +295,30 @@ pub async fn run<W: Write>(
                 tenant_folder.display()
             )?;
             let id = wait_for_upload(&db, day as u64).await?;
-            super::uploads::uploads(
-                &db,
-                UploadsCmd::Show {
-                    id,
-                    errors: 20,
-                    out: Output { json: false },
-                },
-                out,
-            )
-            .await?;
+            let text = || Output { json: false };
+            let show = UploadsCmd::Show {
+                id,
+                errors: 20,
+                out: text(),
+            };
+            super::uploads::uploads(&db, show, out).await?;
             writeln!(out, "\n-- what upload {id} changed")?;
-            super::uploads::uploads(
-                &db,
-                UploadsCmd::Changes {
-                    id,
-                    out: Output { json: false },
-                },
-                out,
-            )
-            .await?;
+            super::uploads::uploads(&db, UploadsCmd::Changes { id, out: text() }, out).await?;
         }
         writeln!(out, "\n== upload history")?;
-        super::uploads::uploads(
-            &db,
-            UploadsCmd::List {
-                tenant: TENANT.into(),
-                limit: 10,
-                out: Output { json: false },
-            },
-            out,
-        )
-        .await?;
+        let tenant = || TENANT.to_string();
+        let history = UploadsCmd::List {
+            tenant: tenant(),
+            limit: 10,
+            out: Output { json: false },
+        };
+        super::uploads::uploads(&db, history, out).await?;
         writeln!(out, "\n== users")?;
-        super::users::users(
-            &db,
-            UsersCmd::List {
-                tenant: TENANT.into(),
-                out: Output { json: false },
-            },
-            out,
-        )
-        .await?;
+        let users = UsersCmd::List {
+            tenant: tenant(),
+            out: Output { json: false },
+        };
+        super::users::users(&db, users, out).await?;
         anyhow::Ok(())
     }
     .await;
