@@ -1,6 +1,7 @@
 //! Library-level integration tests: real PostgreSQL (a fresh database per
 //! test) and moto over HTTP. Run them with `scripts/test`.
 
+mod api;
 mod apply;
 mod cli;
 mod corpus;

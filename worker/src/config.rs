@@ -16,8 +16,8 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// The configuration sections, i.e. the `<SECTION>` of `USERFEED_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 10] = [
-    "data", "database", "aws", "intake", "drop", "jobs", "apply", "limits", "http", "log",
+const SECTIONS: [&str; 11] = [
+    "data", "database", "aws", "intake", "drop", "jobs", "apply", "limits", "http", "api", "log",
 ];
 
 /// Everything the daemon and the CLI read at start.
@@ -42,6 +42,8 @@ pub struct Config {
     pub limits: crate::parse::Limits,
     /// The health, readiness and metrics endpoint.
     pub http: HttpConfig,
+    /// The admin HTTP API.
+    pub api: ApiConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -231,6 +233,20 @@ pub struct HttpConfig {
     pub bind: SocketAddr,
 }
 
+/// `[api]`: the admin HTTP API (`docs/api.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of `/api/v1`, separate from `http.bind` so it can be kept
+    /// off the network the metrics are scraped from.
+    pub bind: SocketAddr,
+    /// File of API tokens (hashes and scopes; `userfeed api token` makes
+    /// entries), typically a mounted secret. Empty keeps the API off.
+    pub tokens_file: String,
+    /// Seconds one request may take before it is answered 503.
+    pub request_timeout_seconds: u64,
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -415,6 +431,15 @@ impl Config {
                     format!("{slug:?} is not a tenant slug (lowercase letters, digits, dashes)"),
                 );
             }
+        }
+        if self.api.request_timeout_seconds == 0 {
+            return bad("api.request_timeout_seconds", "must be at least 1");
+        }
+        if !self.api.tokens_file.is_empty() && !Path::new(&self.api.tokens_file).is_file() {
+            return bad(
+                "api.tokens_file",
+                format!("names no readable file: {}", self.api.tokens_file),
+            );
         }
         if self.aws.region.trim().is_empty() {
             return bad("aws.region", "must be set");

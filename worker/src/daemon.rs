@@ -76,6 +76,22 @@ pub async fn run(
     let http_stop = CancellationToken::new();
     let ready_db = Arc::new(OnceLock::new());
 
+    let api = if cfg.api.tokens_file.is_empty() {
+        None
+    } else {
+        let tokens =
+            crate::api::auth::Tokens::from_file(std::path::Path::new(&cfg.api.tokens_file))?;
+        if tokens.is_empty() {
+            warn!("api.tokens_file lists no token: the admin API stays off");
+            None
+        } else {
+            let listener = tokio::net::TcpListener::bind(cfg.api.bind)
+                .await
+                .with_context(|| format!("binding api.bind {}", cfg.api.bind))?;
+            info!(addr = %listener.local_addr()?, "admin API listening");
+            Some((listener, Arc::new(tokens)))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(cfg.http.bind)
         .await
         .with_context(|| format!("binding http.bind {}", cfg.http.bind))?;
@@ -98,6 +114,17 @@ pub async fn run(
         return Ok(());
     };
     let _ = ready_db.set(db.clone());
+    let api_task = api.map(|(listener, tokens)| {
+        tokio::spawn(crate::api::serve(
+            listener,
+            crate::api::ApiState {
+                db: db.clone(),
+                tokens,
+                timeout: Duration::from_secs(cfg.api.request_timeout_seconds),
+            },
+            http_stop.clone(),
+        ))
+    });
     health.set_starting(None);
     info!("database ready; starting intake and workers");
 
@@ -183,6 +210,9 @@ pub async fn run(
     sampler.abort();
     http_stop.cancel();
     let _ = http_task.await;
+    if let Some(t) = api_task {
+        let _ = t.await;
+    }
     // Closing the pool waits for every checked-out connection; one held by
     // a statement still running when the grace period ran out would hold
     // the exit past it. So the close gets what is left of the grace period

@@ -7,11 +7,15 @@
 //! (staged, merged and finished in batch transactions) → [`report`] (the
 //! upload history people read).
 //!
+//! [`rules`] holds the feed's rules and customer-facing texts; [`service`]
+//! is every operation the CLI ([`cli`]) and the admin API ([`api`]) offer.
+//!
 //! Around them: [`config`], [`db`] (connection, migrations, entities, named
 //! queries), [`tenants`] (routing and the isolation boundary), [`telemetry`]
 //! (logs and metrics as typed events), [`health`] and [`http`] (probes and
 //! metrics), [`daemon`] (process wiring and shutdown) and [`cli`].
 
+pub mod api;
 pub mod apply;
 pub mod aws;
 pub mod cli;
@@ -27,6 +31,7 @@ pub mod map;
 pub mod parse;
 pub mod report;
 pub mod rules;
+pub mod service;
 pub mod source;
 pub mod telemetry;
 pub mod tenants;

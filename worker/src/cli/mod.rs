@@ -104,6 +104,9 @@ pub enum Command {
         /// Tenant slug.
         slug: String,
     },
+    /// Admin API tokens.
+    #[command(subcommand)]
+    Api(ApiCmd),
     /// Run a demonstration on the embedded default (SQLite and the drop
     /// folder, in `<data.dir>/demo`, wiped first): a tenant, two days of a
     /// generated HR export, what they did; then keep serving until Ctrl-C.
@@ -115,6 +118,21 @@ pub enum Command {
         /// Folder of the demo's database and drop folder.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+/// `userfeed api ...`
+#[derive(Debug, Subcommand)]
+pub enum ApiCmd {
+    /// Make a new API token: prints the token (once; it is not stored) and
+    /// the entry to add to `api.tokens_file`, which holds only its hash.
+    Token {
+        /// Who will hold it, for the audit log.
+        #[arg(long)]
+        label: String,
+        /// Scope it to one tenant; without it the token reaches every tenant.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -137,6 +155,7 @@ pub async fn run() -> anyhow::Result<()> {
             crate::daemon::serve(cfg, migrate).await
         }
         Command::Mapping(MappingCmd::Suggest { file }) => tenants::suggest(&file, &mut out).await,
+        Command::Api(ApiCmd::Token { label, tenant }) => api_token(&label, tenant, &mut out),
         Command::Demo { exit, dir } => {
             // The daemon's own log would bury the demo's output: warnings only.
             crate::telemetry::init_logging(&LogConfig {
@@ -196,6 +215,23 @@ pub async fn run() -> anyhow::Result<()> {
     }
 }
 
+/// `userfeed api token`: needs no database.
+fn api_token<W: Write>(label: &str, tenant: Option<String>, out: &mut W) -> anyhow::Result<()> {
+    let caller = match tenant {
+        Some(slug) if crate::tenants::is_valid_slug(&slug) => crate::service::Caller::Tenant(slug),
+        Some(slug) => bail!("{slug:?} is not a tenant slug (lowercase letters, digits, dashes)"),
+        None => crate::service::Caller::Platform,
+    };
+    let (token, entry) = crate::api::auth::new_token(label, &caller)
+        .map_err(|e| anyhow::anyhow!("no randomness from the system: {e}"))?;
+    writeln!(
+        out,
+        "token (shown once; give it to {label}, never store it):\n  {token}\n"
+    )?;
+    writeln!(out, "add to api.tokens_file:\n{entry}")?;
+    Ok(())
+}
+
 /// Runs one command against `db`, writing what it prints to `out`.
 /// `serve` and `migrate --wait` run only from [`run`].
 pub async fn execute<W: Write>(
@@ -205,6 +241,7 @@ pub async fn execute<W: Write>(
     out: &mut W,
 ) -> anyhow::Result<()> {
     match cmd {
+        Command::Api(ApiCmd::Token { label, tenant }) => api_token(&label, tenant, out),
         Command::Serve { .. } | Command::Migrate { wait: true } | Command::Demo { .. } => {
             bail!(
                 "`serve`, `demo` and `migrate --wait` manage their own connection; run them from the binary"

@@ -18,6 +18,7 @@ use crate::apply::Pipeline;
 use crate::config::Config;
 use crate::db::entity::upload;
 use crate::jobs::{Claimed, Lease, PoolSettings, UploadState, Workers};
+use crate::service::{self, Caller};
 use crate::source::CountingReader;
 use crate::{report, tenants};
 
@@ -96,16 +97,24 @@ pub async fn uploads<W: Write>(
             emit(out, o.json, &list, |l| report::uploads_table(l))?;
         }
         UploadsCmd::Approve { id } => {
-            let n = crate::apply::holds::approve(db, id).await?;
-            writeln!(out, "upload {id} approved: {n} user(s) deactivated")?;
+            let r = service::approve(db, &Caller::Platform, id).await?;
+            writeln!(
+                out,
+                "upload {id} approved: {} user(s) deactivated",
+                r.deactivations
+            )?;
         }
         UploadsCmd::Reject { id } => {
-            let n = crate::apply::holds::reject(db, id).await?;
-            writeln!(out, "upload {id} rejected: {n} deactivation(s) dropped")?;
+            let r = service::reject(db, &Caller::Platform, id).await?;
+            writeln!(
+                out,
+                "upload {id} rejected: {} deactivation(s) dropped",
+                r.deactivations
+            )?;
         }
         UploadsCmd::Retry { id } => {
-            let new_id = crate::jobs::retry::retry(db, id).await?;
-            writeln!(out, "upload {id} queued again as upload {new_id}")?;
+            let r = service::retry(db, &Caller::Platform, id).await?;
+            writeln!(out, "upload {id} queued again as upload {}", r.retry_id)?;
         }
         UploadsCmd::Changes { id, out: o } => {
             let list = report::changes(db, id).await?;

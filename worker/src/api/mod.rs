@@ -1,0 +1,307 @@
+//! The admin HTTP API, `/api/v1`, on its own listener (`api.bind`), off
+//! until a token file is configured. Handlers only authenticate, parse,
+//! call [`crate::service`] and render: JSON throughout, errors as RFC 9457
+//! `application/problem+json`, never with a stack trace, SQL or secret.
+//! See `docs/api.md`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json};
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::service::{self, ServiceError};
+
+pub mod auth;
+
+use auth::{Token, Tokens};
+
+/// Shared state of the API's handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The database.
+    pub db: DatabaseConnection,
+    /// Who may call.
+    pub tokens: Arc<Tokens>,
+    /// How long one request may take.
+    pub timeout: Duration,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Problem {
+    /// A URI naming the kind of problem (relative to the API's docs).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The kind, in words.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// This occurrence, in words.
+    pub detail: String,
+}
+
+impl Problem {
+    fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("/docs/api.md#{kind}"),
+            title: status.canonical_reason().unwrap_or("error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = (status, Json(&self)).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"userfeed\""),
+            );
+        }
+        res
+    }
+}
+
+impl From<ServiceError> for Problem {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(m) => Problem::new(StatusCode::NOT_FOUND, "not-found", m),
+            ServiceError::Refused(m) => Problem::new(StatusCode::CONFLICT, "refused", m),
+            ServiceError::Invalid(m) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
+            }
+            ServiceError::Db(e) => {
+                // The detail stays in the log: it may name tables or values.
+                tracing::error!(error = %e, "admin API request failed on the database");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database did not answer; try again",
+                )
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, Problem>;
+
+/// The API's routes, under `/api/v1`.
+pub fn router(state: ApiState) -> Router {
+    let timeout = state.timeout;
+    let v1 = Router::new()
+        .route("/tenants", get(list_tenants))
+        .route("/tenants/{slug}", get(get_tenant))
+        .route("/tenants/{slug}/uploads", get(list_uploads))
+        .route("/uploads/{id}", get(get_upload))
+        .route("/uploads/{id}/problems", get(get_problems))
+        .route("/uploads/{id}/changes", get(get_changes))
+        .route("/uploads/{id}/approve", post(approve))
+        .route("/uploads/{id}/reject", post(reject))
+        .route("/uploads/{id}/retry", post(retry))
+        .fallback(|| async {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "no such API resource")
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state);
+    Router::new()
+        .nest("/api/v1", v1)
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            deadline(timeout, req, next)
+        }))
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+}
+
+/// Serves the API on `listener` until `stop` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
+/// Admits a request with a known bearer token; the handlers see its
+/// [`Token`]. Changes are logged with the token's label (the audit trail).
+async fn authenticate(State(s): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = presented.and_then(|p| s.tokens.verify(p)).cloned() else {
+        let why = if presented.is_some() {
+            "the bearer token is not valid"
+        } else {
+            "an Authorization: Bearer token is required"
+        };
+        return Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response();
+    };
+    let changes = req.method() != axum::http::Method::GET;
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    req.extensions_mut().insert(token.clone());
+    let res = next.run(req).await;
+    if changes {
+        tracing::info!(
+            audit = true,
+            token = %token.label,
+            %method,
+            path,
+            status = res.status().as_u16(),
+            "admin API change"
+        );
+    }
+    res
+}
+
+/// `?limit=` of list endpoints.
+#[derive(Debug, Deserialize)]
+struct Limit {
+    limit: Option<u64>,
+}
+
+async fn list_tenants(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+) -> ApiResult<Vec<crate::tenants::Tenant>> {
+    Ok(Json(service::tenants(&s.db, &t.caller).await?))
+}
+
+async fn get_tenant(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> ApiResult<crate::tenants::Tenant> {
+    Ok(Json(service::tenant(&s.db, &t.caller, &slug).await?))
+}
+
+async fn list_uploads(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    Query(q): Query<Limit>,
+) -> ApiResult<Vec<crate::db::entity::upload::Model>> {
+    let limit = q.limit.unwrap_or(50);
+    Ok(Json(
+        service::uploads(&s.db, &t.caller, &slug, limit).await?,
+    ))
+}
+
+/// An upload id in a path; anything else is a 404 like an unknown id.
+fn upload_id(raw: &str) -> Result<i64, Problem> {
+    raw.parse().map_err(|_| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no upload {raw:?}"),
+        )
+    })
+}
+
+async fn get_upload(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+) -> ApiResult<crate::report::UploadDetail> {
+    let id = upload_id(&id)?;
+    Ok(Json(service::upload(&s.db, &t.caller, id, 200).await?))
+}
+
+async fn get_problems(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<crate::db::entity::upload_row_error::Model>> {
+    let id = upload_id(&id)?;
+    Ok(Json(service::problems(&s.db, &t.caller, id).await?))
+}
+
+async fn get_changes(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<crate::report::Change>> {
+    let id = upload_id(&id)?;
+    Ok(Json(service::changes(&s.db, &t.caller, id).await?))
+}
+
+async fn approve(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+) -> ApiResult<service::Resolved> {
+    let id = upload_id(&id)?;
+    Ok(Json(service::approve(&s.db, &t.caller, id).await?))
+}
+
+async fn reject(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+) -> ApiResult<service::Resolved> {
+    let id = upload_id(&id)?;
+    Ok(Json(service::reject(&s.db, &t.caller, id).await?))
+}
+
+async fn retry(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+) -> ApiResult<service::Retried> {
+    let id = upload_id(&id)?;
+    Ok(Json(service::retry(&s.db, &t.caller, id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_error_becomes_a_problem_without_its_detail() {
+        let p = Problem::from(ServiceError::Db(sea_orm::DbErr::Custom(
+            "relation \"users\" password=hunter2".into(),
+        )));
+        assert_eq!(p.status, 503);
+        assert!(
+            !p.detail.contains("users") && !p.detail.contains("hunter2"),
+            "{p:?}"
+        );
+        let p = Problem::from(ServiceError::Refused(
+            "upload 3 is succeeded, not held".into(),
+        ));
+        assert_eq!(
+            (p.status, p.detail.as_str()),
+            (409, "upload 3 is succeeded, not held")
+        );
+    }
+}

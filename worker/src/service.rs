@@ -1,0 +1,240 @@
+//! The service layer: every operation the CLI and the admin API offer, with
+//! the caller's reach checked in one place. The CLI calls these as the
+//! platform; the API as the token's scope. Neither surface holds business
+//! logic, so an operation refused on one is refused on the other with the
+//! same reason.
+
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use serde::Serialize;
+
+use crate::apply::holds::{self, HoldError};
+use crate::db::entity::{upload, upload_row_error};
+use crate::jobs::retry::{self, RetryError};
+use crate::report::{self, Change, UploadDetail};
+use crate::tenants::{self, Tenant, TenantError};
+
+/// Who is asking: the platform (operators, the CLI) reaches every tenant;
+/// a tenant's admin reaches only their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Every tenant.
+    Platform,
+    /// Only the tenant with this slug.
+    Tenant(String),
+}
+
+impl Caller {
+    /// Whether the caller may see tenant `slug`.
+    pub fn reaches(&self, slug: &str) -> bool {
+        match self {
+            Caller::Platform => true,
+            Caller::Tenant(own) => own == slug,
+        }
+    }
+}
+
+/// Why an operation did not happen. The message is for the person asking
+/// and names no other tenant's data.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No such object, or not one the caller reaches (the two are
+    /// indistinguishable on purpose).
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation is not allowed in the object's current state.
+    #[error("{0}")]
+    Refused(String),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// Database failure (logged; shown only as a generic message by the API).
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+impl From<TenantError> for ServiceError {
+    fn from(e: TenantError) -> Self {
+        match e {
+            TenantError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            TenantError::Db(db) => ServiceError::Db(db),
+            TenantError::Exists(_) | TenantError::Overlap { .. } => {
+                ServiceError::Refused(e.to_string())
+            }
+            other => ServiceError::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<HoldError> for ServiceError {
+    fn from(e: HoldError) -> Self {
+        match e {
+            HoldError::Db(db) => ServiceError::Db(db),
+            HoldError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            other => ServiceError::Refused(other.to_string()),
+        }
+    }
+}
+
+impl From<RetryError> for ServiceError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::Db(db) => ServiceError::Db(db),
+            RetryError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            other => ServiceError::Refused(other.to_string()),
+        }
+    }
+}
+
+fn no_tenant(slug: &str) -> ServiceError {
+    ServiceError::NotFound(TenantError::NotFound(slug.to_string()).to_string())
+}
+
+fn no_upload(id: i64) -> ServiceError {
+    ServiceError::NotFound(format!("no upload {id}"))
+}
+
+/// The tenants the caller reaches, by slug.
+pub async fn tenants(
+    db: &DatabaseConnection,
+    caller: &Caller,
+) -> Result<Vec<Tenant>, ServiceError> {
+    let all = tenants::list(db).await?;
+    Ok(all
+        .into_iter()
+        .filter(|t| caller.reaches(&t.slug))
+        .collect())
+}
+
+/// One tenant.
+pub async fn tenant(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+) -> Result<Tenant, ServiceError> {
+    if !caller.reaches(slug) {
+        return Err(no_tenant(slug));
+    }
+    Ok(tenants::by_slug(db, slug).await?)
+}
+
+/// A tenant's uploads, newest first.
+pub async fn uploads(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    limit: u64,
+) -> Result<Vec<upload::Model>, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(report::uploads(db, t.id, limit).await?)
+}
+
+/// The upload `id` if the caller reaches its tenant.
+async fn reachable_upload(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+) -> Result<upload::Model, ServiceError> {
+    let up = upload::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| no_upload(id))?;
+    if let Caller::Tenant(_) = caller {
+        let t = tenants::by_id(db, up.tenant_id).await?;
+        if !caller.reaches(&t.slug) {
+            return Err(no_upload(id));
+        }
+    }
+    Ok(up)
+}
+
+/// One upload with its first `problems` row problems.
+pub async fn upload(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+    problems: u64,
+) -> Result<UploadDetail, ServiceError> {
+    reachable_upload(db, caller, id).await?;
+    report::upload_detail(db, id, problems)
+        .await?
+        .ok_or_else(|| no_upload(id))
+}
+
+/// Every row error and warning of an upload, by line.
+pub async fn problems(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+) -> Result<Vec<upload_row_error::Model>, ServiceError> {
+    Ok(upload(db, caller, id, u64::MAX).await?.errors)
+}
+
+/// What an upload changed.
+pub async fn changes(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+) -> Result<Vec<Change>, ServiceError> {
+    reachable_upload(db, caller, id).await?;
+    Ok(report::changes(db, id).await?)
+}
+
+/// What resolving a hold did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Resolved {
+    /// The upload.
+    pub upload_id: i64,
+    /// Users deactivated (approve) or deactivations dropped (reject).
+    pub deactivations: u64,
+}
+
+/// Performs a held upload's deactivations.
+pub async fn approve(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+) -> Result<Resolved, ServiceError> {
+    reachable_upload(db, caller, id).await?;
+    let n = holds::approve(db, id).await?;
+    Ok(Resolved {
+        upload_id: id,
+        deactivations: n,
+    })
+}
+
+/// Drops a held upload's deactivations.
+pub async fn reject(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+) -> Result<Resolved, ServiceError> {
+    reachable_upload(db, caller, id).await?;
+    let n = holds::reject(db, id).await?;
+    Ok(Resolved {
+        upload_id: id,
+        deactivations: n,
+    })
+}
+
+/// A failed upload queued again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Retried {
+    /// The failed upload.
+    pub upload_id: i64,
+    /// The new upload that will read its file again.
+    pub retry_id: i64,
+}
+
+/// Queues a failed upload's file again as a new upload.
+pub async fn retry(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+) -> Result<Retried, ServiceError> {
+    reachable_upload(db, caller, id).await?;
+    let new_id = retry::retry(db, id).await?;
+    Ok(Retried {
+        upload_id: id,
+        retry_id: new_id,
+    })
+}
