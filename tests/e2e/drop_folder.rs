@@ -1,6 +1,7 @@
-//! The drop folder on the embedded default: the real `userfeed serve` as a
-//! process, with no database URL (SQLite under its data directory), files
-//! delivered the ways customers and SFTP servers deliver them.
+//! The embedded default: the real `userfeed serve` as a process, with no
+//! database URL (SQLite under its data directory). Files are delivered to
+//! the drop folder the ways customers and SFTP servers deliver them, and
+//! the admin API is switched on by a token file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -271,6 +272,56 @@ async fn drop_folder_takes_complete_files_once_and_never_loses_one() {
     assert_eq!(users.len(), 30_000);
     e.files_when("acme/processing", |f| f.is_empty()).await;
     assert!(e.files("acme").iter().all(|f| !f.ends_with(".csv")));
+    drop(daemon);
+    std::fs::remove_dir_all(&e.dir).ok();
+}
+
+#[tokio::test]
+async fn the_daemon_serves_the_admin_api_only_when_a_token_file_is_configured() {
+    use userfeed::api::auth::new_token;
+    use userfeed::service::Caller;
+    let e = Embedded::new();
+    e.cli(&["tenant", "add", "acme"]).await;
+    let api = format!("127.0.0.1:{}", free_port());
+    let mut env = e.env();
+    env.push(("USERFEED_API_BIND".into(), api.clone()));
+
+    // Without a token file nothing listens on the API's address.
+    let daemon = Daemon::start(&env).await.unwrap();
+    assert!(tokio::net::TcpStream::connect(&api).await.is_err());
+    drop(daemon);
+
+    let (token, entry) = new_token("ops", &Caller::Platform).unwrap();
+    let file = temp_file("tokens.toml", entry.as_bytes());
+    env.push((
+        "USERFEED_API_TOKENS_FILE".into(),
+        file.display().to_string(),
+    ));
+    let daemon = Daemon::start(&env).await.unwrap();
+    let auth = format!("Bearer {token}");
+    let (status, _, body) = wait_for("the admin API", WAIT, || async {
+        http_request(
+            &api,
+            "GET",
+            "/api/v1/tenants",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .await
+        .ok()
+    })
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let tenants: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(tenants[0]["slug"], "acme");
+    let (status, _, _) = http_request(&api, "GET", "/api/v1/tenants", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+    assert!(
+        !daemon.log_text().contains(&token),
+        "the token is never logged"
+    );
     drop(daemon);
     std::fs::remove_dir_all(&e.dir).ok();
 }
