@@ -30,7 +30,9 @@ impl Embedded {
             // Unset on purpose: the embedded default.
             ("USERFEED_DATABASE_URL", ""),
             ("USERFEED_DATA_DIR", self.dir.to_str().unwrap()),
-            ("USERFEED_DROP_SETTLE_SECONDS", "1"),
+            // Four times the pause of the slow writer below, so a loaded
+            // machine does not make its pauses look like the end.
+            ("USERFEED_DROP_SETTLE_SECONDS", "2"),
             // Long, so the notifications (not the rescan) must do the work
             // once the daemon runs.
             ("USERFEED_DROP_RESCAN_SECONDS", "300"),
@@ -158,7 +160,7 @@ async fn drop_folder_takes_complete_files_once_and_never_loses_one() {
     assert_eq!(processed.len(), 1, "{processed:?}");
     assert!(processed[0].ends_with("_early.csv"), "{processed:?}");
 
-    // 2. Written slowly, in pieces over three settle periods: taken once,
+    // 2. Written slowly, in pieces over more than one settle period: taken once,
     // whole.
     {
         let mut f = std::fs::File::create(acme.join("slow.csv")).unwrap();
