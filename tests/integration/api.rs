@@ -49,14 +49,29 @@ impl Api {
         path: &str,
         token: Option<&str>,
     ) -> (u16, Vec<(String, String)>, Value) {
+        self.send(method, path, token, "").await
+    }
+
+    /// `method path` with `body` as JSON (none when empty).
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, Vec<(String, String)>, Value) {
         let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> =
+        let mut headers: Vec<(&str, &str)> =
             auth.iter().map(|a| ("Authorization", a.as_str())).collect();
-        let (status, headers, body) = http_request(&self.addr, method, path, &headers, b"")
-            .await
-            .unwrap();
+        if !body.is_empty() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let (status, headers, text) =
+            http_request(&self.addr, method, path, &headers, body.as_bytes())
+                .await
+                .unwrap();
         let json =
-            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
         (status, headers, json)
     }
 }
@@ -206,6 +221,78 @@ async fn tokens_reach_only_their_scope_and_refusals_match_the_cli() {
         body.as_array().unwrap()[0]["id"].as_i64(),
         Some(beta_upload)
     );
+
+    // Users of a tenant; tenants are created by the platform only, and the
+    // overlap refusal is the CLI's, word for word.
+    let (status, _, body) = api
+        .call("GET", "/api/v1/tenants/acme/users", Some(&api.acme))
+        .await;
+    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(2)));
+    let (status, _, _) = api
+        .call("GET", "/api/v1/tenants/beta/users", Some(&api.acme))
+        .await;
+    assert_eq!(status, 404);
+    let new = |slug: &str, prefix: &str| {
+        format!(
+            r#"{{"slug":"{slug}","bucket":"{}","prefix":"{prefix}","match_on":"email"}}"#,
+            aws.bucket
+        )
+    };
+    let (status, _, body) = api
+        .send(
+            "POST",
+            "/api/v1/tenants",
+            Some(&api.acme),
+            &new("gamma", "gamma"),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = api
+        .send(
+            "POST",
+            "/api/v1/tenants",
+            Some(&api.ops),
+            &new("gamma", "gamma"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["slug"].as_str()),
+        (201, Some("gamma")),
+        "{body}"
+    );
+    let (status, _, body) = api
+        .send(
+            "POST",
+            "/api/v1/tenants",
+            Some(&api.ops),
+            &new("delta", "acme/sub"),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let cli = cli_error(
+        &db,
+        &[
+            "tenant",
+            "add",
+            "delta",
+            "--bucket",
+            &aws.bucket,
+            "--prefix",
+            "acme/sub",
+        ],
+    )
+    .await;
+    assert_eq!(body["detail"].as_str().unwrap(), cli);
+    for bad in ["{not json", r#"{"slug":"x"}"#] {
+        let (status, headers, body) = api
+            .send("POST", "/api/v1/tenants", Some(&api.ops), bad)
+            .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("application/problem+json")
+        );
+    }
 
     // The same refusals, in the same words, on both surfaces.
     let (status, _, body) = api

@@ -5,11 +5,12 @@
 //! same reason.
 
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::apply::holds::{self, HoldError};
 use crate::db::entity::{upload, upload_row_error};
 use crate::jobs::retry::{self, RetryError};
+use crate::map::MatchKey;
 use crate::report::{self, Change, UploadDetail};
 use crate::tenants::{self, Tenant, TenantError};
 
@@ -47,6 +48,9 @@ pub enum ServiceError {
     /// The request itself is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// The caller may not do this at all (a tenant token creating tenants).
+    #[error("{0}")]
+    Forbidden(String),
     /// Database failure (logged; shown only as a generic message by the API).
     #[error("database error: {0}")]
     Db(#[from] DbErr),
@@ -103,6 +107,50 @@ pub async fn tenants(
         .into_iter()
         .filter(|t| caller.reaches(&t.slug))
         .collect())
+}
+
+/// A new tenant, as asked for by `tenant add` and `POST /tenants`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// Short unique name (lowercase letters, digits, dashes).
+    pub slug: String,
+    /// Bucket of its S3 drop location; empty for the drop folder only.
+    #[serde(default)]
+    pub bucket: String,
+    /// Key prefix in the bucket; the slug when not given.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// How people are matched across files.
+    pub match_on: MatchKey,
+}
+
+/// Creates a tenant. Only the platform may.
+pub async fn add_tenant(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    new: &NewTenant,
+) -> Result<Tenant, ServiceError> {
+    if *caller != Caller::Platform {
+        return Err(ServiceError::Forbidden(
+            "only a platform token can create tenants".into(),
+        ));
+    }
+    let prefix = new
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("{}/", new.slug));
+    Ok(tenants::add(db, &new.slug, &new.bucket, &prefix, new.match_on).await?)
+}
+
+/// A tenant's users with their roles, managers and groups.
+pub async fn users(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+) -> Result<Vec<report::UserListing>, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(report::users(db, t.id).await?)
 }
 
 /// One tenant.

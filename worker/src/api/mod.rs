@@ -86,6 +86,7 @@ impl From<ServiceError> for Problem {
             ServiceError::Invalid(m) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
             }
+            ServiceError::Forbidden(m) => Problem::new(StatusCode::FORBIDDEN, "forbidden", m),
             ServiceError::Db(e) => {
                 // The detail stays in the log: it may name tables or values.
                 tracing::error!(error = %e, "admin API request failed on the database");
@@ -105,7 +106,8 @@ type ApiResult<T> = Result<Json<T>, Problem>;
 pub fn router(state: ApiState) -> Router {
     let timeout = state.timeout;
     let v1 = Router::new()
-        .route("/tenants", get(list_tenants))
+        .route("/tenants", get(list_tenants).post(add_tenant))
+        .route("/tenants/{slug}/users", get(list_users))
         .route("/tenants/{slug}", get(get_tenant))
         .route("/tenants/{slug}/uploads", get(list_uploads))
         .route("/uploads/{id}", get(get_upload))
@@ -195,6 +197,25 @@ async fn list_tenants(
     Extension(t): Extension<Token>,
 ) -> ApiResult<Vec<crate::tenants::Tenant>> {
     Ok(Json(service::tenants(&s.db, &t.caller).await?))
+}
+
+async fn add_tenant(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    body: Result<Json<service::NewTenant>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<crate::tenants::Tenant>), Problem> {
+    let Json(new) =
+        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    let created = service::add_tenant(&s.db, &t.caller, &new).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn list_users(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> ApiResult<Vec<crate::report::UserListing>> {
+    Ok(Json(service::users(&s.db, &t.caller, &slug).await?))
 }
 
 async fn get_tenant(

@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 use super::Output;
 use super::render::emit;
 use crate::map::{Mapping, MatchKey};
+use crate::service::{self, Caller};
 use crate::{report, tenants};
 
 /// `userfeed tenant ...`
@@ -125,8 +126,13 @@ pub async fn tenant<W: Write>(
             prefix,
             match_on,
         } => {
-            let prefix = prefix.unwrap_or_else(|| format!("{slug}/"));
-            let t = tenants::add(db, &slug, &bucket, &prefix, match_on).await?;
+            let new = service::NewTenant {
+                slug,
+                bucket,
+                prefix,
+                match_on,
+            };
+            let t = service::add_tenant(db, &Caller::Platform, &new).await?;
             writeln!(
                 out,
                 "tenant {} created: {} (matching on {})",
@@ -136,7 +142,7 @@ pub async fn tenant<W: Write>(
             )?;
         }
         TenantCmd::List(o) => {
-            let list = tenants::list(db).await?;
+            let list = service::tenants(db, &Caller::Platform).await?;
             emit(out, o.json, &list, |list| {
                 let rows: Vec<Vec<String>> = list
                     .iter()

@@ -7,7 +7,8 @@ use sea_orm::DatabaseConnection;
 
 use super::Output;
 use super::render::emit;
-use crate::{report, tenants};
+use crate::report;
+use crate::service::{self, Caller};
 
 /// `userfeed users ...`
 #[derive(Debug, Subcommand)]
@@ -30,8 +31,7 @@ pub async fn users<W: Write>(
 ) -> anyhow::Result<()> {
     match cmd {
         UsersCmd::List { tenant, out: o } => {
-            let t = tenants::by_slug(db, &tenant).await?;
-            let list = report::users(db, t.id).await?;
+            let list = service::users(db, &Caller::Platform, &tenant).await?;
             emit(out, o.json, &list, |l| report::users_table(l))
         }
     }
