@@ -294,6 +294,101 @@ async fn tokens_reach_only_their_scope_and_refusals_match_the_cli() {
         );
     }
 
+    // Settings, mapping, groups and profile fields of one's own tenant.
+    let (status, _, body) = api
+        .send(
+            "PATCH",
+            "/api/v1/tenants/acme",
+            Some(&api.acme),
+            r#"{"hold_over_percent":50}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, body["hold_over_percent"].as_i64()),
+        (200, Some(50)),
+        "{body}"
+    );
+    let (status, _, body) = api
+        .send(
+            "PATCH",
+            "/api/v1/tenants/acme",
+            Some(&api.acme),
+            r#"{"hold_over_percent":500}"#,
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _, _) = api
+        .send(
+            "PATCH",
+            "/api/v1/tenants/beta",
+            Some(&api.acme),
+            r#"{"hold_over_count":1}"#,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let mapping =
+        r#"{"columns":{"email":"Email","first_name":"First"},"profile":{"dept":"Department"}}"#;
+    let (status, _, body) = api
+        .send(
+            "PUT",
+            "/api/v1/tenants/acme/mapping",
+            Some(&api.acme),
+            mapping,
+        )
+        .await;
+    assert_eq!(
+        status, 422,
+        "a mapping naming an unknown profile field: {body}"
+    );
+    assert!(body["detail"].as_str().unwrap().contains("dept"), "{body}");
+    let (status, _, _) = api
+        .send(
+            "POST",
+            "/api/v1/tenants/acme/profile-fields",
+            Some(&api.acme),
+            r#"{"key":"dept","type":"text"}"#,
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _, body) = api
+        .send(
+            "PUT",
+            "/api/v1/tenants/acme/mapping",
+            Some(&api.acme),
+            mapping,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = api
+        .call("GET", "/api/v1/tenants/acme/mapping", Some(&api.acme))
+        .await;
+    assert_eq!(body["profile"]["dept"], "Department");
+    let (_, _, body) = api
+        .call(
+            "GET",
+            "/api/v1/tenants/acme/profile-fields",
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(body, serde_json::json!([{"key":"dept","type":"text"}]));
+    let (status, _, _) = api
+        .send(
+            "POST",
+            "/api/v1/tenants/acme/groups",
+            Some(&api.acme),
+            r#"{"id":"G1","name":"Sales"}"#,
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, _, body) = api
+        .call("GET", "/api/v1/tenants/acme/groups", Some(&api.acme))
+        .await;
+    assert_eq!(body.as_array().map(Vec::len), Some(1));
+    let (status, _, _) = api
+        .call("GET", "/api/v1/tenants/beta/groups", Some(&api.acme))
+        .await;
+    assert_eq!(status, 404);
+
     // The same refusals, in the same words, on both surfaces.
     let (status, _, body) = api
         .call(

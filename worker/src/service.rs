@@ -8,9 +8,9 @@ use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
 use serde::{Deserialize, Serialize};
 
 use crate::apply::holds::{self, HoldError};
-use crate::db::entity::{upload, upload_row_error};
+use crate::db::entity::{group, upload, upload_row_error};
 use crate::jobs::retry::{self, RetryError};
-use crate::map::MatchKey;
+use crate::map::{FieldType, Mapping, MatchKey};
 use crate::report::{self, Change, UploadDetail};
 use crate::tenants::{self, Tenant, TenantError};
 
@@ -151,6 +151,127 @@ pub async fn users(
 ) -> Result<Vec<report::UserListing>, ServiceError> {
     let t = tenant(db, caller, slug).await?;
     Ok(report::users(db, t.id).await?)
+}
+
+/// New safety-cap limits; a field left out keeps its value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSettings {
+    /// Hold an upload deactivating more than this % of the active
+    /// feed-managed users...
+    pub hold_over_percent: Option<i32>,
+    /// ...and more than this many.
+    pub hold_over_count: Option<i32>,
+}
+
+/// Changes a tenant's settings.
+pub async fn set_tenant(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    settings: &TenantSettings,
+) -> Result<Tenant, ServiceError> {
+    tenant(db, caller, slug).await?;
+    Ok(tenants::set_hold_limits(
+        db,
+        slug,
+        settings.hold_over_percent,
+        settings.hold_over_count,
+    )
+    .await?)
+}
+
+/// A tenant's mapping.
+pub async fn mapping(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+) -> Result<Mapping, ServiceError> {
+    tenant(db, caller, slug)
+        .await?
+        .mapping
+        .ok_or_else(|| ServiceError::NotFound(format!("tenant {slug:?} has no mapping yet")))
+}
+
+/// Replaces a tenant's mapping, checked against its match key and its
+/// profile fields.
+pub async fn set_mapping(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    mapping: &Mapping,
+) -> Result<Tenant, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    mapping
+        .check(t.match_key)
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    Ok(tenants::set_mapping(db, slug, mapping).await?)
+}
+
+/// A tenant's groups, by key.
+pub async fn groups(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+) -> Result<Vec<group::Model>, ServiceError> {
+    tenant(db, caller, slug).await?;
+    Ok(crate::groups::list(db, slug).await?)
+}
+
+/// A group files can add people to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    /// The ID files name it by.
+    pub id: String,
+    /// Its name on the platform.
+    pub name: String,
+}
+
+/// Adds a group to a tenant.
+pub async fn add_group(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    new: &NewGroup,
+) -> Result<group::Model, ServiceError> {
+    tenant(db, caller, slug).await?;
+    Ok(crate::groups::add(db, slug, &new.id, &new.name).await?)
+}
+
+/// A custom profile field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileField {
+    /// Its key, as mappings name it.
+    pub key: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+}
+
+/// A tenant's custom profile fields, by key.
+pub async fn profile_fields(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+) -> Result<Vec<ProfileField>, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(t.profile_fields
+        .into_iter()
+        .map(|(key, field_type)| ProfileField { key, field_type })
+        .collect())
+}
+
+/// Adds a custom profile field to a tenant.
+pub async fn add_profile_field(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    field: &ProfileField,
+) -> Result<(), ServiceError> {
+    tenant(db, caller, slug).await?;
+    Ok(tenants::add_profile_field(db, slug, &field.key, field.field_type).await?)
 }
 
 /// One tenant.

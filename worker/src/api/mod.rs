@@ -108,7 +108,13 @@ pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/tenants", get(list_tenants).post(add_tenant))
         .route("/tenants/{slug}/users", get(list_users))
-        .route("/tenants/{slug}", get(get_tenant))
+        .route("/tenants/{slug}", get(get_tenant).patch(set_tenant))
+        .route("/tenants/{slug}/mapping", get(get_mapping).put(put_mapping))
+        .route("/tenants/{slug}/groups", get(list_groups).post(add_group))
+        .route(
+            "/tenants/{slug}/profile-fields",
+            get(list_profile_fields).post(add_profile_field),
+        )
         .route("/tenants/{slug}/uploads", get(list_uploads))
         .route("/uploads/{id}", get(get_upload))
         .route("/uploads/{id}/problems", get(get_problems))
@@ -202,12 +208,90 @@ async fn list_tenants(
 async fn add_tenant(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
-    body: Result<Json<service::NewTenant>, axum::extract::rejection::JsonRejection>,
+    b: JsonBody<service::NewTenant>,
 ) -> Result<(StatusCode, Json<crate::tenants::Tenant>), Problem> {
-    let Json(new) =
-        body.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    let new = body(b)?;
     let created = service::add_tenant(&s.db, &t.caller, &new).await?;
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// A JSON body, or a 400 problem saying what is wrong with it.
+fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, Problem> {
+    b.map(|Json(v)| v)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+async fn set_tenant(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    b: JsonBody<service::TenantSettings>,
+) -> ApiResult<crate::tenants::Tenant> {
+    let settings = body(b)?;
+    Ok(Json(
+        service::set_tenant(&s.db, &t.caller, &slug, &settings).await?,
+    ))
+}
+
+async fn get_mapping(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> ApiResult<crate::map::Mapping> {
+    Ok(Json(service::mapping(&s.db, &t.caller, &slug).await?))
+}
+
+async fn put_mapping(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    b: JsonBody<crate::map::Mapping>,
+) -> ApiResult<crate::map::Mapping> {
+    let mapping = body(b)?;
+    service::set_mapping(&s.db, &t.caller, &slug, &mapping).await?;
+    Ok(Json(mapping))
+}
+
+async fn list_groups(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> ApiResult<Vec<crate::db::entity::group::Model>> {
+    Ok(Json(service::groups(&s.db, &t.caller, &slug).await?))
+}
+
+async fn add_group(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    b: JsonBody<service::NewGroup>,
+) -> Result<(StatusCode, Json<crate::db::entity::group::Model>), Problem> {
+    let new = body(b)?;
+    let g = service::add_group(&s.db, &t.caller, &slug, &new).await?;
+    Ok((StatusCode::CREATED, Json(g)))
+}
+
+async fn list_profile_fields(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> ApiResult<Vec<service::ProfileField>> {
+    Ok(Json(
+        service::profile_fields(&s.db, &t.caller, &slug).await?,
+    ))
+}
+
+async fn add_profile_field(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    b: JsonBody<service::ProfileField>,
+) -> Result<(StatusCode, Json<service::ProfileField>), Problem> {
+    let field = body(b)?;
+    service::add_profile_field(&s.db, &t.caller, &slug, &field).await?;
+    Ok((StatusCode::CREATED, Json(field)))
 }
 
 async fn list_users(

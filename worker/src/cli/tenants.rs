@@ -163,7 +163,11 @@ pub async fn tenant<W: Write>(
             hold_over_percent,
             hold_over_count,
         } => {
-            let t = tenants::set_hold_limits(db, &slug, hold_over_percent, hold_over_count).await?;
+            let settings = service::TenantSettings {
+                hold_over_percent,
+                hold_over_count,
+            };
+            let t = service::set_tenant(db, &Caller::Platform, &slug, &settings).await?;
             writeln!(
                 out,
                 "tenant {}: uploads deactivating more than {}% and more than {} users are held",
@@ -204,13 +208,13 @@ pub async fn mapping<W: Write>(
                 .with_context(|| format!("reading mapping file {}", file.display()))?;
             let mapping = Mapping::from_toml(&text, tenant.match_key)
                 .with_context(|| format!("in {}", file.display()))?;
-            tenants::set_mapping(db, &slug, &mapping).await?;
+            service::set_mapping(db, &Caller::Platform, &slug, &mapping).await?;
             writeln!(out, "mapping of {slug} updated")?;
         }
-        MappingCmd::Show { slug } => match tenants::by_slug(db, &slug).await?.mapping {
-            Some(m) => write!(out, "{}", m.to_toml())?,
-            None => bail!("tenant {slug:?} has no mapping yet"),
-        },
+        MappingCmd::Show { slug } => {
+            let m = service::mapping(db, &Caller::Platform, &slug).await?;
+            write!(out, "{}", m.to_toml())?;
+        }
         MappingCmd::Suggest { file } => suggest(&file, out).await?,
     }
     Ok(())
@@ -224,11 +228,12 @@ pub async fn group<W: Write>(
 ) -> anyhow::Result<()> {
     match cmd {
         GroupCmd::Add { slug, id, name } => {
-            let g = crate::groups::add(db, &slug, &id, &name).await?;
+            let new = service::NewGroup { id, name };
+            let g = service::add_group(db, &Caller::Platform, &slug, &new).await?;
             writeln!(out, "group {} ({}) added to {slug}", g.group_key, g.name)?;
         }
         GroupCmd::List { slug, out: o } => {
-            let list = crate::groups::list(db, &slug).await?;
+            let list = service::groups(db, &Caller::Platform, &slug).await?;
             emit(out, o.json, &list, |list| {
                 let rows: Vec<Vec<String>> = list
                     .iter()
@@ -253,7 +258,11 @@ pub async fn profile_field<W: Write>(
             key,
             field_type,
         } => {
-            tenants::add_profile_field(db, &slug, &key, field_type).await?;
+            let field = service::ProfileField {
+                key: key.clone(),
+                field_type,
+            };
+            service::add_profile_field(db, &Caller::Platform, &slug, &field).await?;
             writeln!(
                 out,
                 "profile field {key} ({}) added to {slug}",
@@ -261,11 +270,10 @@ pub async fn profile_field<W: Write>(
             )?;
         }
         ProfileFieldCmd::List { slug } => {
-            let t = tenants::by_slug(db, &slug).await?;
-            let rows: Vec<Vec<String>> = t
-                .profile_fields
-                .iter()
-                .map(|(k, ty)| vec![k.clone(), ty.as_str().to_string()])
+            let rows: Vec<Vec<String>> = service::profile_fields(db, &Caller::Platform, &slug)
+                .await?
+                .into_iter()
+                .map(|f| vec![f.key, f.field_type.as_str().to_string()])
                 .collect();
             write!(out, "{}", report::table(&["FIELD", "TYPE"], &rows))?;
         }
