@@ -217,17 +217,68 @@ async fn tokens_reach_only_their_scope_and_refusals_match_the_cli() {
     let (_, _, body) = api
         .call("GET", "/api/v1/tenants/beta/uploads", Some(&api.ops))
         .await;
-    assert_eq!(
-        body.as_array().unwrap()[0]["id"].as_i64(),
-        Some(beta_upload)
-    );
+    assert_eq!(body["items"][0]["id"].as_i64(), Some(beta_upload));
+    assert_eq!(body["next"], Value::Null);
+
+    // The history pages by cursor: a full page links to the next one.
+    aws.put("acme/b.csv", employees_csv(3, false))
+        .await
+        .unwrap();
+    let [second] = intake_all(&db, &aws).await[..] else {
+        panic!("one upload")
+    };
+    run_next(&w).await;
+    let mut seen = Vec::new();
+    let mut next = Some("/api/v1/tenants/acme/uploads?limit=1".to_string());
+    while let Some(path) = next {
+        let (status, _, body) = api.call("GET", &path, Some(&api.acme)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        seen.extend(
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["id"].as_i64().unwrap()),
+        );
+        next = body["next"].as_str().map(str::to_string);
+        assert!(seen.len() <= 3, "pages never end: {seen:?}");
+    }
+    assert_eq!(seen, vec![second, acme_upload]);
+    let (_, _, body) = api
+        .call(
+            "GET",
+            "/api/v1/tenants/acme/uploads?state=failed",
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(body["items"], serde_json::json!([]));
+    let (status, _, _) = api
+        .call(
+            "GET",
+            "/api/v1/tenants/acme/uploads?state=exploded",
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, _, _) = api
+        .call(
+            "GET",
+            "/api/v1/tenants/acme/uploads?limit=many",
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 400);
 
     // Users of a tenant; tenants are created by the platform only, and the
     // overlap refusal is the CLI's, word for word.
     let (status, _, body) = api
         .call("GET", "/api/v1/tenants/acme/users", Some(&api.acme))
         .await;
-    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(2)));
+    assert_eq!(
+        (status, body.as_array().map(Vec::len)),
+        (200, Some(3)),
+        "the second file added one"
+    );
     let (status, _, _) = api
         .call("GET", "/api/v1/tenants/beta/users", Some(&api.acme))
         .await;

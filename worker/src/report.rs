@@ -32,9 +32,39 @@ pub async fn uploads<C: ConnectionTrait>(
     tenant_id: i64,
     limit: u64,
 ) -> Result<Vec<upload::Model>, DbErr> {
-    upload::Entity::find()
-        .filter(upload::Column::TenantId.eq(tenant_id))
-        .order_by_desc(upload::Column::Id)
+    uploads_page(db, tenant_id, &UploadFilter::default(), limit).await
+}
+
+/// Which uploads a page of the history shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadFilter {
+    /// Only uploads older than this id (the cursor: the last id of the
+    /// previous page).
+    pub before: Option<i64>,
+    /// Only uploads in this state.
+    pub state: Option<String>,
+    /// Only uploads queued at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Newest uploads of a tenant first, filtered, at most `limit` (1 to 1000).
+pub async fn uploads_page<C: ConnectionTrait>(
+    db: &C,
+    tenant_id: i64,
+    filter: &UploadFilter,
+    limit: u64,
+) -> Result<Vec<upload::Model>, DbErr> {
+    let mut q = upload::Entity::find().filter(upload::Column::TenantId.eq(tenant_id));
+    if let Some(before) = filter.before {
+        q = q.filter(upload::Column::Id.lt(before));
+    }
+    if let Some(state) = &filter.state {
+        q = q.filter(upload::Column::State.eq(state.clone()));
+    }
+    if let Some(since) = filter.since {
+        q = q.filter(upload::Column::QueuedAt.gte(since));
+    }
+    q.order_by_desc(upload::Column::Id)
         .limit(clamp(limit))
         .all(db)
         .await

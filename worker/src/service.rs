@@ -293,8 +293,26 @@ pub async fn uploads(
     slug: &str,
     limit: u64,
 ) -> Result<Vec<upload::Model>, ServiceError> {
+    uploads_page(db, caller, slug, &report::UploadFilter::default(), limit).await
+}
+
+/// A page of a tenant's uploads, newest first (see [`report::UploadFilter`]).
+pub async fn uploads_page(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    filter: &report::UploadFilter,
+    limit: u64,
+) -> Result<Vec<upload::Model>, ServiceError> {
+    if let Some(state) = &filter.state
+        && state.parse::<crate::jobs::UploadState>().is_err()
+    {
+        return Err(ServiceError::Invalid(format!(
+            "{state:?} is not an upload state"
+        )));
+    }
     let t = tenant(db, caller, slug).await?;
-    Ok(report::uploads(db, t.id, limit).await?)
+    Ok(report::uploads_page(db, t.id, filter, limit).await?)
 }
 
 /// The upload `id` if the caller reaches its tenant.

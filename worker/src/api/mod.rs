@@ -192,10 +192,22 @@ async fn authenticate(State(s): State<ApiState>, mut req: Request, next: Next) -
     res
 }
 
-/// `?limit=` of list endpoints.
+/// The query of the upload history: `?limit=&before=&state=&since=`.
 #[derive(Debug, Deserialize)]
-struct Limit {
+#[serde(deny_unknown_fields)]
+struct UploadsQuery {
     limit: Option<u64>,
+    before: Option<i64>,
+    state: Option<String>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A page of a list, with the link to the next one when there may be more.
+#[derive(Debug, Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    /// The next page's path and query, or `null` after the last page.
+    next: Option<String>,
 }
 
 async fn list_tenants(
@@ -314,12 +326,33 @@ async fn list_uploads(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
-    Query(q): Query<Limit>,
-) -> ApiResult<Vec<crate::db::entity::upload::Model>> {
-    let limit = q.limit.unwrap_or(50);
-    Ok(Json(
-        service::uploads(&s.db, &t.caller, &slug, limit).await?,
-    ))
+    q: Result<Query<UploadsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Page<crate::db::entity::upload::Model>> {
+    let Query(q) =
+        q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let filter = crate::report::UploadFilter {
+        before: q.before,
+        state: q.state.clone(),
+        since: q.since,
+    };
+    let items = service::uploads_page(&s.db, &t.caller, &slug, &filter, limit).await?;
+    // A full page may have a successor: its cursor is the last id shown.
+    let next = match items.last() {
+        Some(last) if items.len() as u64 == limit => {
+            let mut query = format!("limit={limit}&before={}", last.id);
+            if let Some(state) = &q.state {
+                query.push_str(&format!("&state={state}"));
+            }
+            if let Some(since) = q.since {
+                let since = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                query.push_str(&format!("&since={since}"));
+            }
+            Some(format!("/api/v1/tenants/{slug}/uploads?{query}"))
+        }
+        _ => None,
+    };
+    Ok(Json(Page { items, next }))
 }
 
 /// An upload id in a path; anything else is a 404 like an unknown id.
