@@ -259,12 +259,19 @@ impl DropFolder {
                             continue;
                         }
                     }
-                    out.taken.push(Taken {
-                        slug: slug.clone(),
-                        folder: folder.clone(),
-                        dir,
-                        name,
-                    });
+                    // Only files in processing/ can still move: a file in
+                    // processed/ or failed/ has an upload that ended, and a
+                    // retry takes its file back to processing/ itself. So
+                    // the database is asked only about those, however many
+                    // files retention keeps.
+                    if dir == PROCESSING {
+                        out.taken.push(Taken {
+                            slug: slug.clone(),
+                            folder: folder.clone(),
+                            dir,
+                            name,
+                        });
+                    }
                 }
             }
         }
@@ -733,14 +740,9 @@ mod tests {
             .iter()
             .find(|i| i.slug.is_none() && i.path.ends_with("x.csv"));
         assert_eq!(stray.unwrap().aside, root.join("_unrouted/Not A Slug"));
+        // Only processing/ is followed; processed/ and failed/ only expire.
         let taken: Vec<(&str, &str)> = l.taken.iter().map(|t| (t.dir, t.name.as_str())).collect();
-        assert_eq!(
-            taken,
-            vec![
-                (PROCESSING, "20261201T000000.000000Z_old.csv"),
-                (PROCESSED, "20261130T000000.000000Z_done.csv"),
-            ]
-        );
+        assert_eq!(taken, vec![(PROCESSING, "20261201T000000.000000Z_old.csv")]);
         assert_eq!(
             l.expired,
             vec![root.join("acme/failed/20261101T000000.000000Z_bad.csv")]
