@@ -219,6 +219,17 @@ sql_migration!(
                  DROP INDEX IF EXISTS users_created_by_upload_idx;"
 );
 
+sql_migration!(
+    m0014_undo,
+    "0014: the per-upload link log and uploads that undo another (`uploads.undo_of`).",
+    "DROP INDEX IF EXISTS uploads_undo_of_key;
+                 ALTER TABLE uploads DROP COLUMN IF EXISTS undo_of;
+                 DROP TABLE IF EXISTS upload_link_changes;",
+    sqlite = "DROP INDEX IF EXISTS uploads_undo_of_key;
+              ALTER TABLE uploads DROP COLUMN undo_of;
+              DROP TABLE IF EXISTS upload_link_changes;"
+);
+
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
 /// `seaql_migrations`.
@@ -241,6 +252,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_digests::Migration),
             Box::new(m0012_lean_staging::Migration),
             Box::new(m0013_lean_first_load::Migration),
+            Box::new(m0014_undo::Migration),
         ]
     }
 }

@@ -23,6 +23,19 @@ struct Api {
 
 impl Api {
     async fn start(db: &TestDb) -> Api {
+        Api::start_with(
+            db,
+            userfeed::api::files::Files::new(userfeed::parse::Limits::default(), 500),
+            None,
+        )
+        .await
+    }
+
+    async fn start_with(
+        db: &TestDb,
+        files: userfeed::api::files::Files,
+        limiter: Option<Arc<userfeed::api::RateLimiter>>,
+    ) -> Api {
         let (ops, ops_entry) = new_token("ops", &Caller::Platform).unwrap();
         let (acme, acme_entry) = new_token("acme-admin", &Caller::Tenant("acme".into())).unwrap();
         let tokens = Tokens::parse(&format!("{ops_entry}{acme_entry}")).unwrap();
@@ -33,6 +46,8 @@ impl Api {
             db: db.db.clone(),
             tokens: Arc::new(tokens),
             timeout: Duration::from_secs(10),
+            limiter,
+            files: Arc::new(files),
         };
         tokio::spawn(serve(listener, state, stop.clone()));
         Api {
@@ -73,6 +88,26 @@ impl Api {
         let json =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
         (status, headers, json)
+    }
+
+    /// `method path` with a CSV body; the status, headers and raw text.
+    async fn csv(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &[u8],
+    ) -> (u16, Vec<(String, String)>, String) {
+        let auth = format!("Bearer {token}");
+        http_request(
+            &self.addr,
+            method,
+            path,
+            &[("Authorization", &auth), ("Content-Type", "text/csv")],
+            body,
+        )
+        .await
+        .unwrap()
     }
 }
 
@@ -176,7 +211,10 @@ async fn tokens_reach_only_their_scope_and_refusals_match_the_cli() {
             Some(&api.acme),
         )
         .await;
-    assert_eq!((status, body.as_array().map(Vec::len)), (200, Some(2)));
+    assert_eq!(
+        (status, body["items"].as_array().map(Vec::len)),
+        (200, Some(2))
+    );
     for path in [
         format!("/api/v1/uploads/{beta_upload}"),
         format!("/api/v1/uploads/{beta_upload}/changes"),
@@ -462,4 +500,271 @@ async fn tokens_reach_only_their_scope_and_refusals_match_the_cli() {
     assert_eq!(status, 409);
     let cli = cli_error(&db, &["uploads", "retry", &acme_upload.to_string()]).await;
     assert_eq!(body["detail"].as_str().unwrap(), cli);
+}
+
+#[tokio::test]
+async fn file_endpoints_suggest_template_preview_and_queue_a_manual_upload_like_a_drop() {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    for slug in ["acme", "beta"] {
+        tenant(&db, slug, &aws.bucket, MatchKey::Email, MAPPING).await;
+    }
+    let mut files = userfeed::api::files::Files::new(
+        userfeed::parse::Limits {
+            max_object_bytes: 100_000,
+            ..Default::default()
+        },
+        500,
+    );
+    files.deliver.s3 = Some(aws.s3.clone());
+    let api = Api::start_with(&db, files, None).await;
+
+    // Suggest from a header; the template of the saved mapping.
+    let (status, _, body) = api
+        .csv(
+            "POST",
+            "/api/v1/tenants/acme/mapping/suggest",
+            &api.acme,
+            b"Employee ID,Work Email,First Name,Last Name,Shoe Size\n",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["mapping"]["columns"]["email"], "Work Email");
+    assert_eq!(v["unmapped"], serde_json::json!(["Shoe Size"]));
+    let (status, headers, body) = api
+        .csv(
+            "GET",
+            "/api/v1/tenants/acme/mapping/template",
+            &api.acme,
+            b"",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        header(&headers, "content-type")
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(body.starts_with("Employee ID,Work Email"), "{body}");
+
+    // A preview reports and changes nothing.
+    let (status, _, body) = api
+        .csv(
+            "POST",
+            "/api/v1/tenants/acme/preview",
+            &api.acme,
+            employees_csv(3, false).as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["progress"]["created"], 3);
+    assert_eq!(db.scalar("SELECT count(*) FROM users").await, 0);
+    assert_eq!(db.scalar("SELECT count(*) FROM uploads").await, 0);
+
+    // Another tenant's files are out of reach; a bad name is refused
+    // before any byte is stored; a file over max_object_bytes is 413.
+    let (status, _, _) = api
+        .csv("POST", "/api/v1/tenants/beta/preview", &api.acme, b"x\n")
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, body) = api
+        .csv(
+            "POST",
+            "/api/v1/tenants/acme/files?name=../x.csv",
+            &api.acme,
+            b"x\n",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let big = employees_csv(3_000, false);
+    assert!(big.len() > 100_000);
+    let (status, headers, body) = api
+        .csv(
+            "POST",
+            "/api/v1/tenants/acme/files",
+            &api.acme,
+            big.as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/problem+json")
+    );
+    assert!(body.contains("limits.max_object_bytes"), "{body}");
+    let listed = aws
+        .s3
+        .list_objects_v2()
+        .bucket(&aws.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing was delivered");
+
+    // A manual upload lands under the tenant's prefix, and its S3
+    // notification queues it like any drop.
+    let mut file = employees_csv(3, false);
+    file.push_str("E9,not-an-email,Bad,Row\n");
+    let (status, _, body) = api
+        .csv(
+            "POST",
+            "/api/v1/tenants/acme/files?name=staff.csv",
+            &api.acme,
+            file.as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let location = v["location"].as_str().unwrap();
+    assert!(
+        location.starts_with(&format!("s3://{}/acme/api-", aws.bucket))
+            && location.ends_with("-staff.csv"),
+        "{location}"
+    );
+    let [id] = intake_all(&db, &aws).await[..] else {
+        panic!("one upload recorded from the notification")
+    };
+    let w = workers(&db, &aws, Duration::from_secs(30), 100);
+    run_next(&w).await;
+    let up = upload(&db, id).await;
+    assert_eq!(
+        (up.state.as_str(), up.rows_created, up.rows_rejected),
+        ("succeeded", 3, 1)
+    );
+
+    // Problems and changes page with cursors; problems also as CSV.
+    let (status, _, page) = api
+        .call(
+            "GET",
+            &format!("/api/v1/uploads/{id}/changes?limit=2"),
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, _, page) = api.call("GET", &next, Some(&api.acme)).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["next"], Value::Null);
+    let (status, _, page) = api
+        .call(
+            "GET",
+            &format!("/api/v1/uploads/{id}/problems?limit=1"),
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"][0]["column_name"], "Work Email");
+    let (_, _, rest) = api
+        .call("GET", page["next"].as_str().unwrap(), Some(&api.acme))
+        .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 0);
+    let (status, headers, csv) = api
+        .csv(
+            "GET",
+            &format!("/api/v1/uploads/{id}/problems?format=csv"),
+            &api.acme,
+            b"",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        header(&headers, "content-type")
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    assert!(
+        csv.starts_with("line,severity,column,message\n5,error,Work Email,"),
+        "{csv}"
+    );
+    let (status, _, body) = api
+        .call(
+            "GET",
+            &format!("/api/v1/uploads/{id}/problems?after=nonsense"),
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Undo: a preview first, then for real; the history shows it.
+    let (status, _, p) = api
+        .call(
+            "POST",
+            &format!("/api/v1/uploads/{id}/undo?preview=true"),
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(
+        (p["preview"].clone(), p["undo_id"].clone()),
+        (Value::Bool(true), Value::Null)
+    );
+    assert_eq!(p["deactivated"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE active").await,
+        3
+    );
+    let (status, _, r) = api
+        .call(
+            "POST",
+            &format!("/api/v1/uploads/{id}/undo"),
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE active").await,
+        0
+    );
+    let (status, _, again) = api
+        .call(
+            "POST",
+            &format!("/api/v1/uploads/{id}/undo"),
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+    assert!(
+        again["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not the tenant's newest"),
+        "{again}"
+    );
+    assert_eq!(
+        cli_error(&db, &["uploads", "undo", &id.to_string()]).await,
+        again["detail"].as_str().unwrap(),
+        "the CLI refuses with the same words"
+    );
+}
+
+#[tokio::test]
+async fn a_token_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected() {
+    let db = TestDb::new().await.unwrap();
+    let api = Api::start_with(
+        &db,
+        userfeed::api::files::Files::new(userfeed::parse::Limits::default(), 500),
+        userfeed::api::rate_limiter(1, 2),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(api.call("GET", "/api/v1/tenants", Some(&api.ops)).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    let (status, headers, body) = api.call("GET", "/api/v1/tenants", Some(&api.ops)).await;
+    assert_eq!(status, 429);
+    assert_eq!(body["type"], "/docs/api.md#rate-limited");
+    let wait: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // The limit is per token: acme's admin is not slowed by ops.
+    assert_eq!(
+        api.call("GET", "/api/v1/tenants/acme", Some(&api.acme))
+            .await
+            .0,
+        404
+    );
 }

@@ -178,7 +178,7 @@ impl Pair {
 /// form, and what SQLite does not keep (digests, the feed epoch) left out.
 async fn neutral_snapshot(db: &TestDb) -> Vec<(&'static str, Vec<String>)> {
     let b = |col: &str| format!("CASE WHEN {col} THEN 'true' ELSE 'false' END");
-    let q: [(&str, String, &[usize], usize); 9] = [
+    let q: [(&str, String, &[usize], usize); 10] = [
         ("tenants", "SELECT slug FROM tenants".into(), &[], 1),
         (
             "users",
@@ -250,6 +250,16 @@ async fn neutral_snapshot(db: &TestDb) -> Vec<(&'static str, Vec<String>)> {
             &[],
             2,
         ),
+        (
+            "upload_link_changes",
+            "SELECT CAST(l.upload_id AS TEXT), u.email, l.kind, m.email, g.group_key, l.role \
+             FROM upload_link_changes l JOIN users u ON u.id = l.user_id \
+             LEFT JOIN users m ON m.id = l.target AND l.kind LIKE 'manager_%' \
+             LEFT JOIN groups g ON g.id = l.target AND l.kind LIKE 'member_%'"
+                .into(),
+            &[],
+            6,
+        ),
     ];
     let mut out = Vec::new();
     for (name, sql, json, columns) in q {
@@ -290,7 +300,7 @@ async fn neutral_snapshot(db: &TestDb) -> Vec<(&'static str, Vec<String>)> {
 /// Every table a file changes, as sorted text rows, ids replaced by what
 /// they stand for (emails, group keys) where ids could legitimately differ.
 async fn snapshot(db: &TestDb) -> Vec<(&'static str, Vec<String>)> {
-    let q: [(&str, &str); 9] = [
+    let q: [(&str, &str); 10] = [
         (
             "tenants",
             "SELECT slug || '|' || feed_epoch FROM tenants ORDER BY 1",
@@ -337,6 +347,12 @@ async fn snapshot(db: &TestDb) -> Vec<(&'static str, Vec<String>)> {
             "user_roles",
             "SELECT u.email || '|' || r.role FROM user_roles r JOIN users u ON u.id = r.user_id \
              ORDER BY 1",
+        ),
+        (
+            "upload_link_changes",
+            "SELECT concat_ws('|', l.upload_id, u.email, l.kind, m.email, l.role) \
+             FROM upload_link_changes l JOIN users u ON u.id = l.user_id \
+             LEFT JOIN users m ON m.id = l.target ORDER BY 1",
         ),
     ];
     let mut out = Vec::new();

@@ -21,3 +21,4 @@ mod queue;
 mod retry;
 mod sql;
 mod tls;
+mod undo;

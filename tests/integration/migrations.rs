@@ -186,6 +186,7 @@ async fn sqlite_migrates_to_the_current_schema_once_and_down_again() {
             "tenants",
             "upload_changes",
             "upload_deactivations",
+            "upload_link_changes",
             "upload_pending",
             "upload_row_errors",
             "upload_rows",

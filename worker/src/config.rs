@@ -245,6 +245,10 @@ pub struct ApiConfig {
     pub tokens_file: String,
     /// Seconds one request may take before it is answered 503.
     pub request_timeout_seconds: u64,
+    /// Requests per second each token may make on average; 0 for no limit.
+    pub rate_per_second: u32,
+    /// Requests each token may make at once before the average applies.
+    pub rate_burst: u32,
 }
 
 /// `[log]`
@@ -431,6 +435,12 @@ impl Config {
                     format!("{slug:?} is not a tenant slug (lowercase letters, digits, dashes)"),
                 );
             }
+        }
+        if self.api.rate_per_second > 0 && self.api.rate_burst == 0 {
+            return bad(
+                "api.rate_burst",
+                "must be at least 1 when api.rate_per_second is set",
+            );
         }
         if self.api.request_timeout_seconds == 0 {
             return bad("api.request_timeout_seconds", "must be at least 1");

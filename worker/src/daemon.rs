@@ -114,6 +114,7 @@ pub async fn run(
         return Ok(());
     };
     let _ = ready_db.set(db.clone());
+    let sdk = crate::aws::sdk_config(&cfg.aws).await;
     let api_task = api.map(|(listener, tokens)| {
         tokio::spawn(crate::api::serve(
             listener,
@@ -121,6 +122,15 @@ pub async fn run(
                 db: db.clone(),
                 tokens,
                 timeout: Duration::from_secs(cfg.api.request_timeout_seconds),
+                limiter: crate::api::rate_limiter(cfg.api.rate_per_second, cfg.api.rate_burst),
+                files: Arc::new(crate::api::files::Files {
+                    deliver: crate::intake::manual::ManualUploads {
+                        s3: (!cfg.intake.queue_url.is_empty())
+                            .then(|| crate::aws::s3_client(&sdk, &cfg.aws)),
+                        drop: drop_folder.clone(),
+                    },
+                    ..crate::api::files::Files::new(cfg.limits, cfg.apply.batch_size)
+                }),
             },
             http_stop.clone(),
         ))
@@ -128,7 +138,6 @@ pub async fn run(
     health.set_starting(None);
     info!("database ready; starting intake and workers");
 
-    let sdk = crate::aws::sdk_config(&cfg.aws).await;
     let reader = Arc::new(
         ReaderBySource::new()
             .with(

@@ -101,11 +101,14 @@ pub async fn upload_detail<C: ConnectionTrait>(
 /// One entry of an upload's change log.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Change {
-    /// `created`, `updated`, `reactivated` or `deactivated`.
+    /// `created`, `updated`, `reactivated` or `deactivated`; for links,
+    /// `manager_added`, `manager_removed`, `role_added`, `role_removed`,
+    /// `member_added` or `member_removed`.
     pub kind: String,
     /// The user's current email.
     pub email: String,
-    /// For updates: field -> [old, new].
+    /// For updates: field -> [old, new]; for links, the `manager` (email),
+    /// `role` or `group` (key).
     pub changes: Option<serde_json::Value>,
 }
 
@@ -149,7 +152,83 @@ pub async fn changes<C: ConnectionTrait>(db: &C, upload_id: i64) -> Result<Vec<C
         kind: c.kind,
         changes: c.changes,
     }));
+    out.extend(link_changes(db, upload_id).await?);
     Ok(out)
+}
+
+/// The link log of an upload (migration 0014): managers, roles and
+/// memberships it added or removed, each naming the manager's email, the
+/// role or the group's key.
+async fn link_changes<C: ConnectionTrait>(db: &C, upload_id: i64) -> Result<Vec<Change>, DbErr> {
+    link_changes_between(db, upload_id, 0, i64::MAX).await
+}
+
+/// The link-log entries of an upload with ids in `(after, upto]`.
+async fn link_changes_between<C: ConnectionTrait>(
+    db: &C,
+    upload_id: i64,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<Change>, DbErr> {
+    use crate::db::entity::{group, upload_link_change};
+    let list = upload_link_change::Entity::find()
+        .filter(upload_link_change::Column::UploadId.eq(upload_id))
+        .filter(upload_link_change::Column::Id.gt(after))
+        .filter(upload_link_change::Column::Id.lte(upto))
+        .order_by_asc(upload_link_change::Column::Id)
+        .all(db)
+        .await?;
+    if list.is_empty() {
+        return Ok(Vec::new());
+    }
+    let people: Vec<i64> = list
+        .iter()
+        .flat_map(|l| {
+            let manager = l.target.filter(|_| l.kind.starts_with("manager_"));
+            std::iter::once(l.user_id).chain(manager)
+        })
+        .collect();
+    let mut emails = std::collections::HashMap::new();
+    for chunk in people.chunks(5_000) {
+        for u in user::Entity::find()
+            .filter(user::Column::Id.is_in(chunk.to_vec()))
+            .all(db)
+            .await?
+        {
+            emails.insert(u.id, u.email);
+        }
+    }
+    let group_ids: Vec<i64> = list
+        .iter()
+        .filter(|l| l.kind.starts_with("member_"))
+        .filter_map(|l| l.target)
+        .collect();
+    let groups: std::collections::HashMap<i64, String> = group::Entity::find()
+        .filter(group::Column::Id.is_in(group_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|g| (g.id, g.group_key))
+        .collect();
+    Ok(list
+        .into_iter()
+        .map(|l| {
+            let detail = if let Some(role) = &l.role {
+                serde_json::json!({ "role": role })
+            } else if l.kind.starts_with("manager_") {
+                let m = l.target.and_then(|m| emails.get(&m)).cloned();
+                serde_json::json!({ "manager": m })
+            } else {
+                let g = l.target.and_then(|g| groups.get(&g)).cloned();
+                serde_json::json!({ "group": g })
+            };
+            Change {
+                email: emails.get(&l.user_id).cloned().unwrap_or_default(),
+                kind: l.kind,
+                changes: Some(detail),
+            }
+        })
+        .collect())
 }
 
 /// The change log as a table.
@@ -164,6 +243,10 @@ pub fn changes_table(list: &[Change]) -> String {
                 .map(|m| {
                     m.iter()
                         .map(|(field, v)| {
+                            if let serde_json::Value::String(s) = v {
+                                // A link's manager, role or group.
+                                return format!("{field}: {s}");
+                            }
                             let pair = v.as_array().cloned().unwrap_or_default();
                             let show = |x: Option<&serde_json::Value>| match x {
                                 Some(serde_json::Value::String(s)) => s.clone(),
@@ -462,4 +545,245 @@ mod tests {
         );
         assert_eq!(t, "A    BB\nxxx  y\nz\n");
     }
+}
+
+/// What an undo did, or would do, for people.
+pub fn undo_text(r: &crate::apply::undo::UndoReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let (head, verb) = match r.undo_id {
+        Some(u) => (format!("upload {} undone by upload {u}", r.upload_id), ""),
+        None => (
+            format!("preview: undoing upload {} would", r.upload_id),
+            "(nothing was changed) ",
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "{head}: {} deactivated, {} reactivated, {} updated, {} link(s) restored {verb}",
+        r.deactivated.len(),
+        r.reactivated.len(),
+        r.updated.len(),
+        r.links_restored
+    );
+    let list = |out: &mut String, title: &str, emails: &[String]| {
+        if !emails.is_empty() {
+            let _ = writeln!(out, "{title}: {}", emails.join(", "));
+        }
+    };
+    list(&mut out, "deactivated", &r.deactivated);
+    list(&mut out, "reactivated", &r.reactivated);
+    for u in &r.updated {
+        let fields: Vec<String> = u
+            .fields
+            .iter()
+            .map(|(f, v)| format!("{f}: {} -> {}", v[0], v[1]))
+            .collect();
+        let _ = writeln!(out, "updated {}: {}", u.email, fields.join("; "));
+    }
+    for l in &r.left_alone {
+        let _ = writeln!(out, "left alone: {}", l.reason);
+    }
+    out
+}
+
+/// Where a page of an upload's row problems ends: the last problem's line
+/// and id (problems are listed by line, then as found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemCursor {
+    /// The last line shown.
+    pub line: i64,
+    /// The last problem shown.
+    pub id: i64,
+}
+
+impl std::fmt::Display for ProblemCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.line, self.id)
+    }
+}
+
+impl std::str::FromStr for ProblemCursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a cursor this API gave out");
+        let (line, id) = s.split_once('-').ok_or_else(bad)?;
+        Ok(ProblemCursor {
+            line: line.parse().map_err(|_| bad())?,
+            id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A page of an upload's row problems after `after`, by line.
+pub async fn problems_page<C: ConnectionTrait>(
+    db: &C,
+    upload_id: i64,
+    after: Option<ProblemCursor>,
+    limit: u64,
+) -> Result<Vec<upload_row_error::Model>, DbErr> {
+    use sea_orm::Condition;
+    let mut q =
+        upload_row_error::Entity::find().filter(upload_row_error::Column::UploadId.eq(upload_id));
+    if let Some(c) = after {
+        q = q.filter(
+            Condition::any()
+                .add(upload_row_error::Column::Line.gt(c.line))
+                .add(
+                    Condition::all()
+                        .add(upload_row_error::Column::Line.eq(c.line))
+                        .add(upload_row_error::Column::Id.gt(c.id)),
+                ),
+        );
+    }
+    q.order_by_asc(upload_row_error::Column::Line)
+        .order_by_asc(upload_row_error::Column::Id)
+        .limit(clamp(limit))
+        .all(db)
+        .await
+}
+
+/// Where a page of an upload's change log ends: creations come first (by
+/// user), then the change log, then the link log, each by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeCursor {
+    /// After this created user.
+    Created(i64),
+    /// After this change-log entry.
+    Changed(i64),
+    /// After this link-log entry.
+    Linked(i64),
+}
+
+impl std::fmt::Display for ChangeCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChangeCursor::Created(n) => write!(f, "created-{n}"),
+            ChangeCursor::Changed(n) => write!(f, "changed-{n}"),
+            ChangeCursor::Linked(n) => write!(f, "linked-{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ChangeCursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a cursor this API gave out");
+        let (kind, n) = s.split_once('-').ok_or_else(bad)?;
+        let n: i64 = n.parse().map_err(|_| bad())?;
+        match kind {
+            "created" => Ok(ChangeCursor::Created(n)),
+            "changed" => Ok(ChangeCursor::Changed(n)),
+            "linked" => Ok(ChangeCursor::Linked(n)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A page of what an upload changed, after `after`; with the cursor of
+/// its last entry when the page is full.
+pub async fn changes_page<C: ConnectionTrait>(
+    db: &C,
+    upload_id: i64,
+    after: Option<ChangeCursor>,
+    limit: u64,
+) -> Result<(Vec<Change>, Option<ChangeCursor>), DbErr> {
+    use crate::db::entity::{upload_change, upload_link_change};
+    let mut out = Vec::new();
+    let mut last = None;
+    let want = |out: &Vec<Change>| clamp(limit.saturating_sub(out.len() as u64));
+    let created_after = match after {
+        None => Some(0),
+        Some(ChangeCursor::Created(n)) => Some(n),
+        _ => None,
+    };
+    if let Some(a) = created_after {
+        for u in user::Entity::find()
+            .filter(user::Column::CreatedByUploadId.eq(upload_id))
+            .filter(user::Column::Id.gt(a))
+            .order_by_asc(user::Column::Id)
+            .limit(want(&out))
+            .all(db)
+            .await?
+        {
+            last = Some(ChangeCursor::Created(u.id));
+            out.push(Change {
+                kind: "created".into(),
+                email: u.email,
+                changes: None,
+            });
+        }
+    }
+    let changed_after = match after {
+        None | Some(ChangeCursor::Created(_)) => Some(0),
+        Some(ChangeCursor::Changed(n)) => Some(n),
+        Some(ChangeCursor::Linked(_)) => None,
+    };
+    if let (Some(a), true) = (changed_after, want(&out) > 0) {
+        let list = upload_change::Entity::find()
+            .filter(upload_change::Column::UploadId.eq(upload_id))
+            .filter(upload_change::Column::Id.gt(a))
+            .order_by_asc(upload_change::Column::Id)
+            .limit(want(&out))
+            .all(db)
+            .await?;
+        let emails: std::collections::HashMap<i64, String> = user::Entity::find()
+            .filter(user::Column::Id.is_in(list.iter().map(|c| c.user_id)))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.email))
+            .collect();
+        for c in list {
+            last = Some(ChangeCursor::Changed(c.id));
+            out.push(Change {
+                email: emails.get(&c.user_id).cloned().unwrap_or_default(),
+                kind: c.kind,
+                changes: c.changes,
+            });
+        }
+    }
+    let linked_after = match after {
+        Some(ChangeCursor::Linked(n)) => n,
+        _ => 0,
+    };
+    if want(&out) > 0 {
+        let ids: Vec<i64> = upload_link_change::Entity::find()
+            .filter(upload_link_change::Column::UploadId.eq(upload_id))
+            .filter(upload_link_change::Column::Id.gt(linked_after))
+            .order_by_asc(upload_link_change::Column::Id)
+            .limit(want(&out))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        if let Some(&max) = ids.last() {
+            let entries = link_changes_between(db, upload_id, linked_after, max).await?;
+            out.extend(entries);
+            last = Some(ChangeCursor::Linked(max));
+        }
+    }
+    let next = if out.len() as u64 >= limit {
+        last
+    } else {
+        None
+    };
+    Ok((out, next))
+}
+
+/// Row problems as CSV (line, severity, column, message), for a spreadsheet.
+pub fn problems_csv(list: &[upload_row_error::Model]) -> String {
+    use crate::map::tools::csv_cell;
+    let mut out = String::from("line,severity,column,message\n");
+    for e in list {
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            e.line,
+            e.severity,
+            csv_cell(e.column_name.as_deref().unwrap_or("")),
+            csv_cell(&e.message)
+        ));
+    }
+    out
 }

@@ -8,6 +8,7 @@ use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
 use serde::{Deserialize, Serialize};
 
 use crate::apply::holds::{self, HoldError};
+use crate::apply::undo::{self, UndoError, UndoReport};
 use crate::db::entity::{group, upload, upload_row_error};
 use crate::jobs::retry::{self, RetryError};
 use crate::map::{FieldType, Mapping, MatchKey};
@@ -51,6 +52,10 @@ pub enum ServiceError {
     /// The caller may not do this at all (a tenant token creating tenants).
     #[error("{0}")]
     Forbidden(String),
+    /// A service this one depends on (S3, the file system) failed; the
+    /// message names what, for the caller to try again later.
+    #[error("{0}")]
+    Unavailable(String),
     /// Database failure (logged; shown only as a generic message by the API).
     #[error("database error: {0}")]
     Db(#[from] DbErr),
@@ -65,6 +70,16 @@ impl From<TenantError> for ServiceError {
                 ServiceError::Refused(e.to_string())
             }
             other => ServiceError::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<UndoError> for ServiceError {
+    fn from(e: UndoError) -> Self {
+        match e {
+            UndoError::Db(db) => ServiceError::Db(db),
+            UndoError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            other => ServiceError::Refused(other.to_string()),
         }
     }
 }
@@ -347,13 +362,28 @@ pub async fn upload(
         .ok_or_else(|| no_upload(id))
 }
 
-/// Every row error and warning of an upload, by line.
-pub async fn problems(
+/// A page of an upload's row problems, by line, after `after`.
+pub async fn problems_page(
     db: &DatabaseConnection,
     caller: &Caller,
     id: i64,
+    after: Option<report::ProblemCursor>,
+    limit: u64,
 ) -> Result<Vec<upload_row_error::Model>, ServiceError> {
-    Ok(upload(db, caller, id, u64::MAX).await?.errors)
+    reachable_upload(db, caller, id).await?;
+    Ok(report::problems_page(db, id, after, limit).await?)
+}
+
+/// A page of what an upload changed, after `after`, with the next cursor.
+pub async fn changes_page(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+    after: Option<report::ChangeCursor>,
+    limit: u64,
+) -> Result<(Vec<Change>, Option<report::ChangeCursor>), ServiceError> {
+    reachable_upload(db, caller, id).await?;
+    Ok(report::changes_page(db, id, after, limit).await?)
 }
 
 /// What an upload changed.
@@ -403,6 +433,18 @@ pub async fn reject(
     })
 }
 
+/// Reverts what an applied upload changed (the tenant's newest), or with
+/// `preview` says what that would do and changes nothing.
+pub async fn undo(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+    preview: bool,
+) -> Result<UndoReport, ServiceError> {
+    reachable_upload(db, caller, id).await?;
+    Ok(undo::undo(db, id, preview).await?)
+}
+
 /// A failed upload queued again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Retried {
@@ -424,4 +466,100 @@ pub async fn retry(
         upload_id: id,
         retry_id: new_id,
     })
+}
+
+/// A mapping suggested from a sample file's header.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuggestedMapping {
+    /// The file's columns, in order.
+    pub columns: Vec<String>,
+    /// The suggestion as a mapping document (what `PUT .../mapping` takes).
+    pub mapping: Mapping,
+    /// The same as a commented TOML file (what `userfeed mapping set` takes).
+    pub toml: String,
+    /// Columns not recognised (candidates for custom profile fields).
+    pub unmapped: Vec<String>,
+}
+
+/// Suggests a mapping from the header of the CSV `file` (only the header
+/// is read).
+pub async fn suggest_mapping(file: &std::path::Path) -> Result<SuggestedMapping, ServiceError> {
+    let f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| ServiceError::Invalid(format!("the sample file could not be read: {e}")))?;
+    let csv = crate::parse::CsvStream::open(f).await.map_err(|e| {
+        ServiceError::Invalid(format!("the sample file has no readable header: {e}"))
+    })?;
+    let s = crate::map::tools::suggest(csv.header());
+    Ok(SuggestedMapping {
+        columns: csv.header().to_vec(),
+        toml: s.to_toml(),
+        mapping: s.mapping,
+        unmapped: s.unmapped,
+    })
+}
+
+/// The CSV template (header and example row) for a tenant's mapping.
+pub async fn template(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+) -> Result<String, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    let Some(m) = &t.mapping else {
+        return Err(ServiceError::Refused(format!(
+            "tenant {slug} has no mapping yet; set one first"
+        )));
+    };
+    Ok(crate::map::tools::template(m, &t.profile_fields))
+}
+
+/// What the CSV `file` would do for a tenant; nothing changes.
+pub async fn preview(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    file: &std::path::Path,
+    batch_size: usize,
+    limits: crate::parse::Limits,
+) -> Result<crate::apply::preview::PreviewReport, ServiceError> {
+    use crate::apply::preview::{self, PreviewError};
+    let t = tenant(db, caller, slug).await?;
+    if t.mapping.is_none() {
+        return Err(ServiceError::Refused(format!(
+            "tenant {slug} has no mapping yet; set one first"
+        )));
+    }
+    preview::preview(db, &t, file, batch_size, limits)
+        .await
+        .map_err(|e| match e {
+            PreviewError::WouldFail(_) => ServiceError::Invalid(e.to_string()),
+            PreviewError::Other(m) => ServiceError::Db(DbErr::Custom(m)),
+        })
+}
+
+/// Delivers a manual upload where the tenant's drops go, so it is queued
+/// like one ([`crate::intake::manual`]).
+pub async fn deliver_file(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    name: Option<&str>,
+    file: &std::path::Path,
+    bytes: u64,
+    to: &crate::intake::manual::ManualUploads,
+) -> Result<crate::intake::manual::Delivered, ServiceError> {
+    use crate::intake::manual::{ManualError, delivered_name};
+    let t = tenant(db, caller, slug).await?;
+    let name = delivered_name(name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let done = to
+        .deliver(&t, &name, file, bytes)
+        .await
+        .map_err(|e| match e {
+            ManualError::BadName(_) => ServiceError::Invalid(e.to_string()),
+            ManualError::NoIntake(_) => ServiceError::Refused(e.to_string()),
+            ManualError::Delivery(_) => ServiceError::Unavailable(e.to_string()),
+        })?;
+    tracing::info!(tenant = slug, location = %done.location, bytes, "manual upload delivered");
+    Ok(done)
 }

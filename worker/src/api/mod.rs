@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::service::{self, ServiceError};
 
 pub mod auth;
+pub mod files;
 
 use auth::{Token, Tokens};
 
@@ -31,8 +32,25 @@ pub struct ApiState {
     pub db: DatabaseConnection,
     /// Who may call.
     pub tokens: Arc<Tokens>,
-    /// How long one request may take.
+    /// How long one request may take (file endpoints excepted: they take
+    /// as long as the file takes to arrive and be read).
     pub timeout: Duration,
+    /// What the file endpoints need.
+    pub files: Arc<files::Files>,
+    /// Requests per token (by label); `None` for no limit.
+    pub limiter: Option<Arc<RateLimiter>>,
+}
+
+/// The per-token request limiter (`api.rate_per_second`, `api.rate_burst`).
+pub type RateLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// A limiter allowing `per_second` requests a second per token on average
+/// and `burst` at once; `None` when `per_second` is 0.
+pub fn rate_limiter(per_second: u32, burst: u32) -> Option<Arc<RateLimiter>> {
+    let per_second = std::num::NonZeroU32::new(per_second)?;
+    let burst = std::num::NonZeroU32::new(burst).unwrap_or(per_second);
+    let quota = governor::Quota::per_second(per_second).allow_burst(burst);
+    Some(Arc::new(governor::RateLimiter::keyed(quota)))
 }
 
 /// An RFC 9457 problem document.
@@ -50,7 +68,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: &str, detail: impl Into<String>) -> Self {
         Problem {
             kind: format!("/docs/api.md#{kind}"),
             title: status.canonical_reason().unwrap_or("error").to_string(),
@@ -87,6 +105,10 @@ impl From<ServiceError> for Problem {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
             }
             ServiceError::Forbidden(m) => Problem::new(StatusCode::FORBIDDEN, "forbidden", m),
+            ServiceError::Unavailable(m) => {
+                tracing::warn!(detail = %m, "admin API request failed on a dependency");
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
             ServiceError::Db(e) => {
                 // The detail stays in the log: it may name tables or values.
                 tracing::error!(error = %e, "admin API request failed on the database");
@@ -122,6 +144,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/uploads/{id}/approve", post(approve))
         .route("/uploads/{id}/reject", post(reject))
         .route("/uploads/{id}/retry", post(retry))
+        .route("/uploads/{id}/undo", post(undo))
+        .route("/tenants/{slug}/mapping/template", get(files::template))
+        .route_layer(middleware::from_fn(move |req: Request, next: Next| {
+            deadline(timeout, req, next)
+        }));
+    // File bodies stream to disk under `limits.max_object_bytes`, not the
+    // 1 MiB JSON limit, and take as long as they take to arrive.
+    let file_routes = Router::new()
+        .route("/tenants/{slug}/preview", post(files::preview))
+        .route("/tenants/{slug}/files", post(files::upload))
+        .route("/tenants/{slug}/mapping/suggest", post(files::suggest));
+    let v1 = v1
+        .merge(file_routes)
         .fallback(|| async {
             Problem::new(StatusCode::NOT_FOUND, "not-found", "no such API resource")
         })
@@ -129,9 +164,6 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state);
     Router::new()
         .nest("/api/v1", v1)
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            deadline(timeout, req, next)
-        }))
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
 }
 
@@ -175,6 +207,26 @@ async fn authenticate(State(s): State<ApiState>, mut req: Request, next: Next) -
         };
         return Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response();
     };
+    if let Some(limiter) = &s.limiter
+        && let Err(wait) = limiter.check_key(&token.label)
+    {
+        use governor::clock::{Clock, DefaultClock};
+        let secs = wait
+            .wait_time_from(DefaultClock::default().now())
+            .as_secs_f64()
+            .ceil()
+            .max(1.0) as u64;
+        tracing::warn!(token = %token.label, retry_after_s = secs, "admin API rate limit reached");
+        let mut res = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("too many requests with this token; try again in {secs} s"),
+        )
+        .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return res;
+    }
     let changes = req.method() != axum::http::Method::GET;
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     req.extensions_mut().insert(token.clone());
@@ -375,22 +427,103 @@ async fn get_upload(
     Ok(Json(service::upload(&s.db, &t.caller, id, 200).await?))
 }
 
+/// The query of a paged list of an upload: `?limit=&after=` (the cursor a
+/// page's `next` gives), and for problems `format=csv`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<u64>,
+    after: Option<String>,
+    format: Option<String>,
+}
+
+fn page_query(
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<PageQuery, Problem> {
+    let Query(q) =
+        q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    Ok(q)
+}
+
+fn cursor<T: std::str::FromStr<Err = String>>(raw: Option<&str>) -> Result<Option<T>, Problem> {
+    raw.map(|r| r.parse())
+        .transpose()
+        .map_err(|e: String| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e))
+}
+
+/// Row problems, by line: a page of JSON, or with `format=csv` all of them
+/// as a CSV download (line, severity, column, message).
 async fn get_problems(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
     Path(id): Path<String>,
-) -> ApiResult<Vec<crate::db::entity::upload_row_error::Model>> {
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
     let id = upload_id(&id)?;
-    Ok(Json(service::problems(&s.db, &t.caller, id).await?))
+    let q = page_query(q)?;
+    let after = cursor::<crate::report::ProblemCursor>(q.after.as_deref())?;
+    match q.format.as_deref() {
+        Some("csv") => {
+            let all = service::problems_page(&s.db, &t.caller, id, after, u64::MAX).await?;
+            let csv = crate::report::problems_csv(&all);
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"upload-{id}-problems.csv\""),
+                    ),
+                ],
+                csv,
+            )
+                .into_response())
+        }
+        Some("json") | None => {
+            let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+            let items = service::problems_page(&s.db, &t.caller, id, after, limit).await?;
+            let next = match items.last() {
+                Some(l) if items.len() as u64 == limit => {
+                    let c = crate::report::ProblemCursor {
+                        line: l.line,
+                        id: l.id,
+                    };
+                    Some(format!(
+                        "/api/v1/uploads/{id}/problems?limit={limit}&after={c}"
+                    ))
+                }
+                _ => None,
+            };
+            Ok(Json(Page { items, next }).into_response())
+        }
+        Some(other) => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!("format {other:?} is not json or csv"),
+        )),
+    }
 }
 
+/// What an upload changed, a page at a time.
 async fn get_changes(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
     Path(id): Path<String>,
-) -> ApiResult<Vec<crate::report::Change>> {
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Page<crate::report::Change>> {
     let id = upload_id(&id)?;
-    Ok(Json(service::changes(&s.db, &t.caller, id).await?))
+    let q = page_query(q)?;
+    if q.format.is_some() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "the change log is JSON only",
+        ));
+    }
+    let after = cursor::<crate::report::ChangeCursor>(q.after.as_deref())?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let (items, last) = service::changes_page(&s.db, &t.caller, id, after, limit).await?;
+    let next = last.map(|c| format!("/api/v1/uploads/{id}/changes?limit={limit}&after={c}"));
+    Ok(Json(Page { items, next }))
 }
 
 async fn approve(
@@ -418,6 +551,26 @@ async fn retry(
 ) -> ApiResult<service::Retried> {
     let id = upload_id(&id)?;
     Ok(Json(service::retry(&s.db, &t.caller, id).await?))
+}
+
+/// The query of an undo: `?preview=true` changes nothing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UndoQuery {
+    #[serde(default)]
+    preview: bool,
+}
+
+async fn undo(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+    q: Result<Query<UndoQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<crate::apply::undo::UndoReport> {
+    let id = upload_id(&id)?;
+    let Query(q) =
+        q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    Ok(Json(service::undo(&s.db, &t.caller, id, q.preview).await?))
 }
 
 #[cfg(test)]

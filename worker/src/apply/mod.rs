@@ -24,6 +24,7 @@ pub mod portable;
 pub mod postgres;
 pub mod preview;
 mod store;
+pub mod undo;
 
 pub use pipeline::*;
 pub use store::*;

@@ -3,7 +3,7 @@
 //! changed row). Each batch is fetch → decide ([`crate::rules::decide`],
 //! where the feed's rules live) → write.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -20,8 +20,8 @@ use super::{
     hold_reason, write_counters,
 };
 use crate::db::entity::{
-    group, group_membership, upload_change, upload_deactivation, upload_pending, upload_row,
-    upload_row_error, user, user_manager, user_role,
+    group, group_membership, upload_change, upload_deactivation, upload_link_change,
+    upload_pending, upload_row, upload_row_error, user, user_manager, user_role,
 };
 use crate::db::queries::{self, Queries};
 use crate::jobs::state;
@@ -585,6 +585,9 @@ where
             MatchKey::ExternalId => Expr::col(user::Column::ExternalId).is_in(keys),
         };
         let mut user_of: HashMap<String, i64> = HashMap::new();
+        // Users this upload created: their links are not logged (an undo
+        // removes them wholesale), as `link_log` in postgres/link.sql.
+        let mut fresh: HashSet<i64> = HashSet::new();
         for u in user::Entity::find()
             .filter(user::Column::TenantId.eq(rules.tenant_id))
             .filter(key_filter)
@@ -595,6 +598,9 @@ where
                 MatchKey::Email => u.email.to_lowercase(),
                 MatchKey::ExternalId => u.external_id.clone().unwrap_or_default(),
             };
+            if u.created_by_upload_id == Some(lease.upload_id) {
+                fresh.insert(u.id);
+            }
             user_of.insert(key, u.id);
         }
         let manager_emails: Vec<String> = rows
@@ -610,6 +616,9 @@ where
                 .all(&txn)
                 .await?
             {
+                if u.created_by_upload_id == Some(lease.upload_id) {
+                    fresh.insert(u.id);
+                }
                 manager_of.insert(u.email.to_lowercase(), u.id);
             }
         }
@@ -655,6 +664,55 @@ where
         } = links;
 
         // Managers are replaced; memberships and roles only ever added.
+        // What was there first, for the link log (migration 0014).
+        let mut log: Vec<upload_link_change::ActiveModel> = Vec::new();
+        let entry = |user_id: i64, kind: &str, target: Option<i64>, role: Option<String>| {
+            upload_link_change::ActiveModel {
+                upload_id: Set(lease.upload_id),
+                user_id: Set(user_id),
+                kind: Set(kind.into()),
+                target: Set(target),
+                role: Set(role),
+                ..Default::default()
+            }
+        };
+        if !replace_managers_of.is_empty() {
+            let had: HashSet<(i64, i64)> = user_manager::Entity::find()
+                .filter(user_manager::Column::UserId.is_in(replace_managers_of.clone()))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|l| (l.user_id, l.manager_id))
+                .collect();
+            let wanted: HashSet<(i64, i64)> = links.iter().copied().collect();
+            for &(u, m) in had.difference(&wanted) {
+                if !fresh.contains(&u) {
+                    log.push(entry(u, "manager_removed", Some(m), None));
+                }
+            }
+            for &(u, m) in wanted.difference(&had) {
+                if !fresh.contains(&u) {
+                    log.push(entry(u, "manager_added", Some(m), None));
+                }
+            }
+        }
+        if !roles.is_empty() {
+            let uids: Vec<i64> = roles.iter().map(|(u, _)| *u).collect();
+            let had: HashSet<(i64, String)> = user_role::Entity::find()
+                .filter(user_role::Column::UserId.is_in(uids))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|r| (r.user_id, r.role))
+                .collect();
+            let mut seen = HashSet::new();
+            for (u, r) in &roles {
+                let key = (*u, r.as_str().to_string());
+                if !fresh.contains(u) && !had.contains(&key) && seen.insert(key.clone()) {
+                    log.push(entry(key.0, "role_added", None, Some(key.1)));
+                }
+            }
+        }
         if !replace_managers_of.is_empty() {
             user_manager::Entity::delete_many()
                 .filter(user_manager::Column::UserId.is_in(replace_managers_of))
@@ -693,6 +751,11 @@ where
             });
             user_role::Entity::insert_many(models)
                 .on_conflict_do_nothing()
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        if !log.is_empty() {
+            upload_link_change::Entity::insert_many(log)
                 .exec_without_returning(&txn)
                 .await?;
         }

@@ -52,6 +52,19 @@ pub enum UploadsCmd {
         /// Upload id.
         id: i64,
     },
+    /// Revert what the tenant's newest applied upload changed: users it
+    /// created become inactive, users it deactivated active again, fields
+    /// it updated go back (unless changed since), links restored. The undo
+    /// is itself an upload, which can be undone in turn.
+    Undo {
+        /// Upload id.
+        id: i64,
+        /// Show what the undo would do; change nothing.
+        #[arg(long)]
+        preview: bool,
+        #[command(flatten)]
+        out: Output,
+    },
     /// What an upload changed: users created, updated (old and new values),
     /// reactivated and deactivated.
     Changes {
@@ -116,6 +129,14 @@ pub async fn uploads<W: Write>(
             let r = service::retry(db, &Caller::Platform, id).await?;
             writeln!(out, "upload {id} queued again as upload {}", r.retry_id)?;
         }
+        UploadsCmd::Undo {
+            id,
+            preview,
+            out: o,
+        } => {
+            let r = service::undo(db, &Caller::Platform, id, preview).await?;
+            emit(out, o.json, &r, report::undo_text)?;
+        }
         UploadsCmd::Changes { id, out: o } => {
             let list = report::changes(db, id).await?;
             emit(out, o.json, &list, |l| report::changes_table(l))?;
@@ -125,18 +146,7 @@ pub async fn uploads<W: Write>(
                 bail!("no upload {id}")
             };
             if csv {
-                use crate::map::tools::csv_cell;
-                writeln!(out, "line,severity,column,message")?;
-                for e in &d.errors {
-                    writeln!(
-                        out,
-                        "{},{},{},{}",
-                        e.line,
-                        e.severity,
-                        csv_cell(e.column_name.as_deref().unwrap_or("")),
-                        csv_cell(&e.message)
-                    )?;
-                }
+                write!(out, "{}", report::problems_csv(&d.errors))?;
             } else {
                 write!(out, "{}", report::errors_table(&d.errors))?;
             }

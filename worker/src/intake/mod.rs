@@ -21,6 +21,7 @@ use crate::tenants::{self, TenantError};
 pub mod event;
 pub mod folder;
 pub mod local;
+pub mod manual;
 pub mod sqs;
 
 use event::{EventRecord, Notification, ObjectCreated};

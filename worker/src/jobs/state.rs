@@ -358,6 +358,17 @@ pub async fn requeue_failed<C: ConnectionTrait>(
     row.map(|r| r.try_get::<i64>("", "id")).transpose()
 }
 
+/// → succeeded: the upload that undoes `undone` (source `undo`), born
+/// finished in the caller's transaction, which writes what it did. Returns
+/// its id.
+pub async fn record_undo<C: ConnectionTrait>(c: &C, undone: i64) -> Result<i64, DbErr> {
+    let row = c
+        .query_one_raw(stmt(c, |q| q.insert_undo, [undone.into()]))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("upload {undone}")))?;
+    row.try_get("", "id")
+}
+
 /// The newest upload of the tenant after `upload_id` that has applied or
 /// will run, with its state: retrying `upload_id` is refused while one exists.
 pub async fn newer_blocking_retry<C: ConnectionTrait>(

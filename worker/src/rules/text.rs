@@ -34,6 +34,15 @@ pub const UNKNOWN_GROUP: Message =
 pub const UNKNOWN_ROLE: Message =
     Message("unknown role {:?}; expected Learner, Manager or Administrator");
 
+/// An undo leaving a field alone: someone changed it after the upload.
+/// Takes the user's email, the field and the upload.
+pub const UNDO_CHANGED_SINCE: Message =
+    Message("{:?}: {} was changed after upload {}; left as it is");
+/// An undo leaving an email or external ID alone: another user has the
+/// old value now. Takes the user's email, the field and the old value.
+pub const UNDO_VALUE_TAKEN: Message =
+    Message("{:?}: {} cannot go back to {:?}, another user has it now; left as it is");
+
 /// Every row message, by the name `build.rs` accepts in `.sql` files.
 pub const MESSAGES: [(&str, Message); 8] = [
     ("EMAIL_REQUIRED", EMAIL_REQUIRED),

@@ -8,6 +8,7 @@ pub mod tenant;
 pub mod upload;
 pub mod upload_change;
 pub mod upload_deactivation;
+pub mod upload_link_change;
 pub mod upload_pending;
 pub mod upload_row;
 pub mod upload_row_error;

@@ -43,6 +43,8 @@ pub struct Model {
     pub superseded_by: Option<i64>,
     /// The failed upload this one retries (`userfeed uploads retry`).
     pub retry_of: Option<i64>,
+    /// The upload this one undid (source `undo`).
+    pub undo_of: Option<i64>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

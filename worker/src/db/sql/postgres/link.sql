@@ -56,12 +56,14 @@ gone AS (
     USING (SELECT h.uid, h.mid FROM had h
            WHERE NOT EXISTS (SELECT 1 FROM wanted w WHERE w.uid = h.uid AND w.mid = h.mid)) x
     WHERE um.user_id = x.uid AND um.manager_id = x.mid
+    RETURNING um.user_id, um.manager_id
 ),
 linked AS (
     INSERT INTO user_managers (user_id, manager_id)
     SELECT w.uid, w.mid FROM wanted w
     WHERE NOT EXISTS (SELECT 1 FROM had h WHERE h.uid = w.uid AND h.mid = w.mid)
     ON CONFLICT DO NOTHING
+    RETURNING user_id, manager_id
 ),
 grp AS MATERIALIZED (
     SELECT l.line, l.uid, c.item, c.pos,
@@ -84,7 +86,9 @@ granted AS (
     SELECT w.uid, w.role FROM roles_wanted w
     WHERE (SELECT TRUE FROM user_roles ur WHERE ur.user_id = w.uid AND ur.role = w.role) IS NULL
     ON CONFLICT DO NOTHING
+    RETURNING user_id, role
 ),
+{{> link_log}}
 {{> link_warnings}};
 
 -- name: link_file
@@ -149,12 +153,14 @@ gone AS (
            LEFT JOIN wanted w ON w.uid = h.uid AND w.mid = h.mid
            WHERE w.uid IS NULL) x
     WHERE um.user_id = x.uid AND um.manager_id = x.mid
+    RETURNING um.user_id, um.manager_id
 ),
 linked AS (
     INSERT INTO user_managers (user_id, manager_id)
     SELECT w.uid, w.mid FROM wanted w
     LEFT JOIN had h ON h.uid = w.uid AND h.mid = w.mid
     WHERE h.uid IS NULL
+    RETURNING user_id, manager_id
 ),
 grp AS MATERIALIZED (
     SELECT c.line, c.uid, c.item, c.pos, g.id AS gid, c.first
@@ -180,7 +186,9 @@ granted AS (
     SELECT w.uid, w.role FROM roles_wanted w
     WHERE NOT EXISTS (SELECT FROM user_roles ur WHERE ur.user_id = w.uid AND ur.role = w.role)
     ORDER BY w.uid, w.role
+    RETURNING user_id, role
 ),
+{{> link_log}}
 {{> link_warnings}};
 
 -- fragment: link_head
@@ -201,6 +209,23 @@ WITH staged AS (
     ) s
     ORDER BY s.line
     LIMIT $3
+),
+
+-- fragment: link_log
+-- The link log (migration 0014): the manager links removed and added and
+-- the roles added, for users this upload did not create (undo removes
+-- those users' links wholesale, so a first load logs nothing). A
+-- `users` primary-key probe per logged link; none when nothing changed.
+link_log AS (
+    INSERT INTO upload_link_changes (upload_id, user_id, kind, target, role)
+    SELECT $1, x.user_id, x.kind, x.target, x.role
+    FROM (SELECT user_id, 'manager_removed' AS kind, manager_id AS target, NULL::text AS role
+          FROM gone
+          UNION ALL
+          SELECT user_id, 'manager_added', manager_id, NULL FROM linked
+          UNION ALL
+          SELECT user_id, 'role_added', NULL, role FROM granted) x
+    WHERE NOT EXISTS (SELECT FROM users f WHERE f.id = x.user_id AND f.created_by_upload_id = $1)
 ),
 
 -- fragment: link_warnings

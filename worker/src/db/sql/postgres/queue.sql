@@ -194,3 +194,17 @@ FROM (SELECT max(id) AS newest FROM uploads
       WHERE tenant_id = $3 AND state = 'queued' AND id > $1) n
 WHERE u.id = $1 AND u.lease_token = $2 AND u.state = 'running' AND n.newest IS NOT NULL
 RETURNING n.newest AS newest;
+
+-- name: insert_undo
+-- → succeeded: the upload that undoes `$1` (`uploads.undo_of`, migration
+-- 0014). An undo runs in its caller's transaction, which writes its change
+-- log and counts and commits them with this row, so it is born finished and
+-- never claimable. `uploads_undo_of_key` makes a second undo of `$1` a
+-- unique violation. Returns the new id.
+INSERT INTO uploads (tenant_id, source, bucket, object_key, object_identity, state, attempts,
+                     started_at, finished_at, undo_of)
+SELECT tenant_id, 'undo', '', 'undo of upload ' || id, 'undo:' || id, 'succeeded', 1,
+       now(), now(), id
+FROM uploads
+WHERE id = $1
+RETURNING id;

@@ -146,3 +146,13 @@ SELECT tenant_id, source, bucket, object_key, object_identity || ' retry:' || id
 FROM uploads
 WHERE id = ?1 AND state = 'failed'
 RETURNING id;
+
+-- name: insert_undo
+-- → succeeded: the upload that undoes `?1` (see postgres/queue.sql).
+INSERT INTO uploads (tenant_id, source, bucket, object_key, object_identity, state, attempts,
+                     started_at, finished_at, undo_of)
+SELECT tenant_id, 'undo', '', 'undo of upload ' || id, 'undo:' || id, 'succeeded', 1,
+       strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), id
+FROM uploads
+WHERE id = ?1
+RETURNING id;

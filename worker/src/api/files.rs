@@ -1,0 +1,198 @@
+//! The API's file endpoints: preview, manual upload, mapping suggestion
+//! and the CSV template. A request body is streamed to a spool file (in
+//! the system's temporary directory) as it arrives, with
+//! `limits.max_object_bytes` enforced chunk by chunk, so no file is ever
+//! held in memory whole; the spool file is deleted when the request ends.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+
+use super::auth::Token;
+use super::{ApiResult, ApiState, Problem};
+use crate::intake::manual::ManualUploads;
+use crate::parse::Limits;
+use crate::service;
+
+/// What the file endpoints need beyond the database.
+#[derive(Clone)]
+pub struct Files {
+    /// The limits a file is read with (`[limits]`).
+    pub limits: Limits,
+    /// Rows per batch for previews (`jobs.batch_size`).
+    pub batch_size: usize,
+    /// Where request bodies are spooled.
+    pub spool: PathBuf,
+    /// Where manual uploads go.
+    pub deliver: ManualUploads,
+}
+
+impl Files {
+    /// Default limits, spooling to the system's temporary directory, and
+    /// no intake for manual uploads.
+    pub fn new(limits: Limits, batch_size: usize) -> Self {
+        Files {
+            limits,
+            batch_size,
+            spool: std::env::temp_dir(),
+            deliver: ManualUploads::default(),
+        }
+    }
+}
+
+/// A request body on disk, deleted when dropped.
+pub(super) struct Spooled {
+    path: PathBuf,
+    bytes: u64,
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Streams `body` to a spool file, refusing it (413) once it passes
+/// `limit` bytes.
+pub(super) async fn spool(files: &Files, body: Body, limit: u64) -> Result<Spooled, Problem> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let path = files.spool.join(format!(
+        "userfeed-api-{}-{}.csv",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let unavailable = |e: std::io::Error| {
+        tracing::warn!(error = %e, "spooling a request body failed");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the file could not be stored for reading; try again",
+        )
+    };
+    let mut file = tokio::fs::File::create(&path).await.map_err(unavailable)?;
+    let mut spooled = Spooled { path, bytes: 0 };
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        spooled.bytes += chunk.len() as u64;
+        if spooled.bytes > limit {
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!(
+                    "the file is larger than the limit of {limit} bytes (limits.max_object_bytes)"
+                ),
+            ));
+        }
+        file.write_all(&chunk).await.map_err(unavailable)?;
+    }
+    file.flush().await.map_err(unavailable)?;
+    Ok(spooled)
+}
+
+/// `POST /tenants/{slug}/preview`: what a CSV would do; nothing changes.
+pub(super) async fn preview(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    body: Body,
+) -> ApiResult<crate::apply::preview::PreviewReport> {
+    // The tenant is checked before the body is read.
+    service::tenant(&s.db, &t.caller, &slug).await?;
+    let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
+    let r = service::preview(
+        &s.db,
+        &t.caller,
+        &slug,
+        &f.path,
+        s.files.batch_size,
+        s.files.limits,
+    )
+    .await?;
+    Ok(Json(r))
+}
+
+/// The query of a manual upload: `?name=` names the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UploadQuery {
+    name: Option<String>,
+}
+
+/// `POST /tenants/{slug}/files`: a CSV delivered where the tenant's drops
+/// go, to be queued like one. 202: the upload appears in the history once
+/// intake records it.
+pub(super) async fn upload(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    q: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Result<Response, Problem> {
+    let Query(q) =
+        q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    service::tenant(&s.db, &t.caller, &slug).await?;
+    // Checked before the body is read, so a bad name costs no upload.
+    crate::intake::manual::delivered_name(q.name.as_deref())
+        .map_err(|e| Problem::from(service::ServiceError::Invalid(e.to_string())))?;
+    let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
+    let done = service::deliver_file(
+        &s.db,
+        &t.caller,
+        &slug,
+        q.name.as_deref(),
+        &f.path,
+        f.bytes,
+        &s.files.deliver,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(done)).into_response())
+}
+
+/// `POST /tenants/{slug}/mapping/suggest`: a mapping suggested from a
+/// sample file (or just its header line).
+pub(super) async fn suggest(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    body: Body,
+) -> ApiResult<service::SuggestedMapping> {
+    service::tenant(&s.db, &t.caller, &slug).await?;
+    let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
+    Ok(Json(service::suggest_mapping(&f.path).await?))
+}
+
+/// `GET /tenants/{slug}/mapping/template`: the CSV header and an example
+/// row for the tenant's mapping.
+pub(super) async fn template(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> Result<Response, Problem> {
+    let csv = service::template(&s.db, &t.caller, &slug).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{slug}-template.csv\""),
+            ),
+        ],
+        csv,
+    )
+        .into_response())
+}
