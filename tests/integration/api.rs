@@ -768,3 +768,73 @@ async fn a_token_over_its_rate_gets_429_with_retry_after_and_others_are_unaffect
         404
     );
 }
+
+#[tokio::test]
+async fn groups_and_profile_fields_are_removed_and_a_mapped_field_is_refused_on_both_surfaces() {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    let mapping = format!("{MAPPING}\n[profile]\ndepartment = \"Dept\"\n");
+    tenant(&db, "acme", &aws.bucket, MatchKey::Email, &mapping).await;
+    userfeed::tenants::add_profile_field(&db.db, "acme", "shoe", userfeed::map::FieldType::Text)
+        .await
+        .unwrap();
+    userfeed::groups::add(&db.db, "acme", "G1", "One")
+        .await
+        .unwrap();
+    let api = Api::start(&db).await;
+
+    // A field the mapping fills stays, with the same reason on both surfaces.
+    let (status, _, body) = api
+        .call(
+            "DELETE",
+            "/api/v1/tenants/acme/profile-fields/department",
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("remove it from the mapping first"),
+        "{detail}"
+    );
+    assert_eq!(
+        cli_error(&db, &["profile-field", "remove", "acme", "department"]).await,
+        detail
+    );
+
+    // Another field goes (204), then is unknown (404).
+    let (status, _, _) = api
+        .csv(
+            "DELETE",
+            "/api/v1/tenants/acme/profile-fields/shoe",
+            &api.acme,
+            b"",
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _, _) = api
+        .call(
+            "DELETE",
+            "/api/v1/tenants/acme/profile-fields/shoe",
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        db.rows("SELECT field_key FROM profile_fields ORDER BY 1")
+            .await,
+        ["department"]
+    );
+
+    // A group goes with its memberships; then it is unknown.
+    let (status, _, body) = api
+        .call("DELETE", "/api/v1/tenants/acme/groups/G1", Some(&api.acme))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, serde_json::json!({"id": "G1", "memberships": 0}));
+    let (status, _, _) = api
+        .call("DELETE", "/api/v1/tenants/acme/groups/G1", Some(&api.acme))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(db.scalar("SELECT count(*) FROM groups").await, 0);
+}

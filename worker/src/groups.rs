@@ -1,5 +1,5 @@
-//! Platform groups of a tenant (`userfeed group add/list`). Files refer to
-//! them by key in their groups column.
+//! Platform groups of a tenant (`userfeed group add/list/remove`). Files
+//! refer to them by key in their groups column.
 
 use chrono::Utc;
 use sea_orm::{
@@ -7,7 +7,7 @@ use sea_orm::{
     QueryOrder,
 };
 
-use crate::db::entity::group;
+use crate::db::entity::{group, group_membership};
 use crate::tenants::{self, TenantError};
 
 /// Creates a group `key` named `name` for tenant `slug`.
@@ -56,4 +56,28 @@ pub async fn list<C: ConnectionTrait>(
         .order_by_asc(group::Column::GroupKey)
         .all(db)
         .await?)
+}
+
+/// Removes group `key` of tenant `slug` with its memberships; returns how
+/// many memberships went. A file still naming the group then gets the
+/// unknown-group warning on that cell.
+pub async fn remove<C: ConnectionTrait>(db: &C, slug: &str, key: &str) -> Result<u64, TenantError> {
+    let t = tenants::by_slug(db, slug).await?;
+    let Some(g) = group::Entity::find()
+        .filter(group::Column::TenantId.eq(t.id))
+        .filter(group::Column::GroupKey.eq(key))
+        .one(db)
+        .await?
+    else {
+        return Err(TenantError::Missing(format!(
+            "tenant {slug:?} has no group {key:?}"
+        )));
+    };
+    let members = group_membership::Entity::delete_many()
+        .filter(group_membership::Column::GroupId.eq(g.id))
+        .exec(db)
+        .await?
+        .rows_affected;
+    group::Entity::delete_by_id(g.id).exec(db).await?;
+    Ok(members)
 }

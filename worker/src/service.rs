@@ -66,7 +66,8 @@ impl From<TenantError> for ServiceError {
         match e {
             TenantError::NotFound(_) => ServiceError::NotFound(e.to_string()),
             TenantError::Db(db) => ServiceError::Db(db),
-            TenantError::Exists(_) | TenantError::Overlap { .. } => {
+            TenantError::Missing(_) => ServiceError::NotFound(e.to_string()),
+            TenantError::Exists(_) | TenantError::Overlap { .. } | TenantError::InUse(_) => {
                 ServiceError::Refused(e.to_string())
             }
             other => ServiceError::Invalid(other.to_string()),
@@ -252,6 +253,41 @@ pub async fn add_group(
 ) -> Result<group::Model, ServiceError> {
     tenant(db, caller, slug).await?;
     Ok(crate::groups::add(db, slug, &new.id, &new.name).await?)
+}
+
+/// What removing a group did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RemovedGroup {
+    /// The group's key.
+    pub id: String,
+    /// Memberships removed with it.
+    pub memberships: u64,
+}
+
+/// Removes a group and its memberships.
+pub async fn remove_group(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    key: &str,
+) -> Result<RemovedGroup, ServiceError> {
+    tenant(db, caller, slug).await?;
+    let memberships = crate::groups::remove(db, slug, key).await?;
+    Ok(RemovedGroup {
+        id: key.to_string(),
+        memberships,
+    })
+}
+
+/// Removes a custom profile field (refused while the mapping fills it).
+pub async fn remove_profile_field(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    key: &str,
+) -> Result<(), ServiceError> {
+    tenant(db, caller, slug).await?;
+    Ok(tenants::remove_profile_field(db, slug, key).await?)
 }
 
 /// A custom profile field.

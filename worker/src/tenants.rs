@@ -88,6 +88,12 @@ pub enum TenantError {
     /// A setting is out of range.
     #[error("{0}")]
     Invalid(String),
+    /// The object is still in use (a profile field its mapping fills).
+    #[error("{0}")]
+    InUse(String),
+    /// No such group or profile field of the tenant.
+    #[error("{0}")]
+    Missing(String),
     /// The stored row is inconsistent (should never happen; the schema checks it).
     #[error("tenant {0:?} has an invalid stored value: {1}")]
     Corrupt(String, String),
@@ -347,6 +353,34 @@ pub async fn add_profile_field<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
+    Ok(())
+}
+
+/// Removes a custom profile field. Refused while the tenant's mapping fills
+/// it (the mapping would no longer apply); values users already hold stay
+/// in their profiles, as data the platform may still show.
+pub async fn remove_profile_field<C: ConnectionTrait>(
+    db: &C,
+    slug: &str,
+    key: &str,
+) -> Result<(), TenantError> {
+    let t = by_slug(db, slug).await?;
+    if !t.profile_fields.contains_key(key) {
+        return Err(TenantError::Missing(format!(
+            "tenant {slug:?} has no profile field {key:?}"
+        )));
+    }
+    if let Some(column) = t.mapping.as_ref().and_then(|m| m.profile.get(key)) {
+        return Err(TenantError::InUse(format!(
+            "profile field {key:?} is filled from column {column:?} by the mapping; \
+             remove it from the mapping first"
+        )));
+    }
+    profile_field::Entity::delete_many()
+        .filter(profile_field::Column::TenantId.eq(t.id))
+        .filter(profile_field::Column::FieldKey.eq(key))
+        .exec(db)
+        .await?;
     Ok(())
 }
 

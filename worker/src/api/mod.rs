@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json};
 use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Serialize};
@@ -133,6 +133,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/tenants/{slug}", get(get_tenant).patch(set_tenant))
         .route("/tenants/{slug}/mapping", get(get_mapping).put(put_mapping))
         .route("/tenants/{slug}/groups", get(list_groups).post(add_group))
+        .route("/tenants/{slug}/groups/{key}", delete(remove_group))
+        .route(
+            "/tenants/{slug}/profile-fields/{key}",
+            delete(remove_profile_field),
+        )
         .route(
             "/tenants/{slug}/profile-fields",
             get(list_profile_fields).post(add_profile_field),
@@ -551,6 +556,25 @@ async fn retry(
 ) -> ApiResult<service::Retried> {
     let id = upload_id(&id)?;
     Ok(Json(service::retry(&s.db, &t.caller, id).await?))
+}
+
+async fn remove_group(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path((slug, key)): Path<(String, String)>,
+) -> ApiResult<service::RemovedGroup> {
+    Ok(Json(
+        service::remove_group(&s.db, &t.caller, &slug, &key).await?,
+    ))
+}
+
+async fn remove_profile_field(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path((slug, key)): Path<(String, String)>,
+) -> Result<StatusCode, Problem> {
+    service::remove_profile_field(&s.db, &t.caller, &slug, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The query of an undo: `?preview=true` changes nothing.

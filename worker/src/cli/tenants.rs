@@ -91,6 +91,13 @@ pub enum GroupCmd {
         #[command(flatten)]
         out: Output,
     },
+    /// Remove a group and its memberships.
+    Remove {
+        /// Tenant slug.
+        slug: String,
+        /// The group ID.
+        id: String,
+    },
 }
 
 /// `userfeed profile-field ...`
@@ -110,6 +117,13 @@ pub enum ProfileFieldCmd {
     List {
         /// Tenant slug.
         slug: String,
+    },
+    /// Remove a profile field (refused while the mapping fills it).
+    Remove {
+        /// Tenant slug.
+        slug: String,
+        /// Field name.
+        key: String,
     },
 }
 
@@ -242,6 +256,14 @@ pub async fn group<W: Write>(
                 report::table(&["GROUP ID", "NAME"], &rows)
             })?;
         }
+        GroupCmd::Remove { slug, id } => {
+            let r = service::remove_group(db, &Caller::Platform, &slug, &id).await?;
+            writeln!(
+                out,
+                "group {id} removed from {slug} with {} membership(s)",
+                r.memberships
+            )?;
+        }
     }
     Ok(())
 }
@@ -268,6 +290,10 @@ pub async fn profile_field<W: Write>(
                 "profile field {key} ({}) added to {slug}",
                 field_type.as_str()
             )?;
+        }
+        ProfileFieldCmd::Remove { slug, key } => {
+            service::remove_profile_field(db, &Caller::Platform, &slug, &key).await?;
+            writeln!(out, "profile field {key} removed from {slug}")?;
         }
         ProfileFieldCmd::List { slug } => {
             let rows: Vec<Vec<String>> = service::profile_fields(db, &Caller::Platform, &slug)
