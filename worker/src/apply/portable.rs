@@ -705,10 +705,10 @@ where
                 .into_iter()
                 .map(|r| (r.user_id, r.role))
                 .collect();
-            let mut seen = HashSet::new();
+            // `roles` is a set: each (user, role) comes once.
             for (u, r) in &roles {
                 let key = (*u, r.as_str().to_string());
-                if !fresh.contains(u) && !had.contains(&key) && seen.insert(key.clone()) {
+                if !fresh.contains(u) && !had.contains(&key) {
                     log.push(entry(key.0, "role_added", None, Some(key.1)));
                 }
             }
