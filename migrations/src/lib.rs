@@ -230,6 +230,17 @@ sql_migration!(
               DROP TABLE IF EXISTS upload_link_changes;"
 );
 
+sql_migration!(
+    m0015_notifications,
+    "0015: tenants' webhook URLs and secret versions, the notification outbox and its attempts.",
+    "DROP TABLE IF EXISTS notification_attempts, notifications;
+                 ALTER TABLE tenants DROP COLUMN IF EXISTS webhook_secret_version,
+                     DROP COLUMN IF EXISTS webhook_url;",
+    sqlite = "DROP TABLE IF EXISTS notification_attempts; DROP TABLE IF EXISTS notifications;
+              ALTER TABLE tenants DROP COLUMN webhook_secret_version;
+              ALTER TABLE tenants DROP COLUMN webhook_url;"
+);
+
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
 /// `seaql_migrations`.
@@ -253,6 +264,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_lean_staging::Migration),
             Box::new(m0013_lean_first_load::Migration),
             Box::new(m0014_undo::Migration),
+            Box::new(m0015_notifications::Migration),
         ]
     }
 }

@@ -47,6 +47,7 @@ impl Api {
             tokens: Arc::new(tokens),
             timeout: Duration::from_secs(10),
             limiter,
+            notify: Arc::new(Config::load(None).unwrap().notify),
             files: Arc::new(files),
         };
         tokio::spawn(serve(listener, state, stop.clone()));
@@ -837,4 +838,32 @@ async fn groups_and_profile_fields_are_removed_and_a_mapped_field_is_refused_on_
         .await;
     assert_eq!(status, 404);
     assert_eq!(db.scalar("SELECT count(*) FROM groups").await, 0);
+
+    // Webhooks: a URL that is not https is a 422; without notify.signing_key
+    // nothing could be signed, so setting one is refused (409).
+    let (status, _, body) = api
+        .send(
+            "PUT",
+            "/api/v1/tenants/acme/webhook",
+            Some(&api.acme),
+            r#"{"url":"http://hooks.example.com/x"}"#,
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _, body) = api
+        .send(
+            "PUT",
+            "/api/v1/tenants/acme/webhook",
+            Some(&api.acme),
+            r#"{"url":"https://hooks.example.com/x"}"#,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("notify.signing_key"),
+        "{body}"
+    );
 }

@@ -609,6 +609,7 @@ async fn row_problems_over_the_limit_are_counted_not_kept_and_the_upload_still_a
         tenant: "acme".into(),
         upload: up.clone(),
         errors: vec![],
+        notifications: vec![],
     });
     assert!(shown.contains("4 more row problem(s)"), "{shown}");
 }

@@ -15,6 +15,7 @@ mod intake;
 mod isolation;
 mod links;
 mod migrations;
+mod notify;
 mod plans;
 mod preview;
 mod queue;

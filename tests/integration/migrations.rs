@@ -181,6 +181,8 @@ async fn sqlite_migrates_to_the_current_schema_once_and_down_again() {
         [
             "group_memberships",
             "groups",
+            "notification_attempts",
+            "notifications",
             "profile_fields",
             "seaql_migrations",
             "tenants",

@@ -970,3 +970,110 @@ async fn pipe(client: tokio::net::TcpStream, server: tokio::net::TcpStream, byte
     };
     tokio::join!(up, down);
 }
+
+/// One request a [`Receiver`] got: its headers (lower-case names) and body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Header name (lower case) and value.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl Received {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A local HTTP receiver for webhooks: answers each request with the next
+/// status of its script (the last one repeated), and keeps what it got.
+pub struct Receiver {
+    /// Its address, `127.0.0.1:port`.
+    pub addr: String,
+    /// What it received, in order.
+    pub got: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl Receiver {
+    /// Listens on `addr` (e.g. `127.0.0.1:0`), answering with `statuses`.
+    pub async fn start(addr: &str, statuses: &[u16]) -> Receiver {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (seen, statuses, halt) = (got.clone(), statuses.to_vec(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = tokio::select! {
+                    () = halt.cancelled() => return,
+                    r = listener.accept() => r.unwrap(),
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let (head_end, length) = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break (None, 0);
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        break (Some(i + 4), len);
+                    }
+                };
+                let Some(start) = head_end else { continue };
+                while buf.len() < start + length {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..start]).to_string();
+                let headers = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+                    .collect();
+                let body = String::from_utf8_lossy(&buf[start..]).to_string();
+                let n = {
+                    let mut g = seen.lock().unwrap();
+                    g.push(Received { headers, body });
+                    g.len()
+                };
+                let status = statuses[(n - 1).min(statuses.len() - 1)];
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            }
+        });
+        Receiver {
+            addr,
+            got,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    /// What it received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}

@@ -59,6 +59,8 @@ pub async fn run(
     started: Option<tokio::sync::oneshot::Sender<Started>>,
 ) -> anyhow::Result<()> {
     cfg.database.check_not_embedded_in_kubernetes()?;
+    // A signing key that cannot be read stops the start, naming the key.
+    let notify_key = cfg.notify.key()?;
     let metrics = telemetry::init_metrics().context("installing the metrics recorder")?;
     events::build_info();
     info!(database = %redact_url(&cfg.database.url), queue = %cfg.intake.queue_url, "starting");
@@ -123,6 +125,7 @@ pub async fn run(
                 tokens,
                 timeout: Duration::from_secs(cfg.api.request_timeout_seconds),
                 limiter: crate::api::rate_limiter(cfg.api.rate_per_second, cfg.api.rate_burst),
+                notify: Arc::new(cfg.notify.clone()),
                 files: Arc::new(crate::api::files::Files {
                     deliver: crate::intake::manual::ManualUploads {
                         s3: (!cfg.intake.queue_url.is_empty())
@@ -185,6 +188,10 @@ pub async fn run(
     ));
     let workers_task = tokio::spawn(workers.run(shutdown.clone()));
     let sampler = tokio::spawn(sample_queue(db.clone(), shutdown.clone()));
+    let deliverer = tokio::spawn(
+        crate::notify::Deliverer::new(db.clone(), cfg.notify.clone(), notify_key)
+            .run(shutdown.clone()),
+    );
     if let Some(tx) = started {
         let _ = tx.send(Started {
             http: http_addr,
@@ -209,6 +216,9 @@ pub async fn run(
             let _ = t.await;
         }
         let _ = workers_task.await;
+        // A call in flight finishes (bounded by notify.timeout_seconds) and
+        // is recorded; one cut off is retried by the next daemon.
+        let _ = deliverer.await;
     })
     .await;
     if drained.is_err() {

@@ -28,6 +28,7 @@ pub mod http;
 pub mod intake;
 pub mod jobs;
 pub mod map;
+pub mod notify;
 pub mod parse;
 pub mod report;
 pub mod rules;

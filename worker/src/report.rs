@@ -24,6 +24,8 @@ pub struct UploadDetail {
     pub tenant: String,
     /// Per-row errors, by line (at most `limit`).
     pub errors: Vec<upload_row_error::Model>,
+    /// Webhook notifications of its end, each with every attempt.
+    pub notifications: Vec<crate::notify::NotificationView>,
 }
 
 /// Newest uploads of a tenant first.
@@ -91,10 +93,12 @@ pub async fn upload_detail<C: ConnectionTrait>(
         .limit(clamp(error_limit))
         .all(db)
         .await?;
+    let notifications = crate::notify::of_upload(db, id).await?;
     Ok(Some(UploadDetail {
         upload: up,
         tenant,
         errors,
+        notifications,
     }))
 }
 
@@ -473,6 +477,32 @@ pub fn upload_text(d: &UploadDetail) -> String {
             "\n... and {} more row problem(s), counted but not kept (limits.max_row_problems)\n",
             u.row_problems_dropped
         ));
+    }
+    for n in &d.notifications {
+        let n_ = &n.notification;
+        s.push_str(&format!(
+            "\nwebhook {} ({}): {} after {} attempt(s){}\n",
+            n_.id,
+            n_.event,
+            n_.state,
+            n_.attempts,
+            n_.last_error
+                .as_deref()
+                .map(|e| format!("; last: {e}"))
+                .unwrap_or_default()
+        ));
+        for a in &n.attempt_log {
+            s.push_str(&format!(
+                "  {} {} -> {} ({} ms)\n",
+                a.attempted_at.format("%Y-%m-%d %H:%M:%S"),
+                a.url,
+                a.status
+                    .map(|c| c.to_string())
+                    .or_else(|| a.error.clone())
+                    .unwrap_or_default(),
+                a.duration_ms
+            ));
+        }
     }
     s
 }

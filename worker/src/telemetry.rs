@@ -56,6 +56,8 @@ pub const INTAKE_LAST_SUCCESS: &str = "userfeed_intake_last_success_timestamp_se
 /// `set_aside` (no tenant), `processed`, `failed` (moved there once their
 /// upload ended), `expired` (removed by retention).
 pub const DROP_FILES: &str = "userfeed_drop_files_total";
+/// Webhook delivery attempts and their outcome.
+pub const NOTIFICATIONS: &str = "userfeed_notifications_total";
 /// Always 1; its labels say which build runs (`version`, `commit`).
 pub const BUILD_INFO: &str = "userfeed_build_info";
 
@@ -64,7 +66,7 @@ pub const COMMIT: &str = env!("USERFEED_BUILD_COMMIT");
 
 /// Every metric this process exposes, for the check that `docs/metrics.md`
 /// catalogues each one.
-pub const ALL_METRICS: [&str; 19] = [
+pub const ALL_METRICS: [&str; 20] = [
     SQS_MESSAGES_RECEIVED,
     SQS_MESSAGES_DELETED,
     INTAKE_IGNORED,
@@ -83,6 +85,7 @@ pub const ALL_METRICS: [&str; 19] = [
     OLDEST_HELD_AGE,
     INTAKE_LAST_SUCCESS,
     DROP_FILES,
+    NOTIFICATIONS,
     BUILD_INFO,
 ];
 
@@ -156,6 +159,9 @@ fn preset_zero() {
     for outcome in events::DropOutcome::ALL {
         counter!(DROP_FILES, "outcome" => outcome.as_str()).increment(0);
     }
+    for outcome in events::NotifyOutcome::ALL {
+        counter!(NOTIFICATIONS, "outcome" => outcome.as_str()).increment(0);
+    }
     counter!(SQS_MESSAGES_RECEIVED).increment(0);
     counter!(SQS_MESSAGES_DELETED).increment(0);
     counter!(LEASES_LOST).increment(0);
@@ -213,6 +219,10 @@ fn describe() {
         "Unix time of intake's last successful receive, record and delete."
     );
     describe_counter!(DROP_FILES, "Drop-folder files, by outcome.");
+    describe_counter!(
+        NOTIFICATIONS,
+        "Webhook notifications handled, by outcome of the attempt."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the labels name the build.");
 }
 
@@ -374,6 +384,57 @@ pub mod events {
             _ => info!(outcome, tenant, path, "drop-folder file"),
         }
         counter!(DROP_FILES, "outcome" => outcome).increment(1);
+    }
+
+    /// What one turn of the webhook deliverer did with a notification.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum NotifyOutcome {
+        /// The receiver answered 2xx.
+        Delivered,
+        /// The attempt failed; it will be tried again later.
+        Retried,
+        /// The attempt failed and the notification is too old to retry.
+        GaveUp,
+        /// No webhook URL (or no signing key) for it: nothing sent.
+        Skipped,
+    }
+
+    impl NotifyOutcome {
+        /// Every outcome, for pre-set counters.
+        pub const ALL: [NotifyOutcome; 4] = [
+            NotifyOutcome::Delivered,
+            NotifyOutcome::Retried,
+            NotifyOutcome::GaveUp,
+            NotifyOutcome::Skipped,
+        ];
+
+        /// The `outcome` label.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                NotifyOutcome::Delivered => "delivered",
+                NotifyOutcome::Retried => "retried",
+                NotifyOutcome::GaveUp => "gave_up",
+                NotifyOutcome::Skipped => "skipped",
+            }
+        }
+    }
+
+    /// A webhook notification was handled (see [`NotifyOutcome`]). The
+    /// detail names a status or error, never a secret or the body.
+    pub fn notification(outcome: NotifyOutcome, id: i64, upload_id: i64, detail: &str) {
+        let outcome = outcome.as_str();
+        match outcome {
+            "delivered" => info!(outcome, notification = id, upload_id, "webhook delivered"),
+            "gave_up" => warn!(
+                outcome,
+                notification = id,
+                upload_id,
+                detail,
+                "webhook not delivered in time; gave up"
+            ),
+            _ => info!(outcome, notification = id, upload_id, detail, "webhook"),
+        }
+        counter!(NOTIFICATIONS, "outcome" => outcome).increment(1);
     }
 
     /// The `result` labels of the recorded-uploads counter: a new upload, or

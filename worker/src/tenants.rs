@@ -44,6 +44,12 @@ pub struct Tenant {
     /// Custom profile fields and their types (loaded by [`by_slug`] and
     /// [`by_id`]; empty in [`list`]).
     pub profile_fields: BTreeMap<String, FieldType>,
+    /// Where this tenant's notifications go; `None`: the platform's
+    /// `notify.default_url`, if any.
+    pub webhook_url: Option<String>,
+    /// The version of its signing secret (see [`crate::notify`]).
+    #[serde(skip)]
+    pub webhook_secret_version: i32,
 }
 
 impl Tenant {
@@ -126,6 +132,8 @@ impl TryFrom<tenant::Model> for Tenant {
             hold_over_count: m.hold_over_count,
             feed_epoch: m.feed_epoch,
             profile_fields: BTreeMap::new(),
+            webhook_url: m.webhook_url,
+            webhook_secret_version: m.webhook_secret_version,
         })
     }
 }
@@ -243,6 +251,32 @@ pub async fn add<C: ConnectionTrait>(
     .insert(db)
     .await?;
     model.try_into()
+}
+
+/// Sets (or with `None` clears) the tenant's webhook URL, already checked;
+/// `rotate` bumps its signing secret's version.
+pub async fn set_webhook<C: ConnectionTrait>(
+    db: &C,
+    slug: &str,
+    url: Option<String>,
+    rotate: bool,
+) -> Result<Tenant, TenantError> {
+    let t = by_slug(db, slug).await?;
+    let mut am = tenant::ActiveModel {
+        id: Set(t.id),
+        webhook_url: Set(url.clone()),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    if rotate {
+        am.webhook_secret_version = Set(t.webhook_secret_version + 1);
+    }
+    am.update(db).await?;
+    Ok(Tenant {
+        webhook_url: url,
+        webhook_secret_version: t.webhook_secret_version + i32::from(rotate),
+        ..t
+    })
 }
 
 /// Sets the deactivation safety cap of a tenant (see `apply::hold_reason`).

@@ -37,6 +37,8 @@ pub struct ApiState {
     pub timeout: Duration,
     /// What the file endpoints need.
     pub files: Arc<files::Files>,
+    /// Webhook settings (`[notify]`), for setting tenants' webhooks.
+    pub notify: Arc<crate::config::NotifyConfig>,
     /// Requests per token (by label); `None` for no limit.
     pub limiter: Option<Arc<RateLimiter>>,
 }
@@ -134,6 +136,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/tenants/{slug}/mapping", get(get_mapping).put(put_mapping))
         .route("/tenants/{slug}/groups", get(list_groups).post(add_group))
         .route("/tenants/{slug}/groups/{key}", delete(remove_group))
+        .route(
+            "/tenants/{slug}/webhook",
+            axum::routing::put(put_webhook).delete(delete_webhook),
+        )
+        .route("/uploads/{id}/notifications", get(get_notifications))
         .route(
             "/tenants/{slug}/profile-fields/{key}",
             delete(remove_profile_field),
@@ -556,6 +563,36 @@ async fn retry(
 ) -> ApiResult<service::Retried> {
     let id = upload_id(&id)?;
     Ok(Json(service::retry(&s.db, &t.caller, id).await?))
+}
+
+async fn put_webhook(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    req: JsonBody<service::WebhookRequest>,
+) -> ApiResult<service::Webhook> {
+    let req = body(req)?;
+    Ok(Json(
+        service::set_webhook(&s.db, &t.caller, &slug, &req, &s.notify).await?,
+    ))
+}
+
+async fn delete_webhook(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, Problem> {
+    service::clear_webhook(&s.db, &t.caller, &slug).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_notifications(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<crate::notify::NotificationView>> {
+    let id = upload_id(&id)?;
+    Ok(Json(service::notifications(&s.db, &t.caller, id).await?))
 }
 
 async fn remove_group(

@@ -254,7 +254,7 @@ pub async fn execute<W: Write>(
             writeln!(out, "migrations applied")?;
             Ok(())
         }
-        Command::Tenant(c) => tenants::tenant(db, c, out).await,
+        Command::Tenant(c) => tenants::tenant(db, cfg, c, out).await,
         Command::Mapping(c) => tenants::mapping(db, c, out).await,
         Command::Group(c) => tenants::group(db, c, out).await,
         Command::ProfileField(c) => tenants::profile_field(db, c, out).await,

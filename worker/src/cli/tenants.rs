@@ -48,6 +48,21 @@ pub enum TenantCmd {
         #[arg(long)]
         hold_over_count: Option<i32>,
     },
+    /// Set where the tenant's notifications go (docs/webhooks.md) and print
+    /// the secret their signatures verify with.
+    Webhook {
+        /// Tenant slug.
+        slug: String,
+        /// The receiver's URL (https://).
+        #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
+        url: Option<String>,
+        /// Replace the signing secret with a new one.
+        #[arg(long, requires = "url")]
+        rotate_secret: bool,
+        /// Remove the tenant's URL (the platform's notify.default_url applies).
+        #[arg(long)]
+        clear: bool,
+    },
 }
 
 /// `userfeed mapping ...`
@@ -130,6 +145,7 @@ pub enum ProfileFieldCmd {
 /// Runs `userfeed tenant ...`.
 pub async fn tenant<W: Write>(
     db: &DatabaseConnection,
+    cfg: &crate::config::Config,
     cmd: TenantCmd,
     out: &mut W,
 ) -> anyhow::Result<()> {
@@ -188,6 +204,28 @@ pub async fn tenant<W: Write>(
                 t.slug, t.hold_over_percent, t.hold_over_count
             )?;
         }
+        TenantCmd::Webhook {
+            slug,
+            url,
+            rotate_secret,
+            clear,
+        } => match url {
+            Some(url) if !clear => {
+                let req = service::WebhookRequest { url, rotate_secret };
+                let w =
+                    service::set_webhook(db, &Caller::Platform, &slug, &req, &cfg.notify).await?;
+                writeln!(
+                    out,
+                    "webhook of {slug}: {}\nsigning secret (give it to the receiver; see docs/webhooks.md): {}",
+                    w.url.unwrap_or_default(),
+                    w.secret.unwrap_or_default()
+                )?;
+            }
+            _ => {
+                service::clear_webhook(db, &Caller::Platform, &slug).await?;
+                writeln!(out, "webhook of {slug} removed")?;
+            }
+        },
     }
     Ok(())
 }

@@ -153,6 +153,16 @@ async fn changed<C: ConnectionTrait>(
     Ok(c.execute_raw(stmt(c, pick, values)).await?.rows_affected() == 1)
 }
 
+/// After an upload's end (`done`): its notification, when the end needs a
+/// person ([`crate::notify`]), in the same transaction.
+async fn notify_end<C: ConnectionTrait>(c: &C, upload_id: i64, done: bool) -> Result<bool, DbErr> {
+    if done {
+        c.execute_raw(stmt(c, |q| q.enqueue_notification, [upload_id.into()]))
+            .await?;
+    }
+    Ok(done)
+}
+
 /// queued (or running under an expired lease) → running: claims the next
 /// runnable upload for `owner` with a lease of `lease_secs` (see
 /// [`queries::CLAIM`]).
@@ -200,7 +210,9 @@ pub async fn supersede_if_newer<C: ConnectionTrait>(
             [lease.upload_id.into(), lease.token.into(), tenant_id.into()],
         ))
         .await?;
-    row.map(|r| r.try_get::<i64>("", "newest")).transpose()
+    let newest = row.map(|r| r.try_get::<i64>("", "newest")).transpose()?;
+    notify_end(c, lease.upload_id, newest.is_some()).await?;
+    Ok(newest)
 }
 
 /// running → queued, runnable after `delay`; `refund_attempt` for
@@ -229,23 +241,25 @@ pub async fn hand_back<C: ConnectionTrait>(
 /// running → failed, with the reason the customer's admin reads.
 /// `false`: the lease was lost.
 pub async fn fail<C: ConnectionTrait>(c: &C, lease: &Lease, reason: &str) -> Result<bool, DbErr> {
-    changed(
+    let done = changed(
         c,
         |q| q.fail,
         [lease.upload_id.into(), lease.token.into(), reason.into()],
     )
-    .await
+    .await?;
+    notify_end(c, lease.upload_id, done).await
 }
 
 /// running (or preview) → succeeded, in the transaction that performed the
 /// deactivations. `false`: the lease was lost.
 pub async fn succeed<C: ConnectionTrait>(c: &C, lease: &Lease) -> Result<bool, DbErr> {
-    changed(
+    let done = changed(
         c,
         |q| q.succeed,
         [lease.upload_id.into(), lease.token.into()],
     )
-    .await
+    .await?;
+    notify_end(c, lease.upload_id, done).await
 }
 
 /// running (or preview) → held, with `deactivations` waiting for approval
@@ -256,7 +270,7 @@ pub async fn hold<C: ConnectionTrait>(
     deactivations: u64,
     reason: &str,
 ) -> Result<bool, DbErr> {
-    changed(
+    let done = changed(
         c,
         |q| q.hold,
         [
@@ -266,7 +280,8 @@ pub async fn hold<C: ConnectionTrait>(
             reason.into(),
         ],
     )
-    .await
+    .await?;
+    notify_end(c, lease.upload_id, done).await
 }
 
 /// held → succeeded, remembering the resolution and how many users were

@@ -3,6 +3,8 @@
 
 pub mod group;
 pub mod group_membership;
+pub mod notification;
+pub mod notification_attempt;
 pub mod profile_field;
 pub mod tenant;
 pub mod upload;

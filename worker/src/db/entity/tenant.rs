@@ -20,6 +20,10 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// Folded into every row digest; bumped to invalidate them all.
     pub feed_epoch: i64,
+    /// Where notifications go (migration 0015); `None`: the platform default.
+    pub webhook_url: Option<String>,
+    /// The version of the signing secret, bumped to rotate it.
+    pub webhook_secret_version: i32,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
