@@ -404,7 +404,7 @@ fn describe(e: reqwest::Error) -> String {
 }
 
 /// A notification with its attempts, for an upload's detail.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct NotificationView {
     /// The notification.
     #[serde(flatten)]

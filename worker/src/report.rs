@@ -15,7 +15,7 @@ fn clamp(limit: u64) -> u64 {
 }
 
 /// One upload with its row problems, as `uploads show` prints it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UploadDetail {
     /// The upload row.
     #[serde(flatten)]
@@ -103,7 +103,7 @@ pub async fn upload_detail<C: ConnectionTrait>(
 }
 
 /// One entry of an upload's change log.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Change {
     /// `created`, `updated`, `reactivated` or `deactivated`; for links,
     /// `manager_added`, `manager_removed`, `role_added`, `role_removed`,
@@ -270,7 +270,7 @@ pub fn changes_table(list: &[Change]) -> String {
 }
 
 /// A user with their roles, managers and group memberships.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserListing {
     /// The user row.
     #[serde(flatten)]

@@ -126,7 +126,7 @@ pub async fn tenants(
 }
 
 /// A new tenant, as asked for by `tenant add` and `POST /tenants`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Short unique name (lowercase letters, digits, dashes).
@@ -170,7 +170,7 @@ pub async fn users(
 }
 
 /// New safety-cap limits; a field left out keeps its value.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSettings {
     /// Hold an upload deactivating more than this % of the active
@@ -235,7 +235,7 @@ pub async fn groups(
 }
 
 /// A group files can add people to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     /// The ID files name it by.
@@ -256,7 +256,7 @@ pub async fn add_group(
 }
 
 /// What removing a group did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RemovedGroup {
     /// The group's key.
     pub id: String,
@@ -291,7 +291,7 @@ pub async fn remove_profile_field(
 }
 
 /// A custom profile field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileField {
     /// Its key, as mappings name it.
@@ -433,7 +433,7 @@ pub async fn changes(
 }
 
 /// What resolving a hold did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Resolved {
     /// The upload.
     pub upload_id: i64,
@@ -482,7 +482,7 @@ pub async fn undo(
 }
 
 /// A failed upload queued again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Retried {
     /// The failed upload.
     pub upload_id: i64,
@@ -505,7 +505,7 @@ pub async fn retry(
 }
 
 /// A mapping suggested from a sample file's header.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SuggestedMapping {
     /// The file's columns, in order.
     pub columns: Vec<String>,
@@ -602,7 +602,7 @@ pub async fn deliver_file(
 
 /// A tenant's webhook: where it goes and the secret its calls are signed
 /// with (for the receiver; see `docs/webhooks.md`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Webhook {
     /// The URL; `None` when cleared (the platform default applies).
     pub url: Option<String>,
@@ -611,7 +611,7 @@ pub struct Webhook {
 }
 
 /// What `PUT /tenants/{slug}/webhook` takes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookRequest {
     /// The receiver's URL (`https://`, or `http://` with `notify.allow_http`).

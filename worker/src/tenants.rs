@@ -17,7 +17,7 @@ use crate::map::{FieldType, Mapping, MatchKey};
 use crate::telemetry::events::IgnoreReason;
 
 /// A tenant as the rest of the code sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     /// Database id.
     pub id: i64,

@@ -105,6 +105,25 @@ pub(super) async fn spool(files: &Files, body: Body, limit: u64) -> Result<Spool
 }
 
 /// `POST /tenants/{slug}/preview`: what a CSV would do; nothing changes.
+#[utoipa::path(
+    post,
+    path = "/tenants/{slug}/preview",
+    tag = "files",
+    summary = "What a CSV would do; nothing changes",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    request_body(content = String, content_type = "text/csv", description = "the CSV file"),
+    responses(
+        (status = 200, description = "the preview", body = crate::apply::preview::PreviewReport),
+        (status = 401, description = "no or a wrong bearer token", body = super::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = super::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = super::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the file is over limits.max_object_bytes", body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = super::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = super::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = super::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn preview(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -127,15 +146,37 @@ pub(super) async fn preview(
 }
 
 /// The query of a manual upload: `?name=` names the file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct UploadQuery {
+    /// The file's name (letters, digits, `.`, `-`, `_`); `upload.csv` when left out.
     name: Option<String>,
 }
 
 /// `POST /tenants/{slug}/files`: a CSV delivered where the tenant's drops
 /// go, to be queued like one. 202: the upload appears in the history once
 /// intake records it.
+#[utoipa::path(
+    post,
+    path = "/tenants/{slug}/files",
+    tag = "files",
+    summary = "Deliver a CSV where the tenant's drops go, to be queued like one",
+    params(("slug" = String, Path, description = "the tenant's slug"), UploadQuery),
+    request_body(content = String, content_type = "text/csv", description = "the CSV file"),
+    responses(
+        (status = 202, description = "delivered", body = crate::intake::manual::Delivered),
+        (status = 400, description = "the request is malformed", body = super::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = super::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = super::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = super::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the file is over limits.max_object_bytes", body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = super::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = super::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = super::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn upload(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -165,6 +206,24 @@ pub(super) async fn upload(
 
 /// `POST /tenants/{slug}/mapping/suggest`: a mapping suggested from a
 /// sample file (or just its header line).
+#[utoipa::path(
+    post,
+    path = "/tenants/{slug}/mapping/suggest",
+    tag = "mapping",
+    summary = "A mapping suggested from a sample file or header line",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    request_body(content = String, content_type = "text/csv", description = "a sample CSV, or just its header line"),
+    responses(
+        (status = 200, description = "the suggestion", body = service::SuggestedMapping),
+        (status = 401, description = "no or a wrong bearer token", body = super::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = super::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the file is over limits.max_object_bytes", body = super::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = super::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = super::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = super::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn suggest(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -178,6 +237,22 @@ pub(super) async fn suggest(
 
 /// `GET /tenants/{slug}/mapping/template`: the CSV header and an example
 /// row for the tenant's mapping.
+#[utoipa::path(
+    get,
+    path = "/tenants/{slug}/mapping/template",
+    tag = "mapping",
+    summary = "The CSV template for the mapping",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "a CSV header and example row", body = String, content_type = "text/csv"),
+        (status = 401, description = "no or a wrong bearer token", body = super::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = super::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = super::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = super::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = super::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 pub(super) async fn template(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,

@@ -56,7 +56,7 @@ pub fn rate_limiter(per_second: u32, burst: u32) -> Option<Arc<RateLimiter>> {
 }
 
 /// An RFC 9457 problem document.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem (relative to the API's docs).
     #[serde(rename = "type")]
@@ -126,6 +126,62 @@ impl From<ServiceError> for Problem {
 
 type ApiResult<T> = Result<Json<T>, Problem>;
 
+/// The API's OpenAPI 3.1 document, generated from the handlers and types
+/// (served at `/api/v1/openapi.json`, checked in as `docs/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Userfeed admin API",
+        description = "Tenants, mappings, upload history, holds, undo, files and webhooks of \
+                       Userfeed. Every operation takes `Authorization: Bearer <token>`; a tenant \
+                       token reaches only its tenant. Errors are RFC 9457 problem documents. \
+                       See docs/api.md."
+    ),
+    servers((url = "/api/v1")),
+    paths(
+        list_tenants, add_tenant, get_tenant, set_tenant,
+        get_mapping, put_mapping, files::suggest, files::template,
+        list_groups, add_group, remove_group,
+        list_profile_fields, add_profile_field, remove_profile_field,
+        list_users, list_uploads, files::preview, files::upload,
+        put_webhook, delete_webhook,
+        get_upload, get_problems, get_changes, get_notifications,
+        approve, reject, retry, undo,
+    ),
+    components(schemas(crate::jobs::UploadState, Format)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer-token security scheme.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A token from `userfeed api token`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document as pretty JSON with a final newline.
+pub fn openapi_json() -> String {
+    use utoipa::OpenApi;
+    let mut s = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    s.push('\n');
+    s
+}
+
 /// The API's routes, under `/api/v1`.
 pub fn router(state: ApiState) -> Router {
     let timeout = state.timeout;
@@ -174,8 +230,13 @@ pub fn router(state: ApiState) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state);
+    // The contract is public: it holds no data.
+    let doc = Router::new().route(
+        "/openapi.json",
+        get(|| async { ([(header::CONTENT_TYPE, "application/json")], openapi_json()) }),
+    );
     Router::new()
-        .nest("/api/v1", v1)
+        .nest("/api/v1", doc.merge(v1))
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
 }
 
@@ -257,23 +318,43 @@ async fn authenticate(State(s): State<ApiState>, mut req: Request, next: Next) -
 }
 
 /// The query of the upload history: `?limit=&before=&state=&since=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UploadsQuery {
+    /// Uploads per page, 1 to 1000 (default 50).
     limit: Option<u64>,
+    /// The cursor: only uploads older than this id (a page's `next` sets it).
     before: Option<i64>,
+    /// Only uploads in this state (another is a 422).
+    #[param(value_type = Option<crate::jobs::UploadState>)]
     state: Option<String>,
+    /// Only uploads queued at or after this time (RFC 3339).
     since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A page of a list, with the link to the next one when there may be more.
-#[derive(Debug, Serialize)]
-struct Page<T> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    /// The entries of this page.
     items: Vec<T>,
     /// The next page's path and query, or `null` after the last page.
     next: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenants",
+    tag = "tenants",
+    summary = "The tenants the token reaches",
+    responses(
+        (status = 200, description = "the tenants", body = Vec<crate::tenants::Tenant>),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn list_tenants(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -281,6 +362,26 @@ async fn list_tenants(
     Ok(Json(service::tenants(&s.db, &t.caller).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/tenants",
+    tag = "tenants",
+    summary = "Create a tenant (platform tokens only)",
+    request_body = service::NewTenant,
+    responses(
+        (status = 201, description = "created", body = crate::tenants::Tenant),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token may not do this", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over 1 MiB", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not sent as application/json", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn add_tenant(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -292,13 +393,64 @@ async fn add_tenant(
 }
 
 /// A JSON body, or a 400 problem saying what is wrong with it.
-fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, Problem> {
-    b.map(|Json(v)| v)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))
+fn body<T>(b: JsonBody<T>) -> Result<T, Problem> {
+    b.0
 }
 
-type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+/// A request body that must be a JSON object of `T`. Unlike `Json<T>`, an
+/// array is refused: serde would otherwise read a struct from `[…]`
+/// (schemathesis found `PATCH /tenants/{slug}` accepting `[null, null]`).
+struct JsonBody<T>(Result<T, Problem>);
 
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail);
+        let v = match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) => v,
+            // 413 past the 1 MiB limit, 415 without a JSON content type,
+            // 400 for JSON that does not parse.
+            Err(e) => {
+                let kind = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    "too-large"
+                } else {
+                    "bad-request"
+                };
+                return Ok(JsonBody(Err(Problem::new(e.status(), kind, e.body_text()))));
+            }
+        };
+        if !v.is_object() {
+            return Ok(JsonBody(Err(bad("the body must be a JSON object".into()))));
+        }
+        Ok(JsonBody(serde_json::from_value(v).map_err(|e| {
+            bad(format!(
+                "Failed to deserialize the JSON body into the target type: {e}"
+            ))
+        })))
+    }
+}
+
+#[utoipa::path(
+    patch,
+    path = "/tenants/{slug}",
+    tag = "tenants",
+    summary = "Change the safety cap",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    request_body = service::TenantSettings,
+    responses(
+        (status = 200, description = "the tenant", body = crate::tenants::Tenant),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over 1 MiB", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not sent as application/json", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn set_tenant(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -311,6 +463,22 @@ async fn set_tenant(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenants/{slug}/mapping",
+    tag = "mapping",
+    summary = "The mapping",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "the mapping", body = crate::map::Mapping),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn get_mapping(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -319,6 +487,26 @@ async fn get_mapping(
     Ok(Json(service::mapping(&s.db, &t.caller, &slug).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/tenants/{slug}/mapping",
+    tag = "mapping",
+    summary = "Replace the mapping",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    request_body = crate::map::Mapping,
+    responses(
+        (status = 200, description = "the mapping", body = crate::map::Mapping),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over 1 MiB", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not sent as application/json", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn put_mapping(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -330,6 +518,21 @@ async fn put_mapping(
     Ok(Json(mapping))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenants/{slug}/groups",
+    tag = "groups",
+    summary = "Groups files can add people to",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "the groups", body = Vec<crate::db::entity::group::Model>),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn list_groups(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -338,6 +541,26 @@ async fn list_groups(
     Ok(Json(service::groups(&s.db, &t.caller, &slug).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/tenants/{slug}/groups",
+    tag = "groups",
+    summary = "Add a group",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    request_body = service::NewGroup,
+    responses(
+        (status = 201, description = "created", body = crate::db::entity::group::Model),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over 1 MiB", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not sent as application/json", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn add_group(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -349,6 +572,21 @@ async fn add_group(
     Ok((StatusCode::CREATED, Json(g)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenants/{slug}/profile-fields",
+    tag = "profile fields",
+    summary = "Custom profile fields",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "the fields", body = Vec<service::ProfileField>),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn list_profile_fields(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -359,6 +597,26 @@ async fn list_profile_fields(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/tenants/{slug}/profile-fields",
+    tag = "profile fields",
+    summary = "Add a profile field",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    request_body = service::ProfileField,
+    responses(
+        (status = 201, description = "created", body = service::ProfileField),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over 1 MiB", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not sent as application/json", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn add_profile_field(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -370,6 +628,21 @@ async fn add_profile_field(
     Ok((StatusCode::CREATED, Json(field)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenants/{slug}/users",
+    tag = "users",
+    summary = "Users with roles, managers and groups",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "the users", body = Vec<crate::report::UserListing>),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn list_users(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -378,6 +651,21 @@ async fn list_users(
     Ok(Json(service::users(&s.db, &t.caller, &slug).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenants/{slug}",
+    tag = "tenants",
+    summary = "One tenant",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "the tenant", body = crate::tenants::Tenant),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn get_tenant(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -386,6 +674,23 @@ async fn get_tenant(
     Ok(Json(service::tenant(&s.db, &t.caller, &slug).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/tenants/{slug}/uploads",
+    tag = "uploads",
+    summary = "Upload history, newest first, a page at a time",
+    params(("slug" = String, Path, description = "the tenant's slug"), UploadsQuery),
+    responses(
+        (status = 200, description = "a page of uploads", body = Page<crate::db::entity::upload::Model>),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn list_uploads(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -430,6 +735,21 @@ fn upload_id(raw: &str) -> Result<i64, Problem> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}",
+    tag = "uploads",
+    summary = "One upload with its counts, first row problems and notifications",
+    params(("id" = i64, Path, description = "the upload's id")),
+    responses(
+        (status = 200, description = "the upload", body = crate::report::UploadDetail),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn get_upload(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -441,12 +761,26 @@ async fn get_upload(
 
 /// The query of a paged list of an upload: `?limit=&after=` (the cursor a
 /// page's `next` gives), and for problems `format=csv`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// Entries per page, 1 to 1000 (default 100).
     limit: Option<u64>,
+    /// The cursor a page's `next` carries.
     after: Option<String>,
-    format: Option<String>,
+    /// `json` (default) or, for problems, `csv`.
+    format: Option<Format>,
+}
+
+/// How a list is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Format {
+    /// A page of JSON.
+    Json,
+    /// All of it as CSV (row problems only).
+    Csv,
 }
 
 fn page_query(
@@ -458,13 +792,34 @@ fn page_query(
 }
 
 fn cursor<T: std::str::FromStr<Err = String>>(raw: Option<&str>) -> Result<Option<T>, Problem> {
-    raw.map(|r| r.parse())
+    // An empty cursor is the first page, as no cursor is.
+    raw.filter(|r| !r.is_empty())
+        .map(|r| r.parse())
         .transpose()
         .map_err(|e: String| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e))
 }
 
 /// Row problems, by line: a page of JSON, or with `format=csv` all of them
 /// as a CSV download (line, severity, column, message).
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}/problems",
+    tag = "uploads",
+    summary = "Row problems by line, a page at a time, or all as CSV",
+    params(("id" = i64, Path, description = "the upload's id"), PageQuery),
+    responses(
+        (status = 200, description = "a page of problems, or with format=csv all of them as CSV", content(
+            (Page<crate::db::entity::upload_row_error::Model> = "application/json"),
+            (String = "text/csv")
+        )),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn get_problems(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -474,8 +829,8 @@ async fn get_problems(
     let id = upload_id(&id)?;
     let q = page_query(q)?;
     let after = cursor::<crate::report::ProblemCursor>(q.after.as_deref())?;
-    match q.format.as_deref() {
-        Some("csv") => {
+    match q.format {
+        Some(Format::Csv) => {
             let all = service::problems_page(&s.db, &t.caller, id, after, u64::MAX).await?;
             let csv = crate::report::problems_csv(&all);
             Ok((
@@ -490,7 +845,7 @@ async fn get_problems(
             )
                 .into_response())
         }
-        Some("json") | None => {
+        Some(Format::Json) | None => {
             let limit = q.limit.unwrap_or(100).clamp(1, 1000);
             let items = service::problems_page(&s.db, &t.caller, id, after, limit).await?;
             let next = match items.last() {
@@ -507,15 +862,26 @@ async fn get_problems(
             };
             Ok(Json(Page { items, next }).into_response())
         }
-        Some(other) => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            format!("format {other:?} is not json or csv"),
-        )),
     }
 }
 
 /// What an upload changed, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}/changes",
+    tag = "uploads",
+    summary = "What the upload changed, a page at a time",
+    params(("id" = i64, Path, description = "the upload's id"), PageQuery),
+    responses(
+        (status = 200, description = "a page of changes", body = Page<crate::report::Change>),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn get_changes(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -538,6 +904,22 @@ async fn get_changes(
     Ok(Json(Page { items, next }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/uploads/{id}/approve",
+    tag = "holds",
+    summary = "Perform a held upload's deactivations",
+    params(("id" = i64, Path, description = "the upload's id")),
+    responses(
+        (status = 200, description = "approved", body = service::Resolved),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn approve(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -547,6 +929,22 @@ async fn approve(
     Ok(Json(service::approve(&s.db, &t.caller, id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/uploads/{id}/reject",
+    tag = "holds",
+    summary = "Drop a held upload's deactivations",
+    params(("id" = i64, Path, description = "the upload's id")),
+    responses(
+        (status = 200, description = "rejected", body = service::Resolved),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn reject(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -556,6 +954,22 @@ async fn reject(
     Ok(Json(service::reject(&s.db, &t.caller, id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/uploads/{id}/retry",
+    tag = "uploads",
+    summary = "Queue a failed upload's file again",
+    params(("id" = i64, Path, description = "the upload's id")),
+    responses(
+        (status = 200, description = "queued", body = service::Retried),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn retry(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -565,6 +979,27 @@ async fn retry(
     Ok(Json(service::retry(&s.db, &t.caller, id).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/tenants/{slug}/webhook",
+    tag = "webhooks",
+    summary = "Set where the tenant's notifications go",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    request_body = service::WebhookRequest,
+    responses(
+        (status = 200, description = "the URL and the signing secret", body = service::Webhook),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is over 1 MiB", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not sent as application/json", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a value is wrong", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn put_webhook(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -577,6 +1012,21 @@ async fn put_webhook(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/tenants/{slug}/webhook",
+    tag = "webhooks",
+    summary = "Remove the tenant's webhook URL",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn delete_webhook(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -586,6 +1036,21 @@ async fn delete_webhook(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}/notifications",
+    tag = "uploads",
+    summary = "Webhook notifications of the upload, with every attempt",
+    params(("id" = i64, Path, description = "the upload's id")),
+    responses(
+        (status = 200, description = "the notifications", body = Vec<crate::notify::NotificationView>),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn get_notifications(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -595,6 +1060,21 @@ async fn get_notifications(
     Ok(Json(service::notifications(&s.db, &t.caller, id).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/tenants/{slug}/groups/{key}",
+    tag = "groups",
+    summary = "Remove a group and its memberships",
+    params(("slug" = String, Path, description = "the tenant's slug"), ("key" = String, Path, description = "the group's ID")),
+    responses(
+        (status = 200, description = "removed", body = service::RemovedGroup),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn remove_group(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -605,6 +1085,22 @@ async fn remove_group(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/tenants/{slug}/profile-fields/{key}",
+    tag = "profile fields",
+    summary = "Remove a profile field (refused while the mapping fills it)",
+    params(("slug" = String, Path, description = "the tenant's slug"), ("key" = String, Path, description = "the field")),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn remove_profile_field(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,
@@ -615,13 +1111,32 @@ async fn remove_profile_field(
 }
 
 /// The query of an undo: `?preview=true` changes nothing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct UndoQuery {
+    /// Say what the undo would do; change nothing.
     #[serde(default)]
     preview: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/uploads/{id}/undo",
+    tag = "uploads",
+    summary = "Undo the tenant's newest applied upload (or preview that)",
+    params(("id" = i64, Path, description = "the upload's id"), UndoQuery),
+    responses(
+        (status = 200, description = "what the undo did or would do", body = crate::apply::undo::UndoReport),
+        (status = 400, description = "the request is malformed", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused in the object's current state", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
 async fn undo(
     State(s): State<ApiState>,
     Extension(t): Extension<Token>,

@@ -27,7 +27,7 @@ use crate::source::local::FolderReader;
 use crate::tenants::Tenant;
 
 /// What a file would do.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PreviewReport {
     /// The counts the real import would record.
     pub progress: Progress,
@@ -41,7 +41,7 @@ pub struct PreviewReport {
 }
 
 /// A hold the real import would end in.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Held {
     /// Deactivations that would wait for `userfeed uploads approve`.
     pub deactivations: u64,

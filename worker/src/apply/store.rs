@@ -24,7 +24,7 @@ pub fn store_for(db: &sea_orm::DatabaseConnection) -> Arc<dyn ApplyStore> {
 }
 
 /// Row counts of an upload, as shown in its history.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Progress {
     /// Data rows read from the file.
     pub rows_read: u64,

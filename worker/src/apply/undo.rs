@@ -84,7 +84,7 @@ pub enum UndoError {
 }
 
 /// A field an undo put back.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Reverted {
     /// The user's email after the undo.
     pub email: String,
@@ -93,7 +93,7 @@ pub struct Reverted {
 }
 
 /// A change an undo left alone, and why.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LeftAlone {
     /// The user's email.
     pub email: String,
@@ -104,7 +104,7 @@ pub struct LeftAlone {
 }
 
 /// What an undo did, or in a preview would do.
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, PartialEq, Default, utoipa::ToSchema)]
 pub struct UndoReport {
     /// The upload undone.
     pub upload_id: i64,

@@ -30,7 +30,7 @@ pub struct ManualUploads {
 }
 
 /// Where a manual upload went.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Delivered {
     /// `s3://bucket/key` or the drop-folder path.
     pub location: String,

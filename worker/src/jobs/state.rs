@@ -27,7 +27,7 @@ use crate::intake::event::ObjectCreated;
 use crate::jobs::lease::Lease;
 
 /// Where an upload is in its life (`uploads.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UploadState {
     /// Waiting to be claimed.

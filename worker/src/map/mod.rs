@@ -10,7 +10,9 @@ use crate::rules::text;
 pub mod tools;
 
 /// Which field identifies a person across files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchKey {
     /// The email address, compared case-insensitively.
@@ -52,7 +54,7 @@ impl MatchKey {
 /// [profile]
 /// department = "Department"  # custom profile field -> CSV header
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// Platform field -> CSV header.
@@ -64,7 +66,7 @@ pub struct Mapping {
 }
 
 /// The platform fields a CSV column can map to.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Columns {
     /// Email address (required: every user needs one).
@@ -188,7 +190,9 @@ enum Field {
 }
 
 /// The type of a custom profile field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FieldType {
     /// Any text.

@@ -4,8 +4,9 @@ use serde::Serialize;
 
 /// One notification of an upload's end.
 #[sea_orm::model]
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
 #[sea_orm(table_name = "notifications")]
+#[schema(as = Notification)]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
@@ -18,12 +19,12 @@ pub struct Model {
     #[serde(skip)]
     pub payload: Option<String>,
     pub attempts: i32,
-    pub next_attempt_at: DateTimeUtc,
+    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
     #[serde(skip)]
-    pub lease_expires_at: Option<DateTimeUtc>,
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
     pub last_error: Option<String>,
-    pub created_at: DateTimeUtc,
-    pub finished_at: Option<DateTimeUtc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -4,13 +4,14 @@ use serde::Serialize;
 
 /// One attempt to deliver a notification.
 #[sea_orm::model]
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
 #[sea_orm(table_name = "notification_attempts")]
+#[schema(as = NotificationAttempt)]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub notification_id: i64,
-    pub attempted_at: DateTimeUtc,
+    pub attempted_at: chrono::DateTime<chrono::Utc>,
     pub url: String,
     /// The HTTP status; `None` when no answer came.
     pub status: Option<i32>,

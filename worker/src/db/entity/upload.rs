@@ -4,8 +4,9 @@ use serde::Serialize;
 
 /// An upload row.
 #[sea_orm::model]
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
 #[sea_orm(table_name = "uploads")]
+#[schema(as = Upload)]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
@@ -17,16 +18,16 @@ pub struct Model {
     pub version_id: Option<String>,
     pub etag: Option<String>,
     pub size_bytes: Option<i64>,
-    pub event_time: Option<DateTimeUtc>,
+    pub event_time: Option<chrono::DateTime<chrono::Utc>>,
     pub state: String,
     pub attempts: i32,
-    pub not_before: Option<DateTimeUtc>,
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
     pub lease_owner: Option<String>,
     pub lease_token: i64,
-    pub lease_expires_at: Option<DateTimeUtc>,
-    pub queued_at: DateTimeUtc,
-    pub started_at: Option<DateTimeUtc>,
-    pub finished_at: Option<DateTimeUtc>,
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub queued_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     pub rows_read: i64,
     pub rows_created: i64,
     pub rows_updated: i64,
@@ -39,7 +40,7 @@ pub struct Model {
     pub held_deactivations: i64,
     pub hold_reason: Option<String>,
     pub hold_resolution: Option<String>,
-    pub resolved_at: Option<DateTimeUtc>,
+    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
     pub superseded_by: Option<i64>,
     /// The failed upload this one retries (`userfeed uploads retry`).
     pub retry_of: Option<i64>,

@@ -4,8 +4,9 @@ use serde::Serialize;
 
 /// A row problem.
 #[sea_orm::model]
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
 #[sea_orm(table_name = "upload_row_errors")]
+#[schema(as = RowProblem)]
 pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
