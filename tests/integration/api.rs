@@ -36,6 +36,15 @@ impl Api {
         files: userfeed::api::files::Files,
         limiter: Option<Arc<userfeed::api::RateLimiter>>,
     ) -> Api {
+        Api::start_full(db, files, limiter, Config::load(None).unwrap().notify).await
+    }
+
+    async fn start_full(
+        db: &TestDb,
+        files: userfeed::api::files::Files,
+        limiter: Option<Arc<userfeed::api::RateLimiter>>,
+        notify: userfeed::config::NotifyConfig,
+    ) -> Api {
         let (ops, ops_entry) = new_token("ops", &Caller::Platform).unwrap();
         let (acme, acme_entry) = new_token("acme-admin", &Caller::Tenant("acme".into())).unwrap();
         let tokens = Tokens::parse(&format!("{ops_entry}{acme_entry}")).unwrap();
@@ -47,7 +56,7 @@ impl Api {
             tokens: Arc::new(tokens),
             timeout: Duration::from_secs(10),
             limiter,
-            notify: Arc::new(Config::load(None).unwrap().notify),
+            notify: Arc::new(notify),
             files: Arc::new(files),
         };
         tokio::spawn(serve(listener, state, stop.clone()));
@@ -948,4 +957,104 @@ async fn a_json_body_over_one_mib_not_json_or_not_an_object_is_refused_with_a_pr
         )
         .await;
     assert_eq!((status, body["hold_over_count"].as_i64()), (200, Some(3)));
+}
+
+#[tokio::test]
+async fn webhook_endpoints_set_rotate_and_clear_and_an_uploads_attempts_show_under_notifications() {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
+    let mut notify = Config::load(None).unwrap().notify;
+    notify.signing_key = "api-test-signing-key-0123456789abcdef".into();
+    notify.allow_http = true;
+    let api = Api::start_full(
+        &db,
+        userfeed::api::files::Files::new(userfeed::parse::Limits::default(), 500),
+        None,
+        notify.clone(),
+    )
+    .await;
+    let receiver = Receiver::start("127.0.0.1:0", &[200]).await;
+    let url = format!("http://{}/hook", receiver.addr);
+    let put = |rotate: bool| {
+        let body = serde_json::json!({"url": url, "rotate_secret": rotate}).to_string();
+        let api = &api;
+        async move {
+            api.send(
+                "PUT",
+                "/api/v1/tenants/acme/webhook",
+                Some(&api.acme),
+                &body,
+            )
+            .await
+        }
+    };
+    let (status, _, first) = put(false).await;
+    assert_eq!(status, 200, "{first}");
+    let secret = first["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(
+        put(false).await.2["secret"],
+        secret.as_str(),
+        "asking again shows the same secret"
+    );
+    let (_, _, rotated) = put(true).await;
+    let secret = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(first["secret"], rotated["secret"], "rotation replaces it");
+    let (_, _, t) = api
+        .call("GET", "/api/v1/tenants/acme", Some(&api.acme))
+        .await;
+    assert_eq!(t["webhook_url"], url.as_str());
+
+    // A held upload, rejected over the API; its notification delivered and
+    // readable with its attempts.
+    let w = workers(&db, &aws, Duration::from_secs(30), 100);
+    for (key, n) in [("acme/1.csv", 20), ("acme/2.csv", 2)] {
+        aws.put(key, employees_csv(n, false)).await.unwrap();
+        intake_all(&db, &aws).await;
+        run_next(&w).await;
+    }
+    let held = db.scalar("SELECT max(id) FROM uploads").await;
+    assert_eq!(upload(&db, held).await.state, "held");
+    let (status, _, r) = api
+        .call(
+            "POST",
+            &format!("/api/v1/uploads/{held}/reject"),
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!((status, r["deactivations"].as_i64()), (200, Some(18)));
+    let d = userfeed::notify::Deliverer::new(db.db.clone(), notify.clone(), notify.key().unwrap());
+    assert!(d.deliver_next().await.unwrap());
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    let now = chrono::Utc::now().timestamp();
+    assert!(userfeed::notify::verify(
+        &secret,
+        got[0].header("userfeed-signature").unwrap(),
+        got[0].body.as_bytes(),
+        now,
+        300
+    ));
+    let (status, _, list) = api
+        .call(
+            "GET",
+            &format!("/api/v1/uploads/{held}/notifications"),
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["event"], "upload.held");
+    assert_eq!(list[0]["state"], "delivered");
+    assert_eq!(list[0]["attempt_log"][0]["status"], 200);
+    assert!(list[0].get("payload").is_none(), "the body is not echoed");
+
+    let (status, _, _) = api
+        .csv("DELETE", "/api/v1/tenants/acme/webhook", &api.acme, b"")
+        .await;
+    assert_eq!(status, 204);
+    let (_, _, t) = api
+        .call("GET", "/api/v1/tenants/acme", Some(&api.acme))
+        .await;
+    assert_eq!(t["webhook_url"], Value::Null);
 }

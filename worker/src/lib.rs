@@ -36,3 +36,10 @@ pub mod service;
 pub mod source;
 pub mod telemetry;
 pub mod tenants;
+
+/// Makes aws-lc-rs the process's TLS provider (idempotent). reqwest is
+/// built without a provider of its own and asks the process for one; the
+/// database and AWS clients use aws-lc-rs too.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -199,6 +199,7 @@ pub struct Deliverer {
 impl Deliverer {
     /// A deliverer with `cfg` (its key already checked by [`NotifyConfig::key`]).
     pub fn new(db: DatabaseConnection, cfg: NotifyConfig, key: Option<Vec<u8>>) -> Self {
+        crate::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(cfg.timeout_seconds))
             .connect_timeout(Duration::from_secs(cfg.timeout_seconds.min(5)))

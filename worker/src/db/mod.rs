@@ -71,7 +71,7 @@ fn mode_name(mode: PgSslMode) -> &'static str {
 }
 
 /// Opens a SQLite database file (the embedded backend), creating it and its
-/// folder when missing: WAL mode, so readers (the CLI) never block the
+/// folder when missing, and migrating it: WAL mode, so readers (the CLI) never block the
 /// daemon's writer and the other way round; a busy timeout, so a writer
 /// waits its turn for the single write lock instead of failing; foreign
 /// keys on, which the schema's cascades rely on.
@@ -98,12 +98,30 @@ async fn connect_sqlite(cfg: &DatabaseConfig) -> Result<DatabaseConnection, Conn
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(cfg.acquire_timeout_seconds.max(5)))
         .foreign_keys(true);
+    // The schema is brought up to date over one connection of its own
+    // before the pool opens. A pooled connection that had read the schema
+    // before a migration altered a table prepares statements against the
+    // old columns (SQLite re-prepares on the next step, but sqlx keeps the
+    // columns of the first prepare): an insert returning its row then
+    // missed the new column ("Missing value for column"), in about one
+    // test run in fifty. Later `migrate` calls find nothing to do.
+    let pool_sqlite = sqlite.clone();
+    let mut one = ConnectOptions::new(cfg.url.clone());
+    one.max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_seconds))
+        .sqlx_logging(false);
+    one.map_sqlx_sqlite_opts(move |_| sqlite.clone());
+    let single = Database::connect(one).await?;
+    userfeed_migrations::Migrator::up(&single, None).await?;
+    single.close().await?;
+
     let mut opts = ConnectOptions::new(cfg.url.clone());
     opts.max_connections(cfg.max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(cfg.acquire_timeout_seconds))
         .sqlx_logging(false);
-    opts.map_sqlx_sqlite_opts(move |_| sqlite.clone());
+    opts.map_sqlx_sqlite_opts(move |_| pool_sqlite.clone());
     Ok(Database::connect(opts).await?)
 }
 
