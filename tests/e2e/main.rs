@@ -598,7 +598,7 @@ async fn sigterm_hands_back_the_running_upload_and_another_worker_resumes_it_at_
 }
 
 #[tokio::test]
-async fn a_200k_row_file_streams_with_flat_memory() {
+async fn a_400k_row_file_streams_with_flat_memory() {
     let s = stack().await;
     s.tenant("acme", "external_id", MAPPING).await;
     // Two malloc arenas, as in production (deploy/kubernetes): per-thread
@@ -613,24 +613,29 @@ async fn a_200k_row_file_streams_with_flat_memory() {
         .await;
     s.finished(1).await;
     let small_peak = d.peak_rss_kib();
-    let big = employees_csv(200_000, false);
+    let big = employees_csv(400_000, false);
     let big_mib = big.len() as f64 / 1048576.0;
     s.upload_file("acme/big.csv", big).await;
     let ups = s.finished(2).await;
     assert_eq!(
         (ups[1].state.as_str(), ups[1].rows_read),
-        ("succeeded", 200_000)
+        ("succeeded", 400_000)
     );
     let big_peak = d.peak_rss_kib();
     let growth_mib = (big_peak.saturating_sub(small_peak)) as f64 / 1024.0;
     println!(
-        "peak RSS after 20k rows: {:.1} MiB; after 200k rows ({big_mib:.1} MiB file): {:.1} MiB; growth {growth_mib:.1} MiB",
+        "peak RSS after 20k rows: {:.1} MiB; after 400k rows ({big_mib:.1} MiB file): {:.1} MiB; growth {growth_mib:.1} MiB",
         small_peak as f64 / 1024.0,
         big_peak as f64 / 1024.0
     );
-    // Ten times the rows must not mean more memory than the file itself: a
-    // reader that held the file (let alone its parsed rows) could not stay
-    // under that; streaming stays flat.
+    // Twenty times the rows must not mean more memory than the file itself:
+    // a reader that held the file (let alone its parsed rows) could not stay
+    // under that; streaming stays flat. What does grow is bounded (pool and
+    // allocator warm-up, the repeated-key filter sized by the file, batches
+    // merged up to 1 MiB while the database is behind): measured 8-12 MiB
+    // from 20k rows to 200k rows and to 400k alike, so the file is 400k rows
+    // (20 MiB), where the bound leaves room; at 200k (10 MiB) it did not
+    // (CI once measured 10.4 MiB).
     assert!(
         growth_mib < big_mib,
         "memory grew {growth_mib:.1} MiB for a {big_mib:.1} MiB file"
@@ -638,7 +643,7 @@ async fn a_200k_row_file_streams_with_flat_memory() {
 }
 
 #[tokio::test]
-async fn a_200k_row_manual_upload_through_the_api_streams_with_flat_memory() {
+async fn a_400k_row_manual_upload_through_the_api_streams_with_flat_memory() {
     use userfeed::api::auth::new_token;
     use userfeed::service::Caller;
     let s = stack().await;
@@ -675,7 +680,7 @@ async fn a_200k_row_manual_upload_through_the_api_streams_with_flat_memory() {
     assert_eq!(post("small.csv", employees_csv(20_000, false)).await, "202");
     s.finished(1).await;
     let small_peak = d.peak_rss_kib();
-    let big = employees_csv(200_000, false);
+    let big = employees_csv(400_000, false);
     let big_mib = big.len() as f64 / 1048576.0;
     assert_eq!(post("big.csv", big).await, "202");
     let ups = s.finished(2).await;
@@ -685,7 +690,7 @@ async fn a_200k_row_manual_upload_through_the_api_streams_with_flat_memory() {
             ups[1].rows_read,
             ups[1].source.as_str()
         ),
-        ("succeeded", 200_000, "s3")
+        ("succeeded", 400_000, "s3")
     );
     assert!(
         ups[1].object_key.starts_with("acme/api-"),
@@ -695,12 +700,13 @@ async fn a_200k_row_manual_upload_through_the_api_streams_with_flat_memory() {
     let big_peak = d.peak_rss_kib();
     let growth_mib = (big_peak.saturating_sub(small_peak)) as f64 / 1024.0;
     println!(
-        "manual upload: peak RSS after 20k rows: {:.1} MiB; after 200k rows ({big_mib:.1} MiB file): {:.1} MiB; growth {growth_mib:.1} MiB",
+        "manual upload: peak RSS after 20k rows: {:.1} MiB; after 400k rows ({big_mib:.1} MiB file): {:.1} MiB; growth {growth_mib:.1} MiB",
         small_peak as f64 / 1024.0,
         big_peak as f64 / 1024.0
     );
     // Received, spooled, put to S3 and applied: none of it may hold the
-    // file, so ten times the rows stays under the file's own size.
+    // file, so twenty times the rows stays under the file's own size (see
+    // the test above for why 400k rows).
     assert!(
         growth_mib < big_mib,
         "memory grew {growth_mib:.1} MiB for a {big_mib:.1} MiB file"
