@@ -69,6 +69,25 @@ ensure_deploy_tools() {
   export USERFEED_TEST_PROMTOOL
 }
 
+# The browser test's parts: Debian's Chromium (apt) and playwright-core,
+# pinned by tests/browser/package-lock.json, in tests/browser/node_modules.
+ensure_browser() {
+  if [ ! -x /usr/bin/chromium ]; then
+    log "installing Chromium (Debian package chromium)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+  local dir="$ROOT/tests/browser"
+  local stamp="$dir/node_modules/.userfeed-$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    log "installing playwright-core (tests/browser, npm ci)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$stamp"
+  fi
+  export USERFEED_TEST_CHROMIUM=/usr/bin/chromium
+  export USERFEED_TEST_BROWSER_DIR="$dir"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

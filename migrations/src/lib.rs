@@ -241,6 +241,13 @@ sql_migration!(
               ALTER TABLE tenants DROP COLUMN webhook_url;"
 );
 
+sql_migration!(
+    m0016_onboarding,
+    "0016: tenants' upload credentials (IAM access key IDs; never the secrets) and admin-screen sessions.",
+    "DROP TABLE IF EXISTS ui_sessions, tenant_credentials;",
+    sqlite = "DROP TABLE IF EXISTS ui_sessions; DROP TABLE IF EXISTS tenant_credentials;"
+);
+
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
 /// `seaql_migrations`.
@@ -265,6 +272,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0013_lean_first_load::Migration),
             Box::new(m0014_undo::Migration),
             Box::new(m0015_notifications::Migration),
+            Box::new(m0016_onboarding::Migration),
         ]
     }
 }

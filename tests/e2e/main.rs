@@ -10,6 +10,7 @@ use userfeed_tests::*;
 mod drop_folder;
 mod faults;
 mod production;
+mod ui;
 
 const WAIT: Duration = Duration::from_secs(90);
 

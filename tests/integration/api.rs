@@ -36,7 +36,7 @@ impl Api {
         files: userfeed::api::files::Files,
         limiter: Option<Arc<userfeed::api::RateLimiter>>,
     ) -> Api {
-        Api::start_full(db, files, limiter, Config::load(None).unwrap().notify).await
+        Api::start_full(db, files, limiter, Config::load(None).unwrap().notify, None).await
     }
 
     async fn start_full(
@@ -44,6 +44,7 @@ impl Api {
         files: userfeed::api::files::Files,
         limiter: Option<Arc<userfeed::api::RateLimiter>>,
         notify: userfeed::config::NotifyConfig,
+        iam: Option<userfeed::credentials::Iam>,
     ) -> Api {
         let (ops, ops_entry) = new_token("ops", &Caller::Platform).unwrap();
         let (acme, acme_entry) = new_token("acme-admin", &Caller::Tenant("acme".into())).unwrap();
@@ -58,6 +59,14 @@ impl Api {
             limiter,
             notify: Arc::new(notify),
             files: Arc::new(files),
+            session: userfeed::ui::session::SessionSettings::from_config(
+                &Config::load(None).unwrap().api,
+            ),
+            credentials: Arc::new(userfeed::api::CredentialsState {
+                iam,
+                region: "us-east-1".into(),
+                grace: Duration::from_secs(3600),
+            }),
         };
         tokio::spawn(serve(listener, state, stop.clone()));
         Api {
@@ -972,6 +981,7 @@ async fn webhook_endpoints_set_rotate_and_clear_and_an_uploads_attempts_show_und
         userfeed::api::files::Files::new(userfeed::parse::Limits::default(), 500),
         None,
         notify.clone(),
+        None,
     )
     .await;
     let receiver = Receiver::start("127.0.0.1:0", &[200]).await;
@@ -1057,4 +1067,134 @@ async fn webhook_endpoints_set_rotate_and_clear_and_an_uploads_attempts_show_und
         .call("GET", "/api/v1/tenants/acme", Some(&api.acme))
         .await;
     assert_eq!(t["webhook_url"], Value::Null);
+}
+
+#[tokio::test]
+async fn credential_endpoints_give_a_tenant_its_key_once_and_keep_other_tenants_out() {
+    let db = TestDb::new().await.unwrap();
+    let aws = EnforcedAws::start().await.unwrap();
+    let sdk = aws.admin_sdk().await;
+    let mut s3cfg = Config::load(None).unwrap().aws;
+    s3cfg.s3_force_path_style = true;
+    userfeed::aws::s3_client(&sdk, &s3cfg)
+        .create_bucket()
+        .bucket("feeds")
+        .send()
+        .await
+        .unwrap();
+    tenant(&db, "acme", "feeds", MatchKey::Email, MAPPING).await;
+    tenant(&db, "globex", "feeds", MatchKey::Email, MAPPING).await;
+    let cfg = Config::load(None).unwrap();
+    let iam = userfeed::credentials::Iam::new(
+        userfeed::aws::iam_client(&sdk),
+        &cfg.credentials,
+        "us-east-1",
+    );
+    let api = Api::start_full(
+        &db,
+        userfeed::api::files::Files::new(userfeed::parse::Limits::default(), 500),
+        None,
+        cfg.notify.clone(),
+        Some(iam),
+    )
+    .await;
+
+    // The tenant's own admin makes its key: the secret is in this answer.
+    let (status, _, made) = api
+        .call("POST", "/api/v1/tenants/acme/credentials", Some(&api.acme))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let key_id = made["access_key_id"].as_str().unwrap().to_string();
+    let secret = made["secret_access_key"].as_str().unwrap().to_string();
+    assert_eq!(made["prefix"], "acme/");
+    let put = aws
+        .cli(
+            &key_id,
+            &secret,
+            &[
+                "s3",
+                "cp",
+                "--only-show-errors",
+                temp_file("x.csv", b"Email\n").to_str().unwrap(),
+                "s3://feeds/acme/x.csv",
+            ],
+        )
+        .await;
+    assert!(put.ok, "{put:?}");
+
+    // Afterwards only the ID is shown, to the tenant and to the platform.
+    for token in [&api.acme, &api.ops] {
+        let (status, _, shown) = api
+            .call("GET", "/api/v1/tenants/acme/credentials", Some(token))
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(shown["keys"][0]["access_key_id"], key_id.as_str());
+        assert_eq!(shown["keys"][0]["state"], "active");
+        assert!(!shown.to_string().contains(&secret), "{shown}");
+    }
+    // Another tenant's credentials are not there for this token.
+    for (method, path) in [
+        ("GET", "/api/v1/tenants/globex/credentials"),
+        ("POST", "/api/v1/tenants/globex/credentials"),
+        ("POST", "/api/v1/tenants/globex/credentials/rotate"),
+        ("DELETE", "/api/v1/tenants/globex/credentials"),
+    ] {
+        let (status, _, body) = api.call(method, path, Some(&api.acme)).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+    }
+    // A second create is refused with the way forward; rotate gives a new
+    // secret and names the key in its grace period.
+    let (status, _, again) = api
+        .call("POST", "/api/v1/tenants/acme/credentials", Some(&api.acme))
+        .await;
+    assert_eq!(status, 409);
+    assert!(
+        again["detail"].as_str().unwrap().contains("rotate"),
+        "{again}"
+    );
+    let (status, _, rotated) = api
+        .call(
+            "POST",
+            "/api/v1/tenants/acme/credentials/rotate",
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["retiring"]["access_key_id"], key_id.as_str());
+    let (status, _, revoked) = api
+        .call("DELETE", "/api/v1/tenants/acme/credentials", Some(&api.ops))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(revoked["access_key_ids"].as_array().unwrap().len(), 2);
+
+    // The operators' overview is for platform tokens only.
+    let (status, _, _) = api.call("GET", "/api/v1/overview", Some(&api.acme)).await;
+    assert_eq!(status, 403);
+    let (status, _, o) = api.call("GET", "/api/v1/overview", Some(&api.ops)).await;
+    assert_eq!(status, 200);
+    let slugs: Vec<&str> = o["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["acme", "globex"]);
+}
+
+#[tokio::test]
+async fn without_aws_the_credential_endpoints_refuse_with_the_reason() {
+    let db = TestDb::new().await.unwrap();
+    tenant(&db, "acme", "feeds", MatchKey::Email, MAPPING).await;
+    let api = Api::start(&db).await;
+    let (status, _, body) = api
+        .call("POST", "/api/v1/tenants/acme/credentials", Some(&api.acme))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("intake.queue_url"),
+        "{body}"
+    );
 }

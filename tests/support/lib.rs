@@ -1077,3 +1077,126 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 }
+
+/// A moto server of the test's own with IAM policy enforcement on, as real
+/// AWS checks every call. moto lets the first `INITIAL_NO_AUTH_ACTION_COUNT`
+/// calls through unauthenticated: exactly the three that make an admin
+/// user, its policy and its key; every later call is checked against the
+/// caller's IAM policies. A server of its own because enforcement is global
+/// to a server and the other tests use moto's accept-anything default.
+pub struct EnforcedAws {
+    /// The server's endpoint.
+    pub endpoint: String,
+    /// The admin's access key ID and secret.
+    pub admin: (String, String),
+    child: std::process::Child,
+}
+
+impl Drop for EnforcedAws {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the real AWS CLI answered.
+#[derive(Debug)]
+pub struct CliOutcome {
+    /// Whether it exited 0.
+    pub ok: bool,
+    /// Its standard error (AWS's refusal, when there is one).
+    pub stderr: String,
+    /// Its standard output.
+    pub stdout: String,
+}
+
+impl EnforcedAws {
+    /// Starts the server and makes the admin identity.
+    pub async fn start() -> anyhow::Result<Self> {
+        let venv = std::env::var("USERFEED_TEST_VENV")
+            .context("USERFEED_TEST_VENV is not set: run the tests with scripts/test")?;
+        let port = free_port();
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("moto-iam-{port}.log")))?;
+        let child = std::process::Command::new(format!("{venv}/bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting moto_server")?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let mut aws = EnforcedAws {
+            endpoint,
+            admin: (String::new(), String::new()),
+            child,
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(http_get(&addr, "/moto-api/").await, Ok((200, _))) {
+            if Instant::now() > deadline {
+                bail!("moto_server with IAM enforcement did not start on {addr}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The three unauthenticated calls.
+        let iam = aws_sdk_iam::Client::new(&aws.sdk_as("bootstrap", "bootstrap").await);
+        iam.create_user().user_name("userfeed-admin").send().await?;
+        iam.put_user_policy()
+            .user_name("userfeed-admin")
+            .policy_name("everything")
+            .policy_document(
+                r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+            )
+            .send()
+            .await?;
+        let key = iam
+            .create_access_key()
+            .user_name("userfeed-admin")
+            .send()
+            .await?
+            .access_key
+            .context("admin key")?;
+        aws.admin = (key.access_key_id, key.secret_access_key);
+        Ok(aws)
+    }
+
+    /// SDK configuration for this server as the given key.
+    pub async fn sdk_as(&self, key_id: &str, secret: &str) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                key_id, secret, None, None, "test",
+            ))
+            .load()
+            .await
+    }
+
+    /// SDK configuration as the admin.
+    pub async fn admin_sdk(&self) -> aws_config::SdkConfig {
+        self.sdk_as(&self.admin.0, &self.admin.1).await
+    }
+
+    /// Runs the real AWS CLI against this server as the given key.
+    pub async fn cli(&self, key_id: &str, secret: &str, args: &[&str]) -> CliOutcome {
+        let cli = std::env::var("USERFEED_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
+        let out = tokio::process::Command::new(cli)
+            .args(["--endpoint-url", &self.endpoint])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            // The suite's own (fake) session token would be signed with
+            // the tenant's key and make every call fail for the wrong reason.
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .await
+            .expect("running the aws CLI");
+        CliOutcome {
+            ok: out.status.success(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        }
+    }
+}

@@ -35,3 +35,18 @@ pub fn s3_client(sdk: &SdkConfig, cfg: &AwsConfig) -> aws_sdk_s3::Client {
 pub fn sqs_client(sdk: &SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(sdk)
 }
+
+/// An IAM client (tenants' upload users).
+pub fn iam_client(sdk: &SdkConfig) -> aws_sdk_iam::Client {
+    aws_sdk_iam::Client::new(sdk)
+}
+
+/// The IAM side of tenants' upload credentials, when this deployment talks
+/// to AWS (it has an intake queue); `None` on the embedded default.
+pub fn credentials(
+    sdk: &SdkConfig,
+    cfg: &crate::config::Config,
+) -> Option<crate::credentials::Iam> {
+    (!cfg.intake.queue_url.is_empty())
+        .then(|| crate::credentials::Iam::new(iam_client(sdk), &cfg.credentials, &cfg.aws.region))
+}

@@ -16,9 +16,20 @@ use serde::Deserialize;
 pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 
 /// The configuration sections, i.e. the `<SECTION>` of `USERFEED_<SECTION>_<KEY>`.
-const SECTIONS: [&str; 12] = [
-    "data", "database", "aws", "intake", "drop", "jobs", "apply", "limits", "http", "api",
-    "notify", "log",
+const SECTIONS: [&str; 13] = [
+    "data",
+    "database",
+    "aws",
+    "intake",
+    "drop",
+    "jobs",
+    "apply",
+    "limits",
+    "http",
+    "api",
+    "notify",
+    "credentials",
+    "log",
 ];
 
 /// Everything the daemon and the CLI read at start.
@@ -47,6 +58,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Webhooks telling the platform when an upload needs a person.
     pub notify: NotifyConfig,
+    /// Tenants' write-only upload credentials (IAM users).
+    pub credentials: CredentialsConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -252,6 +265,12 @@ pub struct ApiConfig {
     pub rate_per_second: u32,
     /// Requests each token may make at once before the average applies.
     pub rate_burst: u32,
+    /// Hours a sign-in to the admin screens (`/ui`) lasts.
+    pub session_hours: f64,
+    /// Mark the screens' session cookie `Secure` (sent over HTTPS only).
+    /// Turn off only to use the screens over plain HTTP away from
+    /// localhost, e.g. a port-forward to a pod in a test cluster.
+    pub secure_cookies: bool,
 }
 
 /// `[notify]`: webhooks (`docs/webhooks.md`).
@@ -330,6 +349,30 @@ impl NotifyConfig {
         }
         Ok(Some(key.into_bytes()))
     }
+}
+
+/// `[credentials]`: the IAM users that let tenants upload
+/// (`docs/operations.md`, "Onboarding a tenant").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsConfig {
+    /// IAM path of every tenant's upload user; the deployment's IAM policy
+    /// (`deploy/aws/credentials-policy.json`) allows user management under
+    /// this path only.
+    pub iam_path: String,
+    /// Prefix of the IAM user names: `<prefix><tenant slug>`.
+    pub user_prefix: String,
+    /// ARN of a managed policy set as every upload user's permissions
+    /// boundary (e.g. `s3:PutObject` on the feed bucket only). With one,
+    /// the deployment's own IAM policy can require it, so even a
+    /// compromised daemon cannot make a user that may do more. Empty: none.
+    pub permissions_boundary: String,
+    /// Hours a rotated-out access key keeps working, so the customer can
+    /// switch their export to the new one; then it is deleted.
+    pub rotation_grace_hours: f64,
+    /// Seconds between the daemon's looks for rotated-out keys whose grace
+    /// has ended.
+    pub sweep_seconds: u64,
 }
 
 /// `[log]`
@@ -550,6 +593,12 @@ impl Config {
                 "must be at least 1 when api.rate_per_second is set",
             );
         }
+        if !(self.api.session_hours > 0.0 && self.api.session_hours <= 24.0 * 30.0) {
+            return bad(
+                "api.session_hours",
+                "must be above 0 and at most 720 (30 days)",
+            );
+        }
         if self.api.request_timeout_seconds == 0 {
             return bad("api.request_timeout_seconds", "must be at least 1");
         }
@@ -561,6 +610,35 @@ impl Config {
         }
         if self.aws.region.trim().is_empty() {
             return bad("aws.region", "must be set");
+        }
+        let c = &self.credentials;
+        // IAM's own rule for paths: `/`, or `/` segments `/`.
+        let path_ok = c.iam_path.starts_with('/')
+            && c.iam_path.ends_with('/')
+            && c.iam_path.len() <= 512
+            && c.iam_path.bytes().all(|b| b.is_ascii_graphic());
+        if !path_ok {
+            return bad(
+                "credentials.iam_path",
+                "must begin and end with `/`, e.g. \"/userfeed/\"",
+            );
+        }
+        if c.user_prefix.len() > 32
+            || !c
+                .user_prefix
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "+=,.@_-".contains(ch))
+        {
+            return bad(
+                "credentials.user_prefix",
+                "at most 32 of the characters IAM allows in user names (letters, digits, +=,.@_-)",
+            );
+        }
+        if !(c.rotation_grace_hours >= 0.0 && c.rotation_grace_hours.is_finite()) {
+            return bad("credentials.rotation_grace_hours", "must be 0 or more");
+        }
+        if c.sweep_seconds == 0 {
+            return bad("credentials.sweep_seconds", "must be at least 1");
         }
         Ok(())
     }

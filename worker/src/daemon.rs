@@ -117,6 +117,7 @@ pub async fn run(
     };
     let _ = ready_db.set(db.clone());
     let sdk = crate::aws::sdk_config(&cfg.aws).await;
+    let iam = crate::aws::credentials(&sdk, &cfg);
     let api_task = api.map(|(listener, tokens)| {
         tokio::spawn(crate::api::serve(
             listener,
@@ -126,6 +127,12 @@ pub async fn run(
                 timeout: Duration::from_secs(cfg.api.request_timeout_seconds),
                 limiter: crate::api::rate_limiter(cfg.api.rate_per_second, cfg.api.rate_burst),
                 notify: Arc::new(cfg.notify.clone()),
+                session: crate::ui::session::SessionSettings::from_config(&cfg.api),
+                credentials: Arc::new(crate::api::CredentialsState {
+                    iam: iam.clone(),
+                    region: cfg.aws.region.clone(),
+                    grace: Duration::from_secs_f64(cfg.credentials.rotation_grace_hours * 3600.0),
+                }),
                 files: Arc::new(crate::api::files::Files {
                     deliver: crate::intake::manual::ManualUploads {
                         s3: (!cfg.intake.queue_url.is_empty())
@@ -192,6 +199,8 @@ pub async fn run(
         crate::notify::Deliverer::new(db.clone(), cfg.notify.clone(), notify_key)
             .run(shutdown.clone()),
     );
+    // Rotated-out upload keys are deleted when their grace ends, by any pod.
+    let sweeper = iam.map(|iam| tokio::spawn(iam.run_sweeper(db.clone(), shutdown.clone())));
     if let Some(tx) = started {
         let _ = tx.send(Started {
             http: http_addr,
@@ -227,6 +236,9 @@ pub async fn run(
         );
     }
     sampler.abort();
+    if let Some(s) = sweeper {
+        s.abort();
+    }
     http_stop.cancel();
     let _ = http_task.await;
     if let Some(t) = api_task {

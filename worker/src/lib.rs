@@ -18,8 +18,10 @@
 pub mod api;
 pub mod apply;
 pub mod aws;
+pub mod bucket;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod daemon;
 pub mod db;
 pub mod groups;
@@ -36,6 +38,7 @@ pub mod service;
 pub mod source;
 pub mod telemetry;
 pub mod tenants;
+pub mod ui;
 
 /// Makes aws-lc-rs the process's TLS provider (idempotent). reqwest is
 /// built without a provider of its own and asks the process for one; the

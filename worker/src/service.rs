@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::holds::{self, HoldError};
 use crate::apply::undo::{self, UndoError, UndoReport};
+use crate::credentials::{self, Connection, CredentialsError, Iam, NewKey};
 use crate::db::entity::{group, upload, upload_row_error};
 use crate::jobs::retry::{self, RetryError};
 use crate::map::{FieldType, Mapping, MatchKey};
@@ -515,7 +516,13 @@ pub struct SuggestedMapping {
     pub toml: String,
     /// Columns not recognised (candidates for custom profile fields).
     pub unmapped: Vec<String>,
+    /// The file's first rows (up to [`SAMPLE_ROWS`]), for a preview beside
+    /// the mapping.
+    pub sample: Vec<Vec<String>>,
 }
+
+/// How many rows of a sample file [`suggest_mapping`] returns.
+pub const SAMPLE_ROWS: usize = 5;
 
 /// Suggests a mapping from the header of the CSV `file` (only the header
 /// is read).
@@ -523,15 +530,24 @@ pub async fn suggest_mapping(file: &std::path::Path) -> Result<SuggestedMapping,
     let f = tokio::fs::File::open(file)
         .await
         .map_err(|e| ServiceError::Invalid(format!("the sample file could not be read: {e}")))?;
-    let csv = crate::parse::CsvStream::open(f).await.map_err(|e| {
+    let mut csv = crate::parse::CsvStream::open(f).await.map_err(|e| {
         ServiceError::Invalid(format!("the sample file has no readable header: {e}"))
     })?;
     let s = crate::map::tools::suggest(csv.header());
+    let mut sample = Vec::new();
+    // A row that does not parse ends the sample; the header is what counts.
+    while sample.len() < SAMPLE_ROWS {
+        match csv.next_row().await {
+            Ok(Some((_, fields))) => sample.push(fields.iter().map(|f| f.to_string()).collect()),
+            _ => break,
+        }
+    }
     Ok(SuggestedMapping {
         columns: csv.header().to_vec(),
         toml: s.to_toml(),
         mapping: s.mapping,
         unmapped: s.unmapped,
+        sample,
     })
 }
 
@@ -672,4 +688,166 @@ pub async fn notifications(
 ) -> Result<Vec<crate::notify::NotificationView>, ServiceError> {
     reachable_upload(db, caller, id).await?;
     Ok(crate::notify::of_upload(db, id).await?)
+}
+
+impl From<CredentialsError> for ServiceError {
+    fn from(e: CredentialsError) -> Self {
+        match e {
+            CredentialsError::Db(db) => ServiceError::Db(db),
+            CredentialsError::Iam { .. } => ServiceError::Unavailable(e.to_string()),
+            other => ServiceError::Refused(other.to_string()),
+        }
+    }
+}
+
+/// The IAM side of credentials, or the refusal that says why there is none.
+fn iam(iam: Option<&Iam>) -> Result<&Iam, ServiceError> {
+    iam.ok_or_else(|| CredentialsError::NoAws.into())
+}
+
+/// A tenant's connection details: bucket, prefix, the upload command and
+/// its keys (IDs only).
+pub async fn connection(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    region: &str,
+) -> Result<Connection, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(credentials::connection(db, &t, region).await?)
+}
+
+/// Makes the tenant's upload user and first key; the secret is in the
+/// answer and nowhere else.
+pub async fn create_credentials(
+    db: &DatabaseConnection,
+    iam_: Option<&Iam>,
+    caller: &Caller,
+    slug: &str,
+) -> Result<NewKey, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(iam(iam_)?.create(db, &t).await?)
+}
+
+/// Makes a new key; the old one works for `grace`, then is deleted.
+pub async fn rotate_credentials(
+    db: &DatabaseConnection,
+    iam_: Option<&Iam>,
+    caller: &Caller,
+    slug: &str,
+    grace: std::time::Duration,
+) -> Result<NewKey, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(iam(iam_)?.rotate(db, &t, grace).await?)
+}
+
+/// The key IDs deleted by revoking a tenant's credentials.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    /// The access key IDs that no longer work.
+    pub access_key_ids: Vec<String>,
+}
+
+/// Deletes every key of the tenant now.
+pub async fn revoke_credentials(
+    db: &DatabaseConnection,
+    iam_: Option<&Iam>,
+    caller: &Caller,
+    slug: &str,
+) -> Result<Revoked, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(Revoked {
+        access_key_ids: iam(iam_)?.revoke(db, &t).await?,
+    })
+}
+
+/// A tenant and its newest upload, for the operators' overview.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TenantStatus {
+    /// The tenant's slug.
+    pub slug: String,
+    /// Its newest upload; `None` when it has none yet.
+    pub last_upload: Option<upload::Model>,
+}
+
+/// What platform operators see first: every tenant's last upload, the
+/// backlog, and what needs a person across tenants.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Overview {
+    /// Every tenant, by slug.
+    pub tenants: Vec<TenantStatus>,
+    /// Queued and running uploads, and held ones, across tenants.
+    pub queue: crate::jobs::queue::QueueStats,
+    /// The newest failed and held uploads across tenants (up to
+    /// [`OVERVIEW_ATTENTION`]), newest first.
+    pub attention: Vec<TenantUpload>,
+}
+
+/// An upload with its tenant's slug.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TenantUpload {
+    /// The tenant's slug.
+    pub slug: String,
+    /// The upload.
+    pub upload: upload::Model,
+}
+
+/// How many failed or held uploads the overview lists.
+pub const OVERVIEW_ATTENTION: u64 = 20;
+
+/// The operators' overview; platform callers only.
+pub async fn overview(db: &DatabaseConnection, caller: &Caller) -> Result<Overview, ServiceError> {
+    use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
+    if *caller != Caller::Platform {
+        return Err(ServiceError::Forbidden(
+            "the overview of every tenant needs a platform token".into(),
+        ));
+    }
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            crate::db::queries::of(backend).last_upload_per_tenant,
+        ))
+        .await?;
+    let mut wanted = Vec::with_capacity(rows.len());
+    let mut slugs = std::collections::HashMap::new();
+    for r in &rows {
+        let slug: String = r.try_get("", "slug")?;
+        let last: Option<i64> = r.try_get("", "last_upload_id")?;
+        slugs.insert(r.try_get::<i64>("", "tenant_id")?, slug.clone());
+        wanted.push((slug, last));
+    }
+    let ids: Vec<i64> = wanted.iter().filter_map(|(_, id)| *id).collect();
+    let mut last: std::collections::HashMap<i64, upload::Model> = upload::Entity::find()
+        .filter(upload::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    let tenants = wanted
+        .into_iter()
+        .map(|(slug, id)| TenantStatus {
+            slug,
+            last_upload: id.and_then(|id| last.remove(&id)),
+        })
+        .collect();
+    let attention = upload::Entity::find()
+        .filter(upload::Column::State.is_in(["failed", "held"]))
+        .order_by_desc(upload::Column::Id)
+        .limit(OVERVIEW_ATTENTION)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|u| TenantUpload {
+            slug: slugs.get(&u.tenant_id).cloned().unwrap_or_default(),
+            upload: u,
+        })
+        .collect();
+    Ok(Overview {
+        tenants,
+        queue: crate::jobs::queue::stats(db).await?,
+        attention,
+    })
 }

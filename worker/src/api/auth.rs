@@ -137,6 +137,27 @@ impl Tokens {
         }
         found
     }
+
+    /// The token whose SHA-256 is `sha256_hex` (a session's token), if it
+    /// is still configured; compared in constant time like [`Tokens::verify`].
+    pub fn by_hash(&self, sha256_hex: &str) -> Option<&Token> {
+        let hash = hex::decode(sha256_hex).ok()?;
+        let mut found = None;
+        for t in &self.0 {
+            if bool::from(t.sha256.as_slice().ct_eq(&hash)) {
+                found = Some(t);
+            }
+        }
+        found
+    }
+}
+
+impl Token {
+    /// The token's SHA-256, hex: how a session names its token without
+    /// holding it.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
 }
 
 fn parse_scope(scope: &str) -> Option<Caller> {

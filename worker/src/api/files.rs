@@ -49,9 +49,9 @@ impl Files {
 }
 
 /// A request body on disk, deleted when dropped.
-pub(super) struct Spooled {
-    path: PathBuf,
-    bytes: u64,
+pub(crate) struct Spooled {
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: u64,
 }
 
 impl Drop for Spooled {
@@ -63,6 +63,19 @@ impl Drop for Spooled {
 /// Streams `body` to a spool file, refusing it (413) once it passes
 /// `limit` bytes.
 pub(super) async fn spool(files: &Files, body: Body, limit: u64) -> Result<Spooled, Problem> {
+    spool_stream(files, body.into_data_stream(), limit).await
+}
+
+/// [`spool`] for any stream of chunks (a multipart form's file field).
+pub(crate) async fn spool_stream<S, E>(
+    files: &Files,
+    mut stream: S,
+    limit: u64,
+) -> Result<Spooled, Problem>
+where
+    S: futures::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let path = files.spool.join(format!(
         "userfeed-api-{}-{}.csv",
@@ -79,7 +92,6 @@ pub(super) async fn spool(files: &Files, body: Body, limit: u64) -> Result<Spool
     };
     let mut file = tokio::fs::File::create(&path).await.map_err(unavailable)?;
     let mut spooled = Spooled { path, bytes: 0 };
-    let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             Problem::new(

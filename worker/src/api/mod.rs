@@ -41,6 +41,21 @@ pub struct ApiState {
     pub notify: Arc<crate::config::NotifyConfig>,
     /// Requests per token (by label); `None` for no limit.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// Tenants' upload credentials.
+    pub credentials: Arc<CredentialsState>,
+    /// How the admin screens' sessions behave.
+    pub session: crate::ui::session::SessionSettings,
+}
+
+/// What the credential endpoints need.
+#[derive(Debug, Clone)]
+pub struct CredentialsState {
+    /// IAM, when the deployment talks to AWS.
+    pub iam: Option<crate::credentials::Iam>,
+    /// The buckets' region, for connection details.
+    pub region: String,
+    /// How long a rotated-out key keeps working.
+    pub grace: Duration,
 }
 
 /// The per-token request limiter (`api.rate_per_second`, `api.rate_burst`).
@@ -145,6 +160,8 @@ type ApiResult<T> = Result<Json<T>, Problem>;
         list_profile_fields, add_profile_field, remove_profile_field,
         list_users, list_uploads, files::preview, files::upload,
         put_webhook, delete_webhook,
+        get_credentials, create_credentials, rotate_credentials, revoke_credentials,
+        get_overview,
         get_upload, get_problems, get_changes, get_notifications,
         approve, reject, retry, undo,
     ),
@@ -185,8 +202,10 @@ pub fn openapi_json() -> String {
 /// The API's routes, under `/api/v1`.
 pub fn router(state: ApiState) -> Router {
     let timeout = state.timeout;
+    let ui_state = state.clone();
     let v1 = Router::new()
         .route("/tenants", get(list_tenants).post(add_tenant))
+        .route("/overview", get(get_overview))
         .route("/tenants/{slug}/users", get(list_users))
         .route("/tenants/{slug}", get(get_tenant).patch(set_tenant))
         .route("/tenants/{slug}/mapping", get(get_mapping).put(put_mapping))
@@ -197,6 +216,16 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::put(put_webhook).delete(delete_webhook),
         )
         .route("/uploads/{id}/notifications", get(get_notifications))
+        .route(
+            "/tenants/{slug}/credentials",
+            get(get_credentials)
+                .post(create_credentials)
+                .delete(revoke_credentials),
+        )
+        .route(
+            "/tenants/{slug}/credentials/rotate",
+            post(rotate_credentials),
+        )
         .route(
             "/tenants/{slug}/profile-fields/{key}",
             delete(remove_profile_field),
@@ -238,6 +267,14 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/api/v1", doc.merge(v1))
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+        // The screens set their own limits (file forms take a file).
+        .nest("/ui", crate::ui::router(ui_state))
+        // `/ui` is the screens' start; `/` and `/ui/` lead there.
+        .route("/", get(|| async { axum::response::Redirect::to("/ui") }))
+        .route(
+            "/ui/",
+            get(|| async { axum::response::Redirect::to("/ui") }),
+        )
 }
 
 /// Serves the API on `listener` until `stop` fires.
@@ -1034,6 +1071,131 @@ async fn delete_webhook(
 ) -> Result<StatusCode, Problem> {
     service::clear_webhook(&s.db, &t.caller, &slug).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get,
+    path = "/overview",
+    tag = "tenants",
+    summary = "Every tenant's last upload, the backlog, and failed or held uploads across tenants (platform tokens)",
+    responses(
+        (status = 200, description = "the overview", body = service::Overview),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a tenant token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+async fn get_overview(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+) -> ApiResult<service::Overview> {
+    Ok(Json(service::overview(&s.db, &t.caller).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/tenants/{slug}/credentials",
+    tag = "credentials",
+    summary = "Connection details: bucket, prefix, upload command and the tenant's key IDs",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "the connection details", body = crate::credentials::Connection),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or a dependency did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+async fn get_credentials(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> ApiResult<crate::credentials::Connection> {
+    Ok(Json(
+        service::connection(&s.db, &t.caller, &slug, &s.credentials.region).await?,
+    ))
+}
+
+#[utoipa::path(
+    post,
+    path = "/tenants/{slug}/credentials",
+    tag = "credentials",
+    summary = "Make the tenant's write-only upload user and key; the secret is in this answer only",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 201, description = "the new key, with its secret (shown once)", body = crate::credentials::NewKey),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused: a key is already active, the tenant has no bucket, or this deployment has no AWS", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or IAM did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+async fn create_credentials(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> Result<(StatusCode, Json<crate::credentials::NewKey>), Problem> {
+    let key =
+        service::create_credentials(&s.db, s.credentials.iam.as_ref(), &t.caller, &slug).await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/tenants/{slug}/credentials/rotate",
+    tag = "credentials",
+    summary = "Make a new key; the old one works for the grace period (credentials.rotation_grace_hours)",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "the new key, with its secret (shown once), and the retiring one", body = crate::credentials::NewKey),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused: no active key, no bucket, or no AWS", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or IAM did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+async fn rotate_credentials(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> ApiResult<crate::credentials::NewKey> {
+    let c = &s.credentials;
+    Ok(Json(
+        service::rotate_credentials(&s.db, c.iam.as_ref(), &t.caller, &slug, c.grace).await?,
+    ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/tenants/{slug}/credentials",
+    tag = "credentials",
+    summary = "Delete every key of the tenant now",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "the key IDs that no longer work", body = service::Revoked),
+        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused: this deployment has no AWS", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database or IAM did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []))
+)]
+async fn revoke_credentials(
+    State(s): State<ApiState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> ApiResult<service::Revoked> {
+    Ok(Json(
+        service::revoke_credentials(&s.db, s.credentials.iam.as_ref(), &t.caller, &slug).await?,
+    ))
 }
 
 #[utoipa::path(

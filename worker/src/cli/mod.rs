@@ -21,7 +21,7 @@ pub mod tenants;
 pub mod uploads;
 pub mod users;
 
-pub use tenants::{GroupCmd, MappingCmd, ProfileFieldCmd, TenantCmd};
+pub use tenants::{CredentialsCmd, GroupCmd, MappingCmd, ProfileFieldCmd, TenantCmd};
 pub use uploads::UploadsCmd;
 pub use users::UsersCmd;
 
@@ -107,6 +107,9 @@ pub enum Command {
     /// Admin API tokens.
     #[command(subcommand)]
     Api(ApiCmd),
+    /// Feed buckets.
+    #[command(subcommand)]
+    Bucket(BucketCmd),
     /// Run a demonstration on the embedded default (SQLite and the drop
     /// folder, in `<data.dir>/demo`, wiped first): a tenant, two days of a
     /// generated HR export, what they did; then keep serving until Ctrl-C.
@@ -136,6 +139,23 @@ pub enum ApiCmd {
     },
 }
 
+/// `userfeed bucket ...`
+#[derive(Debug, Subcommand)]
+pub enum BucketCmd {
+    /// Make a bucket ready for feeds, idempotently: the intake queue's
+    /// policy lets it send, every `ObjectCreated` goes to the queue, drops
+    /// expire after 90 days, and public access is blocked.
+    Setup {
+        /// The bucket.
+        bucket: String,
+        /// The intake queue (default: intake.queue_url).
+        #[arg(long)]
+        queue_url: Option<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
 /// `--json` for commands that print what they read.
 #[derive(Debug, Args)]
 pub struct Output {
@@ -156,6 +176,12 @@ pub async fn run() -> anyhow::Result<()> {
         }
         Command::Mapping(MappingCmd::Suggest { file }) => tenants::suggest(&file, &mut out).await,
         Command::Api(ApiCmd::Token { label, tenant }) => api_token(&label, tenant, &mut out),
+        // Needs AWS, not the database.
+        Command::Bucket(BucketCmd::Setup {
+            bucket,
+            queue_url,
+            out: o,
+        }) => bucket_setup(&cfg, &bucket, queue_url, o.json, &mut out).await,
         Command::Demo { exit, dir } => {
             // The daemon's own log would bury the demo's output: warnings only.
             crate::telemetry::init_logging(&LogConfig {
@@ -232,6 +258,48 @@ fn api_token<W: Write>(label: &str, tenant: Option<String>, out: &mut W) -> anyh
     Ok(())
 }
 
+/// `userfeed bucket setup`: prints each step and whether it changed
+/// anything.
+async fn bucket_setup<W: Write>(
+    cfg: &Config,
+    bucket: &str,
+    queue_url: Option<String>,
+    json: bool,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let sdk = crate::aws::sdk_config(&cfg.aws).await;
+    let queue_url = queue_url.unwrap_or_else(|| cfg.intake.queue_url.clone());
+    let r = crate::bucket::setup(
+        &crate::aws::s3_client(&sdk, &cfg.aws),
+        &crate::aws::sqs_client(&sdk),
+        bucket,
+        &queue_url,
+    )
+    .await?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
+        return Ok(());
+    }
+    writeln!(out, "bucket {} -> queue {}", r.bucket, r.queue_arn)?;
+    writeln!(
+        out,
+        "  queue policy (bucket may send):   {}",
+        r.queue_policy
+    )?;
+    writeln!(
+        out,
+        "  ObjectCreated notifications:      {}",
+        r.notification
+    )?;
+    writeln!(out, "  lifecycle (90-day expiry):        {}", r.lifecycle)?;
+    writeln!(
+        out,
+        "  public access blocked:            {}",
+        r.public_access
+    )?;
+    Ok(())
+}
+
 /// Runs one command against `db`, writing what it prints to `out`.
 /// `serve` and `migrate --wait` run only from [`run`].
 pub async fn execute<W: Write>(
@@ -259,6 +327,11 @@ pub async fn execute<W: Write>(
         Command::Group(c) => tenants::group(db, c, out).await,
         Command::ProfileField(c) => tenants::profile_field(db, c, out).await,
         Command::Template { slug } => tenants::template(db, &slug, out).await,
+        Command::Bucket(BucketCmd::Setup {
+            bucket,
+            queue_url,
+            out: o,
+        }) => bucket_setup(cfg, &bucket, queue_url, o.json, out).await,
         Command::Uploads(c) => uploads::uploads(db, c, out).await,
         Command::Users(c) => users::users(db, c, out).await,
         Command::Import {

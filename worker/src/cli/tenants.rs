@@ -63,6 +63,51 @@ pub enum TenantCmd {
         #[arg(long)]
         clear: bool,
     },
+    /// The tenant's write-only upload credentials: an IAM user allowed to
+    /// put objects under the tenant's prefix and nothing else.
+    #[command(subcommand)]
+    Credentials(CredentialsCmd),
+}
+
+/// `userfeed tenant credentials ...`
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCmd {
+    /// Make the tenant's upload user and its first access key. Prints the
+    /// secret once; only the key ID is stored.
+    Create {
+        /// Tenant slug.
+        slug: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Make a new key. The old one keeps working for
+    /// `credentials.rotation_grace_hours` (or `--grace-hours`), then the
+    /// daemon deletes it.
+    Rotate {
+        /// Tenant slug.
+        slug: String,
+        /// Hours the old key keeps working (0: deleted at the daemon's next
+        /// sweep).
+        #[arg(long)]
+        grace_hours: Option<f64>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Delete every key of the tenant now: uploads with them are refused.
+    Revoke {
+        /// Tenant slug.
+        slug: String,
+    },
+    /// Show the connection details: bucket, prefix, upload command, keys.
+    Show {
+        /// Tenant slug.
+        slug: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Delete the rotated-out keys whose grace period has ended now
+    /// (the daemon does this every `credentials.sweep_seconds`).
+    Sweep,
 }
 
 /// `userfeed mapping ...`
@@ -226,6 +271,135 @@ pub async fn tenant<W: Write>(
                 writeln!(out, "webhook of {slug} removed")?;
             }
         },
+        TenantCmd::Credentials(cmd) => {
+            let sdk = crate::aws::sdk_config(&cfg.aws).await;
+            let iam = crate::aws::credentials(&sdk, cfg);
+            credentials(db, cfg, iam.as_ref(), cmd, out).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `userfeed tenant credentials ...` with `iam` (none on the
+/// embedded default, where every change is refused with the reason).
+pub async fn credentials<W: Write>(
+    db: &DatabaseConnection,
+    cfg: &crate::config::Config,
+    iam: Option<&crate::credentials::Iam>,
+    cmd: CredentialsCmd,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let platform = &Caller::Platform;
+    let grace = |hours: Option<f64>| {
+        let h = hours.unwrap_or(cfg.credentials.rotation_grace_hours);
+        anyhow::ensure!(h >= 0.0 && h.is_finite(), "--grace-hours must be 0 or more");
+        Ok(std::time::Duration::from_secs_f64(h * 3600.0))
+    };
+    match cmd {
+        CredentialsCmd::Create { slug, out: o } => {
+            let key = service::create_credentials(db, iam, platform, &slug).await?;
+            print_key(&key, o.json, out)?;
+        }
+        CredentialsCmd::Rotate {
+            slug,
+            grace_hours,
+            out: o,
+        } => {
+            let grace = grace(grace_hours)?;
+            let key = service::rotate_credentials(db, iam, platform, &slug, grace).await?;
+            print_key(&key, o.json, out)?;
+        }
+        CredentialsCmd::Revoke { slug } => {
+            let r = service::revoke_credentials(db, iam, platform, &slug).await?;
+            if r.access_key_ids.is_empty() {
+                writeln!(out, "{slug} had no upload keys")?;
+            } else {
+                writeln!(
+                    out,
+                    "deleted upload keys of {slug}: {}",
+                    r.access_key_ids.join(", ")
+                )?;
+            }
+        }
+        CredentialsCmd::Show { slug, out: o } => {
+            let c = service::connection(db, platform, &slug, &cfg.aws.region).await?;
+            if o.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&c)?)?;
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "bucket:  {}\nprefix:  {}\nregion:  {}",
+                c.bucket, c.prefix, c.region
+            )?;
+            writeln!(out, "upload:  {}", c.upload_command)?;
+            for k in &c.keys {
+                let when = match (&k.retire_at, &k.deleted_at) {
+                    (Some(r), _) => format!("works until {}", r.format("%Y-%m-%d %H:%M UTC")),
+                    (_, Some(d)) => format!("deleted {}", d.format("%Y-%m-%d %H:%M UTC")),
+                    _ => String::new(),
+                };
+                writeln!(
+                    out,
+                    "key:     {}  {}  created {}  {when}",
+                    k.access_key_id,
+                    k.state,
+                    k.created_at.format("%Y-%m-%d %H:%M UTC")
+                )?;
+            }
+            if c.keys.is_empty() {
+                writeln!(
+                    out,
+                    "key:     none (userfeed tenant credentials create {slug})"
+                )?;
+            }
+        }
+        CredentialsCmd::Sweep => {
+            let iam = iam.ok_or(crate::credentials::CredentialsError::NoAws)?;
+            let n = iam.sweep(db).await?;
+            writeln!(
+                out,
+                "deleted {n} rotated-out key(s) whose grace period had ended"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn print_key<W: Write>(
+    key: &crate::credentials::NewKey,
+    json: bool,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(key)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "upload credentials of IAM user {} (the secret is shown once and not stored):",
+        key.iam_user
+    )?;
+    writeln!(out, "  access key ID:      {}", key.access_key_id)?;
+    writeln!(
+        out,
+        "  secret access key:  {}",
+        key.secret_access_key.expose()
+    )?;
+    writeln!(
+        out,
+        "  bucket and prefix:  s3://{}/{}",
+        key.bucket, key.prefix
+    )?;
+    writeln!(out, "  region:             {}", key.region)?;
+    writeln!(out, "  upload with:        {}", key.upload_command)?;
+    if let Some(r) = &key.retiring {
+        writeln!(
+            out,
+            "the previous key {} keeps working until {}",
+            r.access_key_id,
+            r.retire_at.format("%Y-%m-%d %H:%M UTC")
+        )?;
     }
     Ok(())
 }

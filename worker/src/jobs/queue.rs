@@ -105,7 +105,7 @@ impl Queue {
 }
 
 /// What the queue gauges show, across all pods.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     /// Uploads waiting to run.
     pub queued: i64,

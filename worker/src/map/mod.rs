@@ -90,6 +90,54 @@ pub struct Columns {
     pub roles: Option<String>,
 }
 
+/// The platform fields a mapping fills, by key (as in the mapping file),
+/// with the name people see on the screens, in the screens' order.
+pub const PLATFORM_FIELDS: [(&str, &str); 8] = [
+    ("email", "Email"),
+    ("external_id", "Employee ID"),
+    ("first_name", "First name"),
+    ("last_name", "Last name"),
+    ("status", "Status"),
+    ("managers", "Managers"),
+    ("groups", "Groups"),
+    ("roles", "Roles"),
+];
+
+impl Columns {
+    /// The column mapped to platform field `field` (a key of
+    /// [`PLATFORM_FIELDS`]); `None` when unmapped or not a field.
+    pub fn get(&self, field: &str) -> Option<&str> {
+        let c = self;
+        match field {
+            "email" => c.email.as_deref(),
+            "external_id" => c.external_id.as_deref(),
+            "first_name" => c.first_name.as_deref(),
+            "last_name" => c.last_name.as_deref(),
+            "status" => c.status.as_deref(),
+            "managers" => c.managers.as_deref(),
+            "groups" => c.groups.as_deref(),
+            "roles" => c.roles.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The slot of platform field `field`; `None` when it is not one.
+    pub fn slot(&mut self, field: &str) -> Option<&mut Option<String>> {
+        let c = self;
+        Some(match field {
+            "email" => &mut c.email,
+            "external_id" => &mut c.external_id,
+            "first_name" => &mut c.first_name,
+            "last_name" => &mut c.last_name,
+            "status" => &mut c.status,
+            "managers" => &mut c.managers,
+            "groups" => &mut c.groups,
+            "roles" => &mut c.roles,
+            _ => return None,
+        })
+    }
+}
+
 /// A mapping that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {

@@ -134,17 +134,9 @@ pub fn suggest(header: &[String]) -> Suggestion {
             continue;
         };
         taken.insert(field, ());
-        let slot = match field {
-            "email" => &mut mapping.columns.email,
-            "external_id" => &mut mapping.columns.external_id,
-            "first_name" => &mut mapping.columns.first_name,
-            "last_name" => &mut mapping.columns.last_name,
-            "status" => &mut mapping.columns.status,
-            "managers" => &mut mapping.columns.managers,
-            "groups" => &mut mapping.columns.groups,
-            _ => &mut mapping.columns.roles,
-        };
-        *slot = Some(h.trim().to_string());
+        if let Some(slot) = mapping.columns.slot(field) {
+            *slot = Some(h.trim().to_string());
+        }
     }
     Suggestion { mapping, unmapped }
 }
@@ -203,6 +195,12 @@ pub fn csv_cell(v: &str) -> String {
     } else {
         v
     }
+}
+
+/// Whether two names are the same once case, spacing, `_` and `-` are set
+/// aside (a profile field `cost_centre` and a column "Cost Centre").
+pub fn same_name(a: &str, b: &str) -> bool {
+    simplify(a) == simplify(b)
 }
 
 #[cfg(test)]

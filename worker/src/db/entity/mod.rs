@@ -7,6 +7,8 @@ pub mod notification;
 pub mod notification_attempt;
 pub mod profile_field;
 pub mod tenant;
+pub mod tenant_credential;
+pub mod ui_session;
 pub mod upload;
 pub mod upload_change;
 pub mod upload_deactivation;

@@ -23,3 +23,13 @@ SELECT u.id,
                  WHERE gm.user_id = u.id), '') AS groups
 FROM users u
 WHERE u.tenant_id = $1;
+
+-- name: last_upload_per_tenant
+-- Every tenant with its newest upload's id (NULL when it has none), for
+-- the operators' overview. One probe of `uploads_tenant_history_idx`
+-- (tenant_id, id DESC) per tenant, never the history itself.
+SELECT t.id AS tenant_id, t.slug,
+       (SELECT u.id FROM uploads u WHERE u.tenant_id = t.id ORDER BY u.id DESC LIMIT 1)
+           AS last_upload_id
+FROM tenants t
+ORDER BY t.slug;

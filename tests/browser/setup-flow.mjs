@@ -1,0 +1,198 @@
+// The customer admin's whole setup flow in a real browser (Debian's
+// Chromium, driven by playwright-core), against a running daemon. Started by
+// the end-to-end test `ui::a_customer_admin_sets_up_the_feed_...`, which
+// provides the daemon, the database, moto and these variables:
+//
+//   UF_BASE          the admin listener, e.g. http://127.0.0.1:8081
+//   UF_TOKEN         the tenant admin's API token (tenant acme)
+//   UF_OPS_TOKEN     a platform token
+//   UF_OTHER_UPLOAD  the path of another tenant's upload page (must be 404)
+//   UF_SAMPLE        a sample export (read for the mapping, never applied)
+//   UF_FIRST         the first drop: 30 people, one with a broken email
+//   UF_SHRUNK        the second drop: 10 people (deactivates 20: held)
+//   UF_AWS_CLI       the AWS CLI; UF_AWS_ENDPOINT its endpoint (moto)
+//   UF_SHOTS         where the screenshots go
+//   UF_CHROMIUM      the browser binary
+//
+// Every step checks what the page says; the first failed check ends the
+// run with a non-zero exit and the reason. Screenshots: 1280x800 viewport.
+
+import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const BASE = env('UF_BASE');
+const SHOTS = env('UF_SHOTS');
+mkdirSync(SHOTS, { recursive: true });
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: env('UF_CHROMIUM'),
+  args: ['--no-sandbox'],
+});
+const context = await browser.newContext({
+  viewport: { width: 1280, height: 800 },
+  acceptDownloads: true,
+});
+const page = await context.newPage();
+let shot = 0;
+async function screenshot(name) {
+  shot += 1;
+  const file = join(SHOTS, `${String(shot).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file });
+  console.log(`screenshot ${file}`);
+}
+const text = async () => (await page.locator('main').innerText()).replace(/\s+/g, ' ');
+
+async function signIn(token) {
+  await page.goto(`${BASE}/ui/`);
+  check(page.url().endsWith('/ui/sign-in'), 'an unsigned visitor is sent to sign in');
+  await page.getByLabel('API token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+try {
+  // Sign in with the tenant's token: a session cookie, HTTP-only.
+  await page.goto(`${BASE}/ui/sign-in`);
+  const headers = (await page.request.get(`${BASE}/ui/sign-in`)).headers();
+  check(headers['content-security-policy']?.includes("frame-ancestors 'none'"), 'a strict CSP');
+  check(headers['x-content-type-options'] === 'nosniff', 'nosniff');
+  await screenshot('sign-in');
+  await signIn(env('UF_TOKEN'));
+  check(page.url().endsWith('/ui/t/acme'), 'the tenant admin lands on their history');
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'userfeed_session');
+  check(session && session.httpOnly && session.sameSite === 'Strict', 'the session cookie is HTTP-only and SameSite=Strict');
+  check(/No uploads yet/.test(await text()), 'an empty history says so');
+
+  // Get started: a sample file, then the mapping from the drop-downs.
+  await page.getByRole('link', { name: 'Get started' }).click();
+  await screenshot('get-started');
+  await page.getByLabel('Sample file (CSV)').setInputFiles(env('UF_SAMPLE'));
+  await page.getByRole('button', { name: 'Upload sample' }).click();
+  check(/Map your columns/.test(await page.locator('h1').innerText()), 'the mapping screen follows the sample');
+  const chosen = async (label) =>
+    page.getByLabel(label, { exact: true }).evaluate((s) => s.options[s.selectedIndex].text);
+  check((await chosen('Email')) === 'Work Email', 'Email is pre-selected from the header');
+  check((await chosen('Employee ID')) === 'Employee Number', 'Employee ID is pre-selected');
+  check((await chosen('department')) === 'Department', 'the custom profile field is pre-selected by name');
+  check((await chosen('Status')) === '(not in the file)', 'a field the file lacks is left unmapped');
+  const preview = await page.locator('table').innerText();
+  check(preview.includes('person1@example.com') && preview.includes('Pref5'), "the file's first rows are shown");
+  // Pick two from the drop-downs, as an admin would.
+  await page.getByLabel('First name', { exact: true }).selectOption('Preferred Name');
+  await page.getByLabel('Managers', { exact: true }).selectOption('Manager Email');
+  await screenshot('mapping');
+  await page.getByRole('button', { name: 'Save mapping' }).click();
+  check(/Mapping saved/.test(await text()), 'the mapping is saved');
+
+  // Connection details, and credentials whose secret is shown once.
+  check(/aws s3 cp employees\.csv s3:\/\//.test(await text()), 'the upload command is shown');
+  await page.getByRole('button', { name: 'Create upload credentials' }).click();
+  const keyId = (await page.locator('#access-key-id').innerText()).trim();
+  const secret = (await page.locator('#secret-access-key').innerText()).trim();
+  check(/^[A-Z0-9]{16,}$/.test(keyId) && secret.length >= 20, 'a key ID and its secret are shown');
+  check(/shown this once/.test(await text()), 'the page says the secret is shown once');
+  await screenshot('credentials-created');
+  await page.getByRole('link', { name: /back to the connection details/ }).click();
+  check((await text()).includes(keyId) && !(await text()).includes(secret), 'afterwards only the key ID is shown');
+  const target = (await page.locator('code').first().innerText()).match(/s3:\/\/\S+\//)[0];
+  await screenshot('connection');
+
+  // A drop with the AWS CLI, as the customer's export would do it.
+  const aws = (file, key) =>
+    execFileSync(env('UF_AWS_CLI'), ['--endpoint-url', env('UF_AWS_ENDPOINT'), 's3', 'cp', '--only-show-errors', file, target + key], {
+      env: { ...process.env, AWS_ACCESS_KEY_ID: keyId, AWS_SECRET_ACCESS_KEY: secret, AWS_SESSION_TOKEN: '' },
+    });
+  aws(env('UF_FIRST'), 'first.csv');
+  async function waitInHistory(file, state) {
+    for (let i = 0; i < 120; i++) {
+      await page.goto(`${BASE}/ui/t/acme`);
+      const row = page.locator('tr', { hasText: file });
+      if ((await row.count()) > 0 && (await row.innerText()).includes(state)) return row;
+      await page.waitForTimeout(500);
+    }
+    throw new Error(`${file} did not reach ${state} in the history`);
+  }
+  const first = await waitInHistory('first.csv', 'succeeded');
+  const cells = (await first.locator('td').allInnerTexts()).map((c) => c.trim());
+  // Upload, file, state, received, finished, then the six counts.
+  check(cells.slice(5, 11).join(',') === '30,29,0,0,0,1', 'the history shows the six counts with its rejected row');
+  await screenshot('history');
+
+  // Its row problems, and the CSV download.
+  await first.getByRole('link', { name: /^#/ }).click();
+  check(/not-an-email/.test(await text()), 'the rejected row is listed with its reason');
+  await screenshot('upload-detail');
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('link', { name: /Download all row problems/ }).click(),
+  ]);
+  const csv = readFileSync(await download.path(), 'utf8');
+  check(/not-an-email/.test(csv) && csv.split('\n')[0].toLowerCase().includes('line'), 'the problems CSV downloads');
+
+  // A shrunk export is held; approving deactivates the missing people.
+  aws(env('UF_SHRUNK'), 'shrunk.csv');
+  const held = await waitInHistory('shrunk.csv', 'held');
+  await held.getByRole('link', { name: /^#/ }).click();
+  check(/20 users would be deactivated/.test(await text()), 'the hold shows its numbers');
+  await screenshot('held');
+  await page.getByRole('button', { name: 'Approve deactivations' }).click();
+  check(/Approved: 20 users deactivated/.test(await text()), 'approving deactivates them');
+  await screenshot('approved');
+
+  // Preview a file: what it would do, nothing changed.
+  await page.getByRole('link', { name: 'Preview a file' }).click();
+  await page.getByLabel('File to preview (CSV)').setInputFiles(env('UF_FIRST'));
+  await page.getByRole('button', { name: 'Preview', exact: true }).click();
+  check(/Nothing has changed/.test(await text()), 'the preview says nothing changed');
+  await screenshot('preview');
+
+  // Undo of the newest upload, behind a confirmation showing its preview.
+  await page.goto(`${BASE}/ui/t/acme`);
+  await page.getByRole('link', { name: 'Undo…' }).click();
+  check(/Made active again/.test(await text()), "the confirmation shows the undo's preview");
+  await screenshot('undo-confirm');
+  await page.getByRole('button', { name: /^Undo upload/ }).click();
+  check(/was undone/.test(await text()), 'the undo is done and reported');
+
+  // Another tenant's page is not found; a form without its token is refused.
+  const other = await page.goto(`${BASE}${env('UF_OTHER_UPLOAD')}`);
+  check(other.status() === 404, "another tenant's upload page is 404");
+  const otherTenant = await page.goto(`${BASE}/ui/t/globex`);
+  check(otherTenant.status() === 404, "another tenant's history is 404");
+  const forged = await page.request.post(`${BASE}/ui/t/acme/credentials`, { form: { action: 'revoke' } });
+  check(forged.status() === 403, 'a form posted without its CSRF token is refused (403)');
+  const wrong = await page.request.post(`${BASE}/ui/t/acme/credentials`, { form: { action: 'revoke', csrf: 'x'.repeat(64) } });
+  check(wrong.status() === 403, 'a form with a wrong CSRF token is refused (403)');
+
+  // Sign out; the platform operator's overview.
+  await page.goto(`${BASE}/ui/t/acme`);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  check(page.url().endsWith('/ui/sign-in'), 'signing out ends the session');
+  await signIn(env('UF_OPS_TOKEN'));
+  check(page.url().endsWith('/ui/ops'), 'a platform token lands on the overview');
+  const ops = await text();
+  check(/acme/.test(ops) && /globex/.test(ops) && /broken\.csv/.test(ops) && /undo/.test(ops), 'every tenant is listed with its last upload');
+  check(/Failed and held, across tenants.*failed/.test(ops), 'failures across tenants are listed');
+  check(/Queued/.test(ops) && /Oldest queued/.test(ops), 'the backlog is shown');
+  await screenshot('ops-overview');
+  console.log('the whole flow passed');
+} catch (e) {
+  await screenshot('failure').catch(() => {});
+  console.error(e.stack || String(e));
+  console.error(`page: ${page.url()}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

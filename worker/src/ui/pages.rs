@@ -1,0 +1,278 @@
+//! The screens' HTML, with `maud`: markup checked at compile time and every
+//! value escaped. No page loads anything from elsewhere; the one stylesheet
+//! is served from `/ui/static/`. Status is always said in words, never by
+//! colour alone; every control has a label; tables have header cells.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, html};
+
+use super::session::Session;
+use crate::db::entity::{upload, upload_row_error};
+use crate::service::Caller;
+
+/// The stylesheet.
+pub const CSS: &str = include_str!("app.css");
+
+/// A finished page as a response, with `status`.
+pub fn page(status: StatusCode, markup: Markup) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+/// The page around every screen: skip link, header with the navigation and
+/// sign-out, and the main content under its heading.
+pub fn layout(
+    title: &str,
+    session: Option<&Session>,
+    tenant: Option<&str>,
+    body: Markup,
+) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Userfeed" }
+                link rel="stylesheet" href="/ui/static/app.css";
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    span.brand { "Userfeed" }
+                    @if let Some(s) = session {
+                        nav aria-label="Main" {
+                            ul {
+                                @if let Some(t) = tenant {
+                                    li { a href={"/ui/t/" (t)} { "Upload history" } }
+                                    li { a href={"/ui/t/" (t) "/start"} { "Get started" } }
+                                    li { a href={"/ui/t/" (t) "/mapping"} { "Mapping" } }
+                                    li { a href={"/ui/t/" (t) "/connection"} { "Connection details" } }
+                                    li { a href={"/ui/t/" (t) "/preview"} { "Preview a file" } }
+                                }
+                                @if s.caller == Caller::Platform {
+                                    li { a href="/ui/ops" { "All tenants" } }
+                                }
+                            }
+                        }
+                        form.signout method="post" action="/ui/sign-out" {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            span { "Signed in as " strong { (s.label) } }
+                            " "
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" tabindex="-1" {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// An error as a page of its own.
+pub fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
+    page(
+        status,
+        layout(
+            title,
+            None,
+            None,
+            html! {
+                p role="alert" { (detail) }
+                p { a href="/ui" { "Back to the start" } }
+            },
+        ),
+    )
+}
+
+/// The sign-in form.
+pub fn sign_in(csrf: &str, problem: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        None,
+        None,
+        html! {
+            @if let Some(p) = problem {
+                p.problem role="alert" { (p) }
+            }
+            p { "Sign in with the API token you were given. It is sent once and kept only as a session." }
+            form method="post" action="/ui/sign-in" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="token" { "API token" }
+                input #token type="password" name="token" autocomplete="off" required;
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+/// "3 h ago", "5 min ago": an age in words.
+pub fn ago(t: DateTime<Utc>) -> String {
+    let s = (Utc::now() - t).num_seconds().max(0);
+    match s {
+        0..60 => format!("{s} s ago"),
+        60..3600 => format!("{} min ago", s / 60),
+        3600..172_800 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+/// A time as people read it, with the machine-readable value beside.
+pub fn when(t: Option<DateTime<Utc>>) -> Markup {
+    match t {
+        Some(t) => html! {
+            time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M UTC")) }
+        },
+        None => html! { "—" },
+    }
+}
+
+/// An upload's state in words, with a class for colour on top.
+pub fn state(s: &str) -> Markup {
+    html! { span class={"state state-" (s)} { (s) } }
+}
+
+/// What happened to an upload, in one sentence.
+pub fn reason(u: &upload::Model) -> String {
+    match (u.failure_reason.as_deref(), u.hold_reason.as_deref()) {
+        (Some(f), _) => f.to_string(),
+        (None, Some(h)) => match u.hold_resolution.as_deref() {
+            Some(r) => format!("{h} ({r})"),
+            None => h.to_string(),
+        },
+        _ => String::new(),
+    }
+}
+
+/// The six counts' headings, in the history's order.
+pub const COUNTS: [&str; 6] = [
+    "Read",
+    "Created",
+    "Updated",
+    "Unchanged",
+    "Deactivated",
+    "Rejected",
+];
+
+/// The six counts of an upload.
+pub fn counts(u: &upload::Model) -> [i64; 6] {
+    [
+        u.rows_read,
+        u.rows_created,
+        u.rows_updated,
+        u.rows_unchanged,
+        u.rows_deactivated,
+        u.rows_rejected,
+    ]
+}
+
+/// The file's name within the tenant's drop location.
+pub fn file_name(u: &upload::Model) -> &str {
+    u.object_key.rsplit('/').next().unwrap_or(&u.object_key)
+}
+
+/// A table of row problems.
+pub fn problems_table(items: &[upload_row_error::Model]) -> Markup {
+    html! {
+        @if items.is_empty() {
+            p { "No row problems." }
+        } @else {
+            table {
+                caption.visually-hidden { "Row problems" }
+                thead { tr {
+                    th scope="col" { "Line" }
+                    th scope="col" { "Column" }
+                    th scope="col" { "Severity" }
+                    th scope="col" { "Problem" }
+                } }
+                tbody {
+                    @for p in items {
+                        tr {
+                            td.num { (p.line) }
+                            td { (p.column_name.as_deref().unwrap_or("")) }
+                            td { (p.severity) }
+                            td { (p.message) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A table of changes (the change log, a preview's, an undo's).
+pub fn changes_table(items: &[crate::report::Change]) -> Markup {
+    html! {
+        @if items.is_empty() {
+            p { "No changes." }
+        } @else {
+            table {
+                caption.visually-hidden { "Changes" }
+                thead { tr {
+                    th scope="col" { "Change" }
+                    th scope="col" { "User" }
+                    th scope="col" { "Details" }
+                } }
+                tbody {
+                    @for c in items {
+                        tr {
+                            td { (c.kind.replace('_', " ")) }
+                            td { (c.email) }
+                            td { (change_details(c.changes.as_ref())) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn change_details(v: Option<&serde_json::Value>) -> Markup {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "(empty)".into(),
+        other => other.to_string(),
+    };
+    html! {
+        @match v {
+            Some(serde_json::Value::Object(map)) => {
+                ul.plain {
+                    @for (field, change) in map {
+                        @match change.as_array() {
+                            Some(pair) if pair.len() == 2 => {
+                                li { (field) ": " (text(&pair[0])) " → " (text(&pair[1])) }
+                            }
+                            _ => { li { (field) ": " (text(change)) } }
+                        }
+                    }
+                }
+            }
+            Some(other) => { (text(other)) }
+            None => {}
+        }
+    }
+}
+
+/// A form that posts one button, with the session's CSRF token.
+pub fn button_form(session: &Session, action: &str, label: &str, class: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            input type="hidden" name="csrf" value=(session.csrf);
+            button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+/// A message at the top of a page, announced to screen readers.
+pub fn notice(text: &str) -> Markup {
+    html! { p.notice role="status" { (text) } }
+}

@@ -1,0 +1,197 @@
+//! Sessions of the admin screens.
+//!
+//! Signing in with an API token opens a session: a random secret in an
+//! HTTP-only, `SameSite=Strict` cookie, stored only as its SHA-256 in
+//! `ui_sessions`, with the token named by its own SHA-256. Every request
+//! looks the token up in the current tokens file, so removing a token ends
+//! its sessions and its scope is never copied. Sessions live in the
+//! database, so any pod behind the load balancer serves any session.
+//!
+//! Cross-site request forgery: every form carries the session's
+//! synchronizer token (`csrf`), compared in constant time; the sign-in form,
+//! which has no session yet, carries a double-submit token from a cookie
+//! of its own, so nobody can sign a victim in to the attacker's account.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::api::ApiState;
+use crate::api::auth::Token;
+use crate::db::entity::ui_session;
+use crate::service::Caller;
+
+/// The session cookie.
+pub const COOKIE: &str = "userfeed_session";
+/// The sign-in form's double-submit cookie.
+pub const SIGN_IN_COOKIE: &str = "userfeed_sign_in";
+
+/// How sessions behave (`[api]`).
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// How long a sign-in lasts.
+    pub lifetime: chrono::Duration,
+    /// Whether cookies are HTTPS-only.
+    pub secure: bool,
+}
+
+impl SessionSettings {
+    /// From `api.session_hours` and `api.secure_cookies`.
+    pub fn from_config(api: &crate::config::ApiConfig) -> Self {
+        SessionSettings {
+            lifetime: chrono::Duration::seconds((api.session_hours * 3600.0) as i64),
+            secure: api.secure_cookies,
+        }
+    }
+
+    /// A cookie with the attributes every cookie of the screens has.
+    pub fn cookie(&self, name: &'static str, value: String) -> Cookie<'static> {
+        let mut c = Cookie::new(name, value);
+        c.set_http_only(true);
+        c.set_same_site(SameSite::Strict);
+        c.set_path("/ui");
+        c.set_secure(self.secure);
+        c
+    }
+}
+
+/// 32 random bytes, hex.
+pub fn random_hex() -> String {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("the system's randomness");
+    hex::encode(b)
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Whether two secrets are equal, in constant time.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// A signed-in session: who, reaching what, and its form token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The token's label (for audit lines and the header).
+    pub label: String,
+    /// What the token reaches.
+    pub caller: Caller,
+    /// The synchronizer token its forms carry.
+    pub csrf: String,
+    id: i64,
+}
+
+impl Session {
+    /// Checks a form's `csrf` field against the session's; the error is
+    /// the page that refuses the form.
+    #[allow(clippy::result_large_err)]
+    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), Response> {
+        match sent {
+            Some(s) if same_secret(s, &self.csrf) => Ok(()),
+            _ => {
+                tracing::warn!(token = %self.label, "admin screen form refused: missing or wrong CSRF token");
+                Err(super::pages::error_page(
+                    axum::http::StatusCode::FORBIDDEN,
+                    "This form could not be accepted",
+                    "It was not sent from this page, or the page is too old. Go back, reload the page and try again.",
+                ))
+            }
+        }
+    }
+
+    /// Where the session starts: the operators' overview or the tenant's
+    /// history.
+    pub fn home(&self) -> String {
+        match &self.caller {
+            Caller::Platform => "/ui/ops".into(),
+            Caller::Tenant(slug) => format!("/ui/t/{slug}"),
+        }
+    }
+}
+
+/// Opens a session for `token`; returns the cookie value.
+pub async fn open(
+    db: &sea_orm::DatabaseConnection,
+    token: &Token,
+    settings: &SessionSettings,
+) -> Result<String, DbErr> {
+    let secret = random_hex();
+    let now = Utc::now();
+    ui_session::ActiveModel {
+        secret_sha256: Set(sha256_hex(&secret)),
+        token_sha256: Set(token.sha256_hex()),
+        label: Set(token.label.clone()),
+        csrf: Set(random_hex()),
+        created_at: Set(now),
+        expires_at: Set(now + settings.lifetime),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    // Expired sessions of anyone are cleared now and then, here.
+    ui_session::Entity::delete_many()
+        .filter(ui_session::Column::ExpiresAt.lt(now))
+        .exec(db)
+        .await?;
+    Ok(secret)
+}
+
+/// Ends a session.
+pub async fn close(db: &sea_orm::DatabaseConnection, session: &Session) -> Result<(), DbErr> {
+    ui_session::Entity::delete_by_id(session.id)
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The session of the request's cookie, if it is open and its token is
+/// still configured.
+async fn current(s: &ApiState, jar: &CookieJar) -> Result<Option<Session>, DbErr> {
+    let Some(secret) = jar.get(COOKIE).map(|c| c.value().to_string()) else {
+        return Ok(None);
+    };
+    let Some(row) = ui_session::Entity::find()
+        .filter(ui_session::Column::SecretSha256.eq(sha256_hex(&secret)))
+        .filter(ui_session::Column::ExpiresAt.gt(Utc::now()))
+        .one(&s.db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(token) = s.tokens.by_hash(&row.token_sha256) else {
+        return Ok(None);
+    };
+    Ok(Some(Session {
+        label: token.label.clone(),
+        caller: token.caller.clone(),
+        csrf: row.csrf,
+        id: row.id,
+    }))
+}
+
+impl FromRequestParts<ApiState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, Response> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        match current(s, &jar).await {
+            Ok(Some(session)) => Ok(session),
+            Ok(None) => Err(Redirect::to("/ui/sign-in").into_response()),
+            Err(e) => {
+                tracing::error!(error = %e, "reading an admin screen session failed");
+                Err(super::pages::error_page(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "Userfeed is not answering",
+                    "The database did not answer. Try again in a minute.",
+                ))
+            }
+        }
+    }
+}
