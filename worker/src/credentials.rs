@@ -402,17 +402,10 @@ impl Iam {
         let user = self.ensure_user(tenant).await?;
         let key = self.create_key(&user).await?;
         self.record_or_undo(tenant, &user, &key.0, || async {
-            tenant_credential::ActiveModel {
-                tenant_id: Set(tenant.id),
-                iam_user: Set(user.clone()),
-                access_key_id: Set(key.0.clone()),
-                state: Set("active".into()),
-                created_at: Set(Utc::now()),
-                ..Default::default()
-            }
-            .insert(db)
-            .await
-            .map(|_| true)
+            active_key(tenant.id, &user, &key.0)
+                .insert(db)
+                .await
+                .map(|_| true)
         })
         .await?;
         tracing::info!(tenant = %tenant.slug, iam_user = %user, access_key_id = %key.0, "upload key created");
@@ -463,16 +456,7 @@ impl Iam {
             if moved.rows_affected != 1 {
                 return Ok(false);
             }
-            tenant_credential::ActiveModel {
-                tenant_id: Set(tenant.id),
-                iam_user: Set(user.clone()),
-                access_key_id: Set(key.0.clone()),
-                state: Set("active".into()),
-                created_at: Set(Utc::now()),
-                ..Default::default()
-            }
-            .insert(&txn)
-            .await?;
+            active_key(tenant.id, &user, &key.0).insert(&txn).await?;
             txn.commit().await?;
             Ok(true)
         })
@@ -558,6 +542,18 @@ impl Iam {
                 _ = tokio::time::sleep(every) => {}
             }
         }
+    }
+}
+
+/// The row of a tenant's newly made, active key.
+fn active_key(tenant_id: i64, user: &str, key_id: &str) -> tenant_credential::ActiveModel {
+    tenant_credential::ActiveModel {
+        tenant_id: Set(tenant_id),
+        iam_user: Set(user.to_string()),
+        access_key_id: Set(key_id.to_string()),
+        state: Set("active".into()),
+        created_at: Set(Utc::now()),
+        ..Default::default()
     }
 }
 

@@ -913,17 +913,7 @@ async fn approve(
     Path((slug, id)): Path<(String, i64)>,
     Form(f): Form<CsrfOnly>,
 ) -> Page {
-    session.check_csrf(f.csrf.as_deref())?;
-    tenant_upload(&s, &session, &slug, id).await?;
-    let r = service::approve(&s.db, &session.caller, id)
-        .await
-        .map_err(failed)?;
-    tracing::info!(audit = true, token = %session.label, upload = id, "hold approved from the admin screens");
-    Ok(done_redirect(
-        &slug,
-        id,
-        &format!("Approved: {} users deactivated.", r.deactivations),
-    ))
+    resolve_hold(&s, &session, &slug, id, f, true).await
 }
 
 async fn reject(
@@ -932,16 +922,34 @@ async fn reject(
     Path((slug, id)): Path<(String, i64)>,
     Form(f): Form<CsrfOnly>,
 ) -> Page {
+    resolve_hold(&s, &session, &slug, id, f, false).await
+}
+
+/// Approves or rejects a held upload's deactivations, then shows the
+/// upload with what was done.
+async fn resolve_hold(
+    s: &ApiState,
+    session: &Session,
+    slug: &str,
+    id: i64,
+    f: CsrfOnly,
+    approve: bool,
+) -> Page {
     session.check_csrf(f.csrf.as_deref())?;
-    tenant_upload(&s, &session, &slug, id).await?;
-    let r = service::reject(&s.db, &session.caller, id)
-        .await
-        .map_err(failed)?;
-    tracing::info!(audit = true, token = %session.label, upload = id, "hold rejected from the admin screens");
+    tenant_upload(s, session, slug, id).await?;
+    let (r, done) = if approve {
+        let r = service::approve(&s.db, &session.caller, id).await;
+        (r, "Approved: {} users deactivated.")
+    } else {
+        let r = service::reject(&s.db, &session.caller, id).await;
+        (r, "Rejected: {} users stay active.")
+    };
+    let r = r.map_err(failed)?;
+    tracing::info!(audit = true, token = %session.label, upload = id, approve, "hold resolved from the admin screens");
     Ok(done_redirect(
-        &slug,
+        slug,
         id,
-        &format!("Rejected: {} users stay active.", r.deactivations),
+        &done.replace("{}", &r.deactivations.to_string()),
     ))
 }
 
