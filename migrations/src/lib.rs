@@ -248,6 +248,13 @@ sql_migration!(
     sqlite = "DROP TABLE IF EXISTS ui_sessions; DROP TABLE IF EXISTS tenant_credentials;"
 );
 
+sql_migration!(
+    m0017_xero,
+    "0017: tenants' Xero connections (tokens encrypted) and stored upload bodies.",
+    "DROP TABLE IF EXISTS upload_bodies, xero_connections;",
+    sqlite = "DROP TABLE IF EXISTS upload_bodies; DROP TABLE IF EXISTS xero_connections;"
+);
+
 /// Applies Userfeed's migrations in order. `userfeed migrate` runs it; running
 /// it twice is a no-op because applied versions are recorded in
 /// `seaql_migrations`.
@@ -273,6 +280,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0014_undo::Migration),
             Box::new(m0015_notifications::Migration),
             Box::new(m0016_onboarding::Migration),
+            Box::new(m0017_xero::Migration),
         ]
     }
 }

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, entity::upload};
 use crate::jobs::lease::Lease;
-use crate::map::{BoundMapping, RowError, RowOutcome, StagedRow};
+use crate::map::{BoundMapping, MatchKey, RowError, RowOutcome, StagedRow};
 use crate::parse::{CsvStream, ParseError};
 use crate::source::{ObjectReader, ObjectRef, SourceError};
 use crate::tenants::Tenant;
@@ -127,15 +127,25 @@ impl Pipeline {
         stops: &Stops,
         progress: &mut Progress,
     ) -> Result<Finish, UploadError> {
-        let mapping = tenant.mapping.as_ref().ok_or_else(|| {
-            UploadError::Fail(format!(
-                "tenant {:?} has no column mapping yet; set one with `userfeed mapping set`",
-                tenant.slug
-            ))
-        })?;
+        // An import (a Xero organisation's employees) has a file of fixed
+        // columns, matched on email, applied additively (`source::stored`).
+        let import = crate::source::stored::is_import(&upload.source);
+        let import_mapping;
+        let (mapping, match_key) = if import {
+            import_mapping = crate::source::stored::import_mapping();
+            (&import_mapping, MatchKey::Email)
+        } else {
+            let mapping = tenant.mapping.as_ref().ok_or_else(|| {
+                UploadError::Fail(format!(
+                    "tenant {:?} has no column mapping yet; set one with `userfeed mapping set`",
+                    tenant.slug
+                ))
+            })?;
+            (mapping, tenant.match_key)
+        };
         let rules = TenantRules {
             tenant_id: tenant.id,
-            match_key: tenant.match_key,
+            match_key,
             hold_over_percent: tenant.hold_over_percent,
             hold_over_count: tenant.hold_over_count,
             keep_row_problems: self.limits.max_row_problems,
@@ -159,13 +169,8 @@ impl Pipeline {
         }
         let body_size = body.size;
         let csv = CsvStream::open_with(body.reader, self.limits).await?;
-        let bound = BoundMapping::bind(
-            mapping,
-            tenant.match_key,
-            csv.header(),
-            &tenant.profile_fields,
-        )
-        .map_err(|e| UploadError::Fail(e.to_string()))?;
+        let bound = BoundMapping::bind(mapping, match_key, csv.header(), &tenant.profile_fields)
+            .map_err(|e| UploadError::Fail(e.to_string()))?;
 
         // A first attempt has nothing of an earlier one to drop: every
         // claim bumps the token, which a new upload row starts at 0, so token
@@ -197,7 +202,8 @@ impl Pipeline {
             tx,
         )));
         let mut staged = Staged {
-            deactivate_absent: !bound.has_status(),
+            deactivate_absent: !bound.has_status() && !import,
+            only_new: import,
             ..Staged::default()
         };
         // A merge or link call that reaches the last staged line ends its

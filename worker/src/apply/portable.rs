@@ -93,6 +93,45 @@ pub(super) async fn staged_in<C: ConnectionTrait>(
     if let Some(setup) = setup {
         tune(txn, setup).await?;
     }
+    let mut staged = *staged;
+    let mut present = 0;
+    if staged.only_new && staged.rows > 0 {
+        // An additive upload: rows naming an existing user are dropped,
+        // with a warning each, and count as unchanged (see `warn_present`).
+        txn.execute_raw(stmt(
+            txn,
+            |q| q.warn_present,
+            [
+                lease.upload_id.into(),
+                rules.tenant_id.into(),
+                headers.email.clone().into(),
+            ],
+        ))
+        .await?;
+        present = txn
+            .execute_raw(stmt(
+                txn,
+                |q| q.drop_present,
+                [lease.upload_id.into(), rules.tenant_id.into()],
+            ))
+            .await?
+            .rows_affected();
+        staged.rows = staged.rows.saturating_sub(present);
+    }
+    let mut plan = classify_staged(txn, lease, rules, headers, &staged, planner).await?;
+    plan.unchanged += present;
+    Ok(plan)
+}
+
+/// [`staged_in`] after the additive step: repeats, digests, the absent.
+async fn classify_staged<C: ConnectionTrait>(
+    txn: &C,
+    lease: &Lease,
+    rules: &TenantRules,
+    headers: &FileHeaders,
+    staged: &Staged,
+    planner: Option<&str>,
+) -> Result<Plan, sea_orm::DbErr> {
     if staged.repeat_hints > 0 {
         let key_header = match rules.match_key {
             MatchKey::Email => headers.email.clone(),

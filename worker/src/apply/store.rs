@@ -72,6 +72,9 @@ pub struct Staged {
     pub repeat_hints: u64,
     /// The file has no status column: users it leaves out are deactivated.
     pub deactivate_absent: bool,
+    /// An additive upload (a Xero import): rows naming an existing user
+    /// are dropped with a warning before the merge, so it only creates.
+    pub only_new: bool,
 }
 
 /// Which staged rows the merge and link phases handle, as

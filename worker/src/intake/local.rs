@@ -45,7 +45,7 @@ pub async fn record<C: ConnectionTrait>(
     lease_secs: f64,
 ) -> Result<upload::Model, LocalUploadError> {
     let (folder, name) = folder_and_name(file)?;
-    let id = state::record_local(c, tenant_id, &folder, &name, state, lease_secs)
+    let id = state::record_local(c, tenant_id, "local", &folder, &name, state, lease_secs)
         .await
         .map_err(|e| {
             if e.to_string().contains("uploads_one_running_per_tenant") {

@@ -332,11 +332,14 @@ pub async fn record<C: ConnectionTrait>(
     row.map(|r| r.try_get::<i64>("", "id")).transpose()
 }
 
-/// → running (`userfeed import`) or preview: the upload of a local file,
-/// created already claimed with lease token 1. Returns its id.
+/// → running (`userfeed import`, `userfeed xero import`) or preview: an
+/// upload of `source` run by the calling process (a local file, or a Xero
+/// import's stored file), created already claimed with lease token 1.
+/// Returns its id.
 pub async fn record_local<C: ConnectionTrait>(
     c: &C,
     tenant_id: i64,
+    source: &str,
     folder: &str,
     name: &str,
     state: UploadState,
@@ -353,6 +356,7 @@ pub async fn record_local<C: ConnectionTrait>(
                 name.into(),
                 state.as_str().into(),
                 lease_secs.into(),
+                source.into(),
             ],
         ))
         .await?

@@ -34,6 +34,25 @@ pub const UNKNOWN_GROUP: Message =
 pub const UNKNOWN_ROLE: Message =
     Message("unknown role {:?}; expected Learner, Manager or Administrator");
 
+/// A row of an additive upload (a Xero import) naming a user who exists:
+/// an import only creates users, so that user is left exactly as it is.
+/// Takes the email.
+pub const ALREADY_PRESENT: Message =
+    Message("{:?} is already a user of this tenant; an import leaves existing users unchanged");
+
+/// Why a Xero employee is not imported (`xero::plan`); `{}` takes the
+/// detail. Each message follows "Xero employee <name> <email>: ".
+pub const XERO_LEFT: &str = "has left{}; not imported";
+/// See [`XERO_LEFT`].
+pub const XERO_NO_EMAIL: &str = "has no email address in Xero; add one in Xero to import them";
+/// See [`XERO_LEFT`].
+pub const XERO_INVALID_EMAIL: &str = "email {} is not a valid address; not imported";
+/// See [`XERO_LEFT`].
+pub const XERO_DUPLICATE_EMAIL: &str = "has the same email as {}; only the first is imported";
+/// See [`XERO_LEFT`].
+pub const XERO_OVER_CAP: &str =
+    "importing them would pass the limit of {} users imported from Xero; not imported";
+
 /// An undo leaving a field alone: someone changed it after the upload.
 /// Takes the user's email, the field and the upload.
 pub const UNDO_CHANGED_SINCE: Message =
@@ -44,7 +63,7 @@ pub const UNDO_VALUE_TAKEN: Message =
     Message("{:?}: {} cannot go back to {:?}, another user has it now; left as it is");
 
 /// Every row message, by the name `build.rs` accepts in `.sql` files.
-pub const MESSAGES: [(&str, Message); 8] = [
+pub const MESSAGES: [(&str, Message); 9] = [
     ("EMAIL_REQUIRED", EMAIL_REQUIRED),
     ("EMAIL_TAKEN", EMAIL_TAKEN),
     ("EXTERNAL_ID_TAKEN", EXTERNAL_ID_TAKEN),
@@ -53,6 +72,7 @@ pub const MESSAGES: [(&str, Message); 8] = [
     ("SELF_MANAGER", SELF_MANAGER),
     ("UNKNOWN_GROUP", UNKNOWN_GROUP),
     ("UNKNOWN_ROLE", UNKNOWN_ROLE),
+    ("ALREADY_PRESENT", ALREADY_PRESENT),
 ];
 
 /// One piece of a message template.

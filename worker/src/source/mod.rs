@@ -11,6 +11,7 @@ use tokio::time::{Instant, Sleep};
 
 pub mod local;
 pub mod s3;
+pub mod stored;
 
 /// Which object an upload refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,7 +23,9 @@ TRUNCATE upload_rows;
 -- name: delete_row_errors
 -- Drops row errors of an earlier attempt, so a retried upload reports each
 -- problem once.
-DELETE FROM upload_row_errors WHERE upload_id = $1;
+-- Line 0 holds what was noted when the upload was recorded, before any
+-- attempt (the employees a Xero import skipped), and stays.
+DELETE FROM upload_row_errors WHERE upload_id = $1 AND line > 0;
 
 -- name: copy_staged_rows
 -- Copies a batch of parsed rows into the staging table (text format; the
@@ -108,3 +110,24 @@ WITH lined AS (
     RETURNING line
 )
 SELECT count(line) AS pending, count(*) - count(line) AS absent FROM lined;
+
+-- name: warn_present
+-- An additive upload (a Xero import) only creates users: each staged row
+-- whose email names a user of the tenant gets a warning here, and
+-- `drop_present` then removes it, so the merge never sees it and that user
+-- is left exactly as it is (never updated, reactivated or relinked). Rows
+-- already rejected keep their error. `$1` upload, `$2` tenant, `$3` the
+-- email column's header.
+INSERT INTO upload_row_errors (upload_id, line, column_name, severity, message)
+SELECT $1, r.line, $3, 'warning', {{message ALREADY_PRESENT r.match_key}}
+FROM upload_rows r
+WHERE r.upload_id = $1 AND r.error_message IS NULL
+  AND EXISTS (SELECT 1 FROM users u
+              WHERE u.tenant_id = $2 AND lower(u.email) = r.match_key);
+
+-- name: drop_present
+-- Removes the rows `warn_present` warned about. `$1` upload, `$2` tenant.
+DELETE FROM upload_rows r
+WHERE r.upload_id = $1 AND r.error_message IS NULL
+  AND EXISTS (SELECT 1 FROM users u
+              WHERE u.tenant_id = $2 AND lower(u.email) = r.match_key);

@@ -26,3 +26,19 @@ SELECT t.id AS tenant_id, t.slug,
            AS last_upload_id
 FROM tenants t
 ORDER BY t.slug;
+
+-- name: xero_imported_users
+-- The tenant's active users Xero imports created (see postgres/report.sql).
+-- `?1` tenant.
+SELECT count(*) AS n
+FROM users u
+JOIN uploads up ON up.id = u.created_by_upload_id
+WHERE u.tenant_id = ?1 AND u.active AND up.source = 'xero';
+
+-- name: present_emails
+-- Which of the emails in `?2` (a JSON array of lowercased emails) belong
+-- to users of tenant `?1`.
+SELECT lower(u.email) AS email
+FROM users u
+WHERE u.tenant_id = ?1
+  AND lower(u.email) IN (SELECT value FROM json_each(?2));

@@ -6,7 +6,9 @@ DELETE FROM upload_rows WHERE upload_id = ?1;
 
 -- name: delete_row_errors
 -- Drops row errors of an earlier attempt. `?1` upload.
-DELETE FROM upload_row_errors WHERE upload_id = ?1;
+-- Line 0 holds what was noted when the upload was recorded, before any
+-- attempt (the employees a Xero import skipped), and stays.
+DELETE FROM upload_row_errors WHERE upload_id = ?1 AND line > 0;
 
 -- name: delete_pending_lines
 -- Drops an upload's pending lines. `?1` upload.
@@ -70,3 +72,20 @@ WHERE ?4 AND u.tenant_id = ?2 AND u.feed_managed AND u.active
 -- What `classify` lined up: pending lines and absent users. `?1` upload.
 SELECT count(line) AS pending, count(*) - count(line) AS absent
 FROM upload_pending WHERE upload_id = ?1;
+
+-- name: warn_present
+-- An additive upload's rows naming an existing user get a warning (see
+-- postgres/staging.sql). `?1` upload, `?2` tenant, `?3` the email header.
+INSERT INTO upload_row_errors (upload_id, line, column_name, severity, message)
+SELECT ?1, r.line, ?3, 'warning', {{message ALREADY_PRESENT r.match_key}}
+FROM upload_rows r
+WHERE r.upload_id = ?1 AND r.error_message IS NULL
+  AND EXISTS (SELECT 1 FROM users u
+              WHERE u.tenant_id = ?2 AND lower(u.email) = r.match_key);
+
+-- name: drop_present
+-- Removes the rows `warn_present` warned about. `?1` upload, `?2` tenant.
+DELETE FROM upload_rows
+WHERE upload_id = ?1 AND error_message IS NULL
+  AND EXISTS (SELECT 1 FROM users u
+              WHERE u.tenant_id = ?2 AND lower(u.email) = upload_rows.match_key);
