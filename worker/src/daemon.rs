@@ -118,6 +118,13 @@ pub async fn run(
     let _ = ready_db.set(db.clone());
     let sdk = crate::aws::sdk_config(&cfg.aws).await;
     let iam = crate::aws::credentials(&sdk, &cfg);
+    let xero = match crate::xero::XeroService::new(&cfg.xero) {
+        Ok(x) => Some(x),
+        Err(e) => {
+            info!(reason = %e, "Xero imports are off");
+            None
+        }
+    };
     let api_task = api.map(|(listener, tokens)| {
         tokio::spawn(crate::api::serve(
             listener,
@@ -128,6 +135,7 @@ pub async fn run(
                 limiter: crate::api::rate_limiter(cfg.api.rate_per_second, cfg.api.rate_burst),
                 notify: Arc::new(cfg.notify.clone()),
                 session: crate::ui::session::SessionSettings::from_config(&cfg.api),
+                xero: xero.clone(),
                 credentials: Arc::new(crate::api::CredentialsState {
                     iam: iam.clone(),
                     region: cfg.aws.region.clone(),
@@ -156,7 +164,12 @@ pub async fn run(
             )
             .with(intake::folder::SOURCE, Arc::new(DropFolderReader))
             // A failed `userfeed import` retried with `uploads retry`.
-            .with("local", Arc::new(FolderReader)),
+            .with("local", Arc::new(FolderReader))
+            // Xero imports: their files are kept in the database.
+            .with(
+                crate::source::stored::XERO,
+                Arc::new(crate::source::stored::StoredReader::new(db.clone())),
+            ),
     );
 
     let folder_task = drop_folder

@@ -39,6 +39,7 @@ pub mod source;
 pub mod telemetry;
 pub mod tenants;
 pub mod ui;
+pub mod xero;
 
 /// Makes aws-lc-rs the process's TLS provider (idempotent). reqwest is
 /// built without a provider of its own and asks the process for one; the

@@ -851,3 +851,98 @@ pub async fn overview(db: &DatabaseConnection, caller: &Caller) -> Result<Overvi
         attention,
     })
 }
+
+impl From<crate::xero::connection::XeroOpError> for ServiceError {
+    fn from(e: crate::xero::connection::XeroOpError) -> Self {
+        use crate::xero::XeroError as X;
+        use crate::xero::connection::XeroOpError as E;
+        match e {
+            E::Db(db) => ServiceError::Db(db),
+            E::ChooseOrganisation(_) | E::Xero(X::Authorization(_)) => {
+                ServiceError::Invalid(e.to_string())
+            }
+            E::Xero(
+                X::DayLimit
+                | X::WaitTooLong(_)
+                | X::Unavailable { .. }
+                | X::Malformed { .. }
+                | X::Refused { .. },
+            ) => ServiceError::Unavailable(e.to_string()),
+            _ => ServiceError::Refused(e.to_string()),
+        }
+    }
+}
+
+/// The Xero service of this deployment, or the refusal saying what is missing.
+fn xero(x: Option<&crate::xero::XeroService>) -> Result<&crate::xero::XeroService, ServiceError> {
+    x.ok_or_else(|| {
+        ServiceError::Refused(
+            "Xero is not configured on this deployment: set xero.client_id, xero.client_secret and xero.token_key (docs/xero.md)"
+                .into(),
+        )
+    })
+}
+
+/// A tenant's Xero connection; `None` when it has none.
+pub async fn xero_status(
+    db: &DatabaseConnection,
+    x: Option<&crate::xero::XeroService>,
+    caller: &Caller,
+    slug: &str,
+) -> Result<Option<crate::xero::ConnectionInfo>, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(xero(x)?.status(db, &t).await?)
+}
+
+/// Finishes connecting a tenant to Xero with the code the callback of
+/// `pending`'s flow carried (see [`crate::xero::oauth`]).
+pub async fn xero_connect(
+    db: &DatabaseConnection,
+    x: Option<&crate::xero::XeroService>,
+    caller: &Caller,
+    slug: &str,
+    pending: &crate::xero::oauth::Pending,
+    code: &str,
+    organisation: Option<&str>,
+) -> Result<crate::xero::ConnectionInfo, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(xero(x)?
+        .connect(db, &t, pending, code, organisation)
+        .await?)
+}
+
+/// Revokes the tenant's Xero grant and deletes its connection.
+pub async fn xero_disconnect(
+    db: &DatabaseConnection,
+    x: Option<&crate::xero::XeroService>,
+    caller: &Caller,
+    slug: &str,
+) -> Result<bool, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(xero(x)?.disconnect(db, &t).await?)
+}
+
+/// What a Xero import would do now: the employees it would create, those
+/// it cannot (with reasons) and those already present. Changes nothing.
+pub async fn xero_preview(
+    db: &DatabaseConnection,
+    x: Option<&crate::xero::XeroService>,
+    caller: &Caller,
+    slug: &str,
+) -> Result<crate::xero::XeroPreview, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(xero(x)?.preview(db, &t).await?)
+}
+
+/// Records a Xero import as an upload of source `xero`, queued for the
+/// daemon or claimed for the caller to run (`start`).
+pub async fn xero_import(
+    db: &DatabaseConnection,
+    x: Option<&crate::xero::XeroService>,
+    caller: &Caller,
+    slug: &str,
+    start: crate::xero::connection::Start,
+) -> Result<crate::xero::connection::XeroImport, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    Ok(xero(x)?.import(db, &t, start).await?)
+}

@@ -22,6 +22,7 @@ use crate::service::{self, ServiceError};
 
 pub mod auth;
 pub mod files;
+pub mod xero;
 
 use auth::{Token, Tokens};
 
@@ -45,6 +46,8 @@ pub struct ApiState {
     pub credentials: Arc<CredentialsState>,
     /// How the admin screens' sessions behave.
     pub session: crate::ui::session::SessionSettings,
+    /// Xero imports; `None` when `[xero]` is not configured.
+    pub xero: Option<crate::xero::XeroService>,
 }
 
 /// What the credential endpoints need.
@@ -164,6 +167,7 @@ type ApiResult<T> = Result<Json<T>, Problem>;
         get_overview,
         get_upload, get_problems, get_changes, get_notifications,
         approve, reject, retry, undo,
+        xero::get_xero, xero::preview_xero, xero::import_xero, xero::disconnect_xero,
     ),
     components(schemas(crate::jobs::UploadState, Format)),
     modifiers(&BearerAuth),
@@ -251,7 +255,8 @@ pub fn router(state: ApiState) -> Router {
     let file_routes = Router::new()
         .route("/tenants/{slug}/preview", post(files::preview))
         .route("/tenants/{slug}/files", post(files::upload))
-        .route("/tenants/{slug}/mapping/suggest", post(files::suggest));
+        .route("/tenants/{slug}/mapping/suggest", post(files::suggest))
+        .merge(xero::routes());
     let v1 = v1
         .merge(file_routes)
         .fallback(|| async {

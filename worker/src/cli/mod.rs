@@ -20,10 +20,12 @@ pub mod render;
 pub mod tenants;
 pub mod uploads;
 pub mod users;
+pub mod xero;
 
 pub use tenants::{CredentialsCmd, GroupCmd, MappingCmd, ProfileFieldCmd, TenantCmd};
 pub use uploads::UploadsCmd;
 pub use users::UsersCmd;
+pub use xero::XeroCmd;
 
 /// Userfeed turns HRIS CSV drops in S3 into platform users.
 #[derive(Debug, Parser)]
@@ -104,6 +106,9 @@ pub enum Command {
         /// Tenant slug.
         slug: String,
     },
+    /// Import a Xero organisation's employees as users (docs/xero.md).
+    #[command(subcommand)]
+    Xero(XeroCmd),
     /// Admin API tokens.
     #[command(subcommand)]
     Api(ApiCmd),
@@ -334,6 +339,7 @@ pub async fn execute<W: Write>(
         }) => bucket_setup(cfg, &bucket, queue_url, o.json, out).await,
         Command::Uploads(c) => uploads::uploads(db, c, out).await,
         Command::Users(c) => users::users(db, c, out).await,
+        Command::Xero(c) => xero::xero(db, cfg, c, out).await,
         Command::Import {
             tenant,
             file,

@@ -179,7 +179,33 @@ pub async fn import<W: Write>(
     let up =
         crate::intake::local::record(db, t.id, file, UploadState::Running, lease.as_secs_f64())
             .await?;
-    let (reader, read) = CountingReader::new(Arc::new(crate::source::local::FolderReader));
+    let size = tokio::fs::metadata(file).await.map(|m| m.len()).ok();
+    run_claimed(
+        db,
+        cfg,
+        (t.id, up.id, up.lease_token),
+        Arc::new(crate::source::local::FolderReader),
+        size,
+        json,
+        out,
+    )
+    .await
+}
+
+/// Runs an upload this process recorded already claimed (lease token
+/// `token`) to its end, reading it with `reader`, then prints its summary.
+/// Fails when the upload failed or was held.
+pub(super) async fn run_claimed<W: Write>(
+    db: &DatabaseConnection,
+    cfg: &Config,
+    (tenant_id, upload_id, token): (i64, i64, i64),
+    reader: Arc<dyn crate::source::ObjectReader>,
+    size: Option<u64>,
+    json: bool,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let lease = cfg.lease();
+    let (reader, read) = CountingReader::new(reader);
     let workers = Workers::new(
         db.clone(),
         format!("import:{}", std::process::id()),
@@ -196,19 +222,18 @@ pub async fn import<W: Write>(
     );
     let claimed = Claimed {
         lease: Lease {
-            upload_id: up.id,
-            token: up.lease_token,
+            upload_id,
+            token,
             seconds: lease.as_secs_f64(),
         },
-        tenant_id: t.id,
+        tenant_id,
         attempts: 1,
         previous_error: None,
     };
-    let size = tokio::fs::metadata(file).await.map(|m| m.len()).ok();
     let bar = progress_bar(size);
     // Only a drawn bar needs the counters: no polling when stderr is a pipe.
     let ticker =
-        (!bar.is_hidden()).then(|| tokio::spawn(tick(db.clone(), up.id, bar.clone(), read)));
+        (!bar.is_hidden()).then(|| tokio::spawn(tick(db.clone(), upload_id, bar.clone(), read)));
     workers
         .process(
             claimed,
@@ -221,16 +246,16 @@ pub async fn import<W: Write>(
     }
     bar.finish_and_clear();
 
-    let Some(d) = report::upload_detail(db, up.id, 20).await? else {
-        bail!("upload {} vanished", up.id)
+    let Some(d) = report::upload_detail(db, upload_id, 20).await? else {
+        bail!("upload {} vanished", upload_id)
     };
     emit(out, json, &d, report::upload_text)?;
     match d.upload.state.parse::<UploadState>() {
-        Ok(UploadState::Failed) => bail!("upload {} failed", up.id),
+        Ok(UploadState::Failed) => bail!("upload {} failed", upload_id),
         Ok(UploadState::Held) => bail!(
             "upload {} is held: its deactivations wait for `userfeed uploads approve {}`",
-            up.id,
-            up.id
+            upload_id,
+            upload_id
         ),
         _ => Ok(()),
     }

@@ -1,0 +1,211 @@
+//! `userfeed xero`: connect a tenant to a Xero organisation, preview and
+//! run imports of its employees, disconnect (`docs/xero.md`).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use sea_orm::DatabaseConnection;
+
+use super::Output;
+use super::render::emit;
+use crate::config::Config;
+use crate::service::{self, Caller};
+use crate::xero::connection::Start;
+use crate::xero::{XeroPreview, XeroService, oauth};
+
+/// `userfeed xero ...`
+#[derive(Debug, Subcommand)]
+pub enum XeroCmd {
+    /// Connect a tenant to a Xero organisation: prints the URL to open,
+    /// receives Xero's answer on the port of `xero.redirect_uri`, and
+    /// stores the connection (tokens encrypted with `xero.token_key`).
+    Connect {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The organisation, by ID or name, when the grant reaches several.
+        #[arg(long)]
+        organisation: Option<String>,
+        /// Seconds to wait for the admin to answer in Xero.
+        #[arg(long, default_value_t = 600)]
+        wait: u64,
+    },
+    /// The tenant's connection.
+    Status {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// What an import would do now: employees it would create, those it
+    /// cannot (and why), those already users. Changes nothing.
+    Preview {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Import the organisation's employees now, in this process, as an
+    /// upload of source `xero`: creates users only, never changes or
+    /// deactivates one. Run it again later to pick up new employees.
+    Import {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Revoke the grant in Xero and delete the tenant's connection.
+    Disconnect {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+/// Runs `userfeed xero ...`.
+pub async fn xero<W: Write>(
+    db: &DatabaseConnection,
+    cfg: &Config,
+    cmd: XeroCmd,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let x = service_of(cfg)?;
+    let x = x.as_ref();
+    let me = Caller::Platform;
+    match cmd {
+        XeroCmd::Connect {
+            tenant,
+            organisation,
+            wait,
+        } => {
+            // Refuse an unknown tenant or a missing configuration before
+            // sending the admin to Xero.
+            service::xero_status(db, x, &me, &tenant).await?;
+            let xs = x.expect("checked by xero_status");
+            let listener = oauth::listen(xs.config()).await?;
+            let pending = oauth::Pending::new();
+            writeln!(
+                out,
+                "Open this URL, sign in to Xero and allow access to the organisation:\n\n  {}\n\nWaiting for Xero's answer on {} ...",
+                pending.authorize_url(xs.config()),
+                xs.config().redirect_uri
+            )?;
+            out.flush()?;
+            let code =
+                oauth::receive_code(xs.config(), &pending, listener, Duration::from_secs(wait))
+                    .await?;
+            let info = service::xero_connect(
+                db,
+                x,
+                &me,
+                &tenant,
+                &pending,
+                &code,
+                organisation.as_deref(),
+            )
+            .await?;
+            writeln!(
+                out,
+                "connected tenant {tenant} to {} ({}, payroll region {})",
+                info.organisation,
+                info.country,
+                info.region.as_str()
+            )?;
+            Ok(())
+        }
+        XeroCmd::Status { tenant, out: o } => {
+            let info = service::xero_status(db, x, &me, &tenant).await?;
+            emit(out, o.json, &info, |i| match i {
+                None => format!("tenant {tenant} is not connected to Xero\n"),
+                Some(i) => format!(
+                    "organisation: {} ({})\ncountry:      {} (payroll region {})\nconnected:    {}\nrefreshed:    {}\n",
+                    i.organisation,
+                    i.organisation_id,
+                    i.country,
+                    i.region.as_str(),
+                    i.connected_at.to_rfc3339(),
+                    i.refreshed_at.to_rfc3339()
+                ),
+            })
+        }
+        XeroCmd::Preview { tenant, out: o } => {
+            let p = service::xero_preview(db, x, &me, &tenant).await?;
+            emit(out, o.json, &p, preview_text)
+        }
+        XeroCmd::Import { tenant, out: o } => {
+            let lease = cfg.lease().as_secs_f64();
+            let done = service::xero_import(db, x, &me, &tenant, Start::Claimed(lease)).await?;
+            let t = crate::tenants::by_slug(db, &tenant).await?;
+            if !o.json {
+                write!(out, "{}", preview_text(&done.preview))?;
+            }
+            super::uploads::run_claimed(
+                db,
+                cfg,
+                (t.id, done.upload_id, 1),
+                Arc::new(crate::source::stored::StoredReader::new(db.clone())),
+                None,
+                o.json,
+                out,
+            )
+            .await
+        }
+        XeroCmd::Disconnect { tenant } => {
+            if service::xero_disconnect(db, x, &me, &tenant).await? {
+                writeln!(
+                    out,
+                    "disconnected tenant {tenant} from Xero; the grant is revoked"
+                )?;
+            } else {
+                writeln!(out, "tenant {tenant} was not connected to Xero")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The deployment's Xero service: `None` while its settings are not set
+/// (the service layer refuses with what to set), an error when they are
+/// set but unusable.
+pub fn service_of(cfg: &Config) -> anyhow::Result<Option<XeroService>> {
+    match XeroService::new(&cfg.xero) {
+        Ok(x) => Ok(Some(x)),
+        Err(crate::xero::XeroError::NotConfigured(m)) if m.ends_with("is not set") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The preview for people: the three groups.
+pub fn preview_text(p: &XeroPreview) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Xero organisation {} (payroll region {}): {} to import, {} not importable, {} already users; {} of {} imported users used before this import",
+        p.organisation,
+        p.region.as_str(),
+        p.importable.len(),
+        p.not_importable.len(),
+        p.present.len(),
+        p.imported_before,
+        p.cap
+    );
+    let _ = writeln!(s, "\nWould import:");
+    for person in &p.importable {
+        let _ = writeln!(s, "  {}", person.label());
+    }
+    let _ = writeln!(s, "\nCannot import:");
+    for skip in &p.not_importable {
+        let _ = writeln!(s, "  {}", skip.message);
+    }
+    let _ = writeln!(s, "\nAlready users (left as they are):");
+    for person in &p.present {
+        let _ = writeln!(s, "  {}", person.label());
+    }
+    s
+}
