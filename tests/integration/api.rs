@@ -11,7 +11,7 @@ use userfeed::api::{ApiState, serve};
 use userfeed::cli::{Cli, execute};
 use userfeed::config::Config;
 use userfeed::map::MatchKey;
-use userfeed::service::Caller;
+use userfeed::service::{self, Caller};
 use userfeed_tests::*;
 
 struct Api {
@@ -46,6 +46,30 @@ impl Api {
         notify: userfeed::config::NotifyConfig,
         iam: Option<userfeed::credentials::Iam>,
     ) -> Api {
+        Api::start_all(db, files, limiter, notify, iam, None).await
+    }
+
+    /// An API whose Xero imports go to `xero`.
+    async fn start_xero(db: &TestDb, xero: userfeed::xero::XeroService) -> Api {
+        Api::start_all(
+            db,
+            userfeed::api::files::Files::new(Default::default(), 500),
+            None,
+            Config::load(None).unwrap().notify,
+            None,
+            Some(xero),
+        )
+        .await
+    }
+
+    async fn start_all(
+        db: &TestDb,
+        files: userfeed::api::files::Files,
+        limiter: Option<Arc<userfeed::api::RateLimiter>>,
+        notify: userfeed::config::NotifyConfig,
+        iam: Option<userfeed::credentials::Iam>,
+        xero: Option<userfeed::xero::XeroService>,
+    ) -> Api {
         let (ops, ops_entry) = new_token("ops", &Caller::Platform).unwrap();
         let (acme, acme_entry) = new_token("acme-admin", &Caller::Tenant("acme".into())).unwrap();
         let tokens = Tokens::parse(&format!("{ops_entry}{acme_entry}")).unwrap();
@@ -67,6 +91,7 @@ impl Api {
                 region: "us-east-1".into(),
                 grace: Duration::from_secs(3600),
             }),
+            xero,
         };
         tokio::spawn(serve(listener, state, stop.clone()));
         Api {
@@ -1197,4 +1222,132 @@ async fn without_aws_the_credential_endpoints_refuse_with_the_reason() {
             .contains("intake.queue_url"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn the_xero_endpoints_preview_and_queue_an_import_a_worker_runs_for_the_tokens_tenant_only() {
+    use userfeed_tests::xero::{FakeEmployee, FakeOrg, FakeXero};
+    let db = TestDb::new().await.unwrap();
+    let people = (1..=3)
+        .map(|i| FakeEmployee::numbered(i, "koala.example"))
+        .collect();
+    let fake = FakeXero::start(vec![FakeOrg::new("Koala Pty", "AU", people)]).await;
+    let cfg = fake.config(free_port());
+    let x = userfeed::xero::XeroService::new(&cfg).unwrap();
+    for slug in ["acme", "beta"] {
+        userfeed::tenants::add(&db.db, slug, "b", slug, MatchKey::Email)
+            .await
+            .unwrap();
+    }
+    // Connect acme (the OAuth flow runs where the admin's browser is).
+    let pending = userfeed::xero::oauth::Pending::new();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = http.get(pending.authorize_url(&cfg)).send().await.unwrap();
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let code = pending
+        .code_from(location.split_once('?').unwrap().1)
+        .unwrap();
+    service::xero_connect(
+        &db.db,
+        Some(&x),
+        &Caller::Platform,
+        "acme",
+        &pending,
+        &code,
+        None,
+    )
+    .await
+    .unwrap();
+
+    let api = Api::start_xero(&db, x).await;
+    let (status, _, body) = api
+        .call("GET", "/api/v1/tenants/acme/xero", Some(&api.acme))
+        .await;
+    assert_eq!(
+        (status, body["connection"]["organisation"].as_str()),
+        (200, Some("Koala Pty"))
+    );
+    let (status, _, body) = api
+        .call("GET", "/api/v1/tenants/beta/xero", Some(&api.ops))
+        .await;
+    assert_eq!((status, &body["connection"]), (200, &Value::Null));
+    // Another tenant's token: 404, as for every object of another tenant.
+    let (status, _, _) = api
+        .call("GET", "/api/v1/tenants/beta/xero", Some(&api.acme))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = api
+        .call("POST", "/api/v1/tenants/beta/xero/import", Some(&api.acme))
+        .await;
+    assert_eq!(status, 404);
+    // beta is not connected: refused with the reason.
+    let (status, _, body) = api
+        .call("POST", "/api/v1/tenants/beta/xero/preview", Some(&api.ops))
+        .await;
+    assert_eq!(status, 409);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not connected to Xero"),
+        "{body}"
+    );
+
+    let (status, _, body) = api
+        .call("POST", "/api/v1/tenants/acme/xero/preview", Some(&api.acme))
+        .await;
+    assert_eq!(
+        (status, body["importable"].as_array().map(Vec::len)),
+        (200, Some(3)),
+        "{body}"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM uploads").await,
+        0,
+        "a preview records nothing"
+    );
+
+    let (status, _, body) = api
+        .call("POST", "/api/v1/tenants/acme/xero/import", Some(&api.acme))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["upload_id"].as_i64().unwrap();
+    assert_eq!(upload(&db, id).await.state, "queued");
+    // A daemon's worker runs it, reading its file from the database.
+    let workers = userfeed::jobs::Workers::new(
+        db.db.clone(),
+        "xero-test",
+        userfeed::apply::Pipeline {
+            reader: Arc::new(userfeed::source::ReaderBySource::new().with(
+                userfeed::source::stored::XERO,
+                Arc::new(userfeed::source::stored::StoredReader::new(db.db.clone())),
+            )),
+            store: userfeed::apply::store_for(&db.db),
+            batch_size: 500,
+            limits: Default::default(),
+        },
+        userfeed::jobs::PoolSettings {
+            concurrency: 1,
+            poll_interval: Duration::from_millis(50),
+            lease: Duration::from_secs(30),
+            max_attempts: 3,
+        },
+        Default::default(),
+    );
+    assert_eq!(run_next(&workers).await, Some(id));
+    let u = upload(&db, id).await;
+    assert_eq!(
+        (u.state.as_str(), u.source.as_str(), u.rows_created),
+        ("succeeded", "xero", 3)
+    );
+    assert_eq!(users_of(&db, "acme").await.len(), 3);
+    assert!(users_of(&db, "beta").await.is_empty());
+
+    let (status, _, body) = api
+        .call("DELETE", "/api/v1/tenants/acme/xero", Some(&api.acme))
+        .await;
+    assert_eq!((status, body["disconnected"].as_bool()), (200, Some(true)));
 }

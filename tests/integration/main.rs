@@ -25,3 +25,4 @@ mod sql;
 mod tls;
 mod ui;
 mod undo;
+mod xero;

@@ -33,6 +33,7 @@ async fn start(db: &TestDb, entries: &str) -> (String, tokio_util::sync::DropGua
             region: "us-east-1".into(),
             grace: Duration::from_secs(3600),
         }),
+        xero: None,
     };
     tokio::spawn(serve(listener, state, stop.clone()));
     (addr, stop.drop_guard())
