@@ -188,6 +188,7 @@ async fn sqlite_migrates_to_the_current_schema_once_and_down_again() {
             "tenant_credentials",
             "tenants",
             "ui_sessions",
+            "upload_bodies",
             "upload_changes",
             "upload_deactivations",
             "upload_link_changes",
@@ -199,6 +200,7 @@ async fn sqlite_migrates_to_the_current_schema_once_and_down_again() {
             "user_managers",
             "user_roles",
             "users",
+            "xero_connections",
         ]
     );
     userfeed_migrations::Migrator::down(&db.db, None)
