@@ -185,15 +185,20 @@ pub fn template(mapping: &Mapping, types: &BTreeMap<String, FieldType>) -> Strin
 /// formula (`=`, `+`, `-`, `@`, tab, carriage return) get a leading `'`, so
 /// opening an error report never executes customer data.
 pub fn csv_cell(v: &str) -> String {
-    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{v}")
+    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_quoted(&format!("'{v}"))
     } else {
-        v.to_string()
-    };
+        csv_quoted(v)
+    }
+}
+
+/// One CSV cell as RFC 4180 writes it: quoted when it holds a delimiter, a
+/// quote or a line break, and otherwise as it is.
+pub fn csv_quoted(v: &str) -> String {
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
-        v
+        v.to_string()
     }
 }
 

@@ -40,18 +40,20 @@ pub const UNKNOWN_ROLE: Message =
 pub const ALREADY_PRESENT: Message =
     Message("{:?} is already a user of this tenant; an import leaves existing users unchanged");
 
-/// Why a Xero employee is not imported (`xero::plan`); `{}` takes the
-/// detail. Each message follows "Xero employee <name> <email>: ".
-pub const XERO_LEFT: &str = "has left{}; not imported";
+/// Why a Xero employee is not imported (`xero::plan`); the placeholder
+/// takes the detail. Each message follows "Xero employee <name> <email>: ".
+pub const XERO_LEFT: Message = Message("has left{}; not imported");
 /// See [`XERO_LEFT`].
-pub const XERO_NO_EMAIL: &str = "has no email address in Xero; add one in Xero to import them";
+pub const XERO_NO_EMAIL: Message =
+    Message("has no email address in Xero; add one in Xero to import them");
 /// See [`XERO_LEFT`].
-pub const XERO_INVALID_EMAIL: &str = "email {} is not a valid address; not imported";
+pub const XERO_INVALID_EMAIL: Message = Message("email {:?} is not a valid address; not imported");
 /// See [`XERO_LEFT`].
-pub const XERO_DUPLICATE_EMAIL: &str = "has the same email as {}; only the first is imported";
+pub const XERO_DUPLICATE_EMAIL: Message =
+    Message("has the same email as {}; only the first is imported");
 /// See [`XERO_LEFT`].
-pub const XERO_OVER_CAP: &str =
-    "importing them would pass the limit of {} users imported from Xero; not imported";
+pub const XERO_OVER_CAP: Message =
+    Message("importing them would pass the limit of {} users imported from Xero; not imported");
 
 /// An undo leaving a field alone: someone changed it after the upload.
 /// Takes the user's email, the field and the upload.

@@ -49,23 +49,13 @@ pub fn import_csv<'a>(people: impl IntoIterator<Item = [&'a str; 3]>) -> Vec<u8>
             if i > 0 {
                 out.push(b',');
             }
-            push_cell(&mut out, cell);
+            // Not `csv_cell`: this file is read back by the parser, so a
+            // name starting with `-` or `=` must stay as it is.
+            out.extend_from_slice(crate::map::tools::csv_quoted(cell).as_bytes());
         }
         out.extend_from_slice(b"\r\n");
     }
     out
-}
-
-/// One CSV cell, quoted when it holds a delimiter, a quote or a line break
-/// (RFC 4180),.
-fn push_cell(out: &mut Vec<u8>, cell: &str) {
-    if cell.contains([',', '"', '\r', '\n']) {
-        out.push(b'"');
-        out.extend_from_slice(cell.replace('"', "\"\"").as_bytes());
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(cell.as_bytes());
-    }
 }
 
 /// Reads uploads' files from `upload_bodies`, by bucket and key.

@@ -294,7 +294,8 @@ impl XeroClient {
         loop {
             attempt += 1;
             let last = attempt >= self.cfg.max_attempts;
-            let _slot = match &gate {
+            // Held for the call only: waits (Retry-After, backoff) free it.
+            let mut slot = match &gate {
                 Some(g) => {
                     g.wait_turn().await;
                     Some(g.slots.acquire().await.expect("the gate is never closed"))
@@ -344,6 +345,7 @@ impl XeroClient {
                                 g.wait_until(Instant::now() + Duration::from_secs(wait));
                             }
                             if !last {
+                                drop(slot.take());
                                 tokio::time::sleep(Duration::from_secs(wait)).await;
                                 continue;
                             }
@@ -369,6 +371,7 @@ impl XeroClient {
             }
             let delay = backoff.next().unwrap_or(Duration::from_secs(20));
             tracing::info!(what = call.what, attempt, error = %failure, "Xero call failed; retrying");
+            drop(slot);
             tokio::time::sleep(delay).await;
         }
     }

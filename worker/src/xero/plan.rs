@@ -121,11 +121,11 @@ impl Person {
 
 fn skipped(person: Person, reason: Skip, detail: &str) -> Skipped {
     let why = match reason {
-        Skip::Left => text::XERO_LEFT.replace("{}", detail),
-        Skip::NoEmail => text::XERO_NO_EMAIL.to_string(),
-        Skip::InvalidEmail => text::XERO_INVALID_EMAIL.replace("{}", detail),
-        Skip::DuplicateEmail => text::XERO_DUPLICATE_EMAIL.replace("{}", detail),
-        Skip::OverCap => text::XERO_OVER_CAP.replace("{}", detail),
+        Skip::Left => text::XERO_LEFT.render(&[detail]),
+        Skip::NoEmail => text::XERO_NO_EMAIL.render(&[]),
+        Skip::InvalidEmail => text::XERO_INVALID_EMAIL.render(&[detail]),
+        Skip::DuplicateEmail => text::XERO_DUPLICATE_EMAIL.render(&[detail]),
+        Skip::OverCap => text::XERO_OVER_CAP.render(&[detail]),
     };
     let message = format!("Xero employee {}: {why}", person.label());
     Skipped {
@@ -174,7 +174,7 @@ pub fn plan(
         };
         if crate::map::check_email(&email).is_err() {
             out.not_importable
-                .push(skipped(p, Skip::InvalidEmail, &format!("{email:?}")));
+                .push(skipped(p, Skip::InvalidEmail, &email));
             continue;
         }
         let key = email.to_lowercase();
