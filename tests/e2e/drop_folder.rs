@@ -280,8 +280,8 @@ async fn drop_folder_takes_complete_files_once_and_never_loses_one() {
 
 #[tokio::test]
 async fn the_daemon_serves_the_admin_api_only_when_a_token_file_is_configured() {
-    use userfeed::api::auth::new_token;
     use userfeed::service::Caller;
+    use userfeed::web::auth::new_token;
     let e = Embedded::new();
     e.cli(&["tenant", "add", "acme"]).await;
     let api = format!("127.0.0.1:{}", free_port());

@@ -645,8 +645,8 @@ async fn a_400k_row_file_streams_with_flat_memory() {
 
 #[tokio::test]
 async fn a_400k_row_manual_upload_through_the_api_streams_with_flat_memory() {
-    use userfeed::api::auth::new_token;
     use userfeed::service::Caller;
+    use userfeed::web::auth::new_token;
     let s = stack().await;
     s.tenant("acme", "external_id", MAPPING).await;
     let (token, entry) = new_token("acme-admin", &Caller::Tenant("acme".into())).unwrap();

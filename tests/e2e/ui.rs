@@ -3,8 +3,8 @@
 //! daemon, PostgreSQL and moto. `scripts/test` installs both and says where
 //! (`USERFEED_TEST_CHROMIUM`, `USERFEED_TEST_BROWSER_DIR`).
 
-use userfeed::api::auth::new_token;
 use userfeed::service::Caller;
+use userfeed::web::auth::new_token;
 use userfeed_tests::*;
 
 use super::{Stack, WAIT, stack};

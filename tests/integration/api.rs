@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
-use userfeed::api::auth::{Tokens, new_token};
-use userfeed::api::{ApiState, serve};
 use userfeed::cli::{Cli, execute};
 use userfeed::config::Config;
 use userfeed::map::MatchKey;
 use userfeed::service::{self, Caller};
+use userfeed::web::auth::{Tokens, new_token};
+use userfeed::web::{WebState as ApiState, serve};
 use userfeed_tests::*;
 
 struct Api {
@@ -25,7 +25,7 @@ impl Api {
     async fn start(db: &TestDb) -> Api {
         Api::start_with(
             db,
-            userfeed::api::files::Files::new(userfeed::parse::Limits::default(), 500),
+            userfeed::web::spool::Files::new(userfeed::parse::Limits::default(), 500),
             None,
         )
         .await
@@ -33,16 +33,16 @@ impl Api {
 
     async fn start_with(
         db: &TestDb,
-        files: userfeed::api::files::Files,
-        limiter: Option<Arc<userfeed::api::RateLimiter>>,
+        files: userfeed::web::spool::Files,
+        limiter: Option<Arc<userfeed::web::RateLimiter>>,
     ) -> Api {
         Api::start_full(db, files, limiter, Config::load(None).unwrap().notify, None).await
     }
 
     async fn start_full(
         db: &TestDb,
-        files: userfeed::api::files::Files,
-        limiter: Option<Arc<userfeed::api::RateLimiter>>,
+        files: userfeed::web::spool::Files,
+        limiter: Option<Arc<userfeed::web::RateLimiter>>,
         notify: userfeed::config::NotifyConfig,
         iam: Option<userfeed::credentials::Iam>,
     ) -> Api {
@@ -53,7 +53,7 @@ impl Api {
     async fn start_xero(db: &TestDb, xero: userfeed::xero::XeroService) -> Api {
         Api::start_all(
             db,
-            userfeed::api::files::Files::new(Default::default(), 500),
+            userfeed::web::spool::Files::new(Default::default(), 500),
             None,
             Config::load(None).unwrap().notify,
             None,
@@ -64,8 +64,8 @@ impl Api {
 
     async fn start_all(
         db: &TestDb,
-        files: userfeed::api::files::Files,
-        limiter: Option<Arc<userfeed::api::RateLimiter>>,
+        files: userfeed::web::spool::Files,
+        limiter: Option<Arc<userfeed::web::RateLimiter>>,
         notify: userfeed::config::NotifyConfig,
         iam: Option<userfeed::credentials::Iam>,
         xero: Option<userfeed::xero::XeroService>,
@@ -83,10 +83,10 @@ impl Api {
             limiter,
             notify: Arc::new(notify),
             files: Arc::new(files),
-            session: userfeed::ui::session::SessionSettings::from_config(
+            session: userfeed::web::session::SessionSettings::from_config(
                 &Config::load(None).unwrap().api,
             ),
-            credentials: Arc::new(userfeed::api::CredentialsState {
+            credentials: Arc::new(userfeed::web::CredentialsState {
                 iam,
                 region: "us-east-1".into(),
                 grace: Duration::from_secs(3600),
@@ -553,7 +553,7 @@ async fn file_endpoints_suggest_template_preview_and_queue_a_manual_upload_like_
     for slug in ["acme", "beta"] {
         tenant(&db, slug, &aws.bucket, MatchKey::Email, MAPPING).await;
     }
-    let mut files = userfeed::api::files::Files::new(
+    let mut files = userfeed::web::spool::Files::new(
         userfeed::parse::Limits {
             max_object_bytes: 100_000,
             ..Default::default()
@@ -790,8 +790,8 @@ async fn a_token_over_its_rate_gets_429_with_retry_after_and_others_are_unaffect
     let db = TestDb::new().await.unwrap();
     let api = Api::start_with(
         &db,
-        userfeed::api::files::Files::new(userfeed::parse::Limits::default(), 500),
-        userfeed::api::rate_limiter(1, 2),
+        userfeed::web::spool::Files::new(userfeed::parse::Limits::default(), 500),
+        userfeed::web::rate_limiter(1, 2),
     )
     .await;
     let mut statuses = Vec::new();
@@ -913,7 +913,7 @@ async fn groups_and_profile_fields_are_removed_and_a_mapped_field_is_refused_on_
 
 #[tokio::test]
 async fn the_openapi_document_is_served_and_docs_openapi_json_matches_the_code() {
-    let generated = userfeed::api::openapi_json();
+    let generated = userfeed::web::api::openapi_json();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
     if std::env::var_os("USERFEED_UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &generated).unwrap();
@@ -1003,7 +1003,7 @@ async fn webhook_endpoints_set_rotate_and_clear_and_an_uploads_attempts_show_und
     notify.allow_http = true;
     let api = Api::start_full(
         &db,
-        userfeed::api::files::Files::new(userfeed::parse::Limits::default(), 500),
+        userfeed::web::spool::Files::new(userfeed::parse::Limits::default(), 500),
         None,
         notify.clone(),
         None,
@@ -1117,7 +1117,7 @@ async fn credential_endpoints_give_a_tenant_its_key_once_and_keep_other_tenants_
     );
     let api = Api::start_full(
         &db,
-        userfeed::api::files::Files::new(userfeed::parse::Limits::default(), 500),
+        userfeed::web::spool::Files::new(userfeed::parse::Limits::default(), 500),
         None,
         cfg.notify.clone(),
         Some(iam),
@@ -1322,7 +1322,7 @@ async fn the_xero_endpoints_preview_and_queue_an_import_a_worker_runs_for_the_to
         "xero-test",
         userfeed::apply::Pipeline {
             reader: Arc::new(userfeed::source::ReaderBySource::new().with(
-                userfeed::source::stored::XERO,
+                userfeed::upload::UploadSource::Xero,
                 Arc::new(userfeed::source::stored::StoredReader::new(db.db.clone())),
             )),
             store: userfeed::apply::store_for(&db.db),

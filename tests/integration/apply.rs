@@ -605,7 +605,7 @@ async fn row_problems_over_the_limit_are_counted_not_kept_and_the_upload_still_a
         up.row_problems_dropped, 4,
         "one from reading, three from the merge"
     );
-    let shown = userfeed::report::upload_text(&userfeed::report::UploadDetail {
+    let shown = userfeed::cli::render::upload_text(&userfeed::report::UploadDetail {
         tenant: "acme".into(),
         upload: up.clone(),
         errors: vec![],

@@ -278,5 +278,5 @@ async fn the_change_log_lists_created_updated_with_old_and_new_deactivated_and_r
         (log[0].kind.as_str(), log[0].email.as_str()),
         ("reactivated", "c@example.com")
     );
-    assert!(userfeed::report::changes_table(&log).contains("active: false -> true"));
+    assert!(userfeed::cli::render::changes_table(&log).contains("active: false -> true"));
 }

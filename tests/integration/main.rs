@@ -3,6 +3,7 @@
 
 mod api;
 mod apply;
+mod architecture;
 mod cli;
 mod corpus;
 mod credentials;

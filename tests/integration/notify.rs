@@ -205,7 +205,7 @@ async fn a_refused_delivery_is_retried_with_the_same_signed_body_until_accepted(
     );
     let statuses: Vec<Option<i32>> = n.attempt_log.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [Some(500), Some(503), Some(200)]);
-    let shown = userfeed::report::upload_text(&detail);
+    let shown = userfeed::cli::render::upload_text(&detail);
     assert!(
         shown.contains("upload.rejected_rows): delivered after 3 attempt(s)"),
         "{shown}"

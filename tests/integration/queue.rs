@@ -22,7 +22,7 @@ async fn enqueue(db: &TestDb, tenant_id: i64, key: &str) -> i64 {
         sequencer: Some(unique("seq")),
         event_time: None,
     };
-    record_upload(&db.db, tenant_id, "s3", &obj)
+    record_upload(&db.db, tenant_id, userfeed::upload::UploadSource::S3, &obj)
         .await
         .unwrap()
         .expect("new upload")

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use userfeed::api::auth::{Tokens, new_token};
-use userfeed::api::{ApiState, serve};
 use userfeed::config::Config;
 use userfeed::map::MatchKey;
 use userfeed::service::Caller;
+use userfeed::web::auth::{Tokens, new_token};
+use userfeed::web::{WebState as ApiState, serve};
 use userfeed_tests::*;
 
 /// Serves the API and screens over `db` admitting exactly `entries`.
@@ -23,12 +23,12 @@ async fn start(db: &TestDb, entries: &str) -> (String, tokio_util::sync::DropGua
         timeout: Duration::from_secs(10),
         limiter: None,
         notify: Arc::new(cfg.notify.clone()),
-        files: Arc::new(userfeed::api::files::Files::new(
+        files: Arc::new(userfeed::web::spool::Files::new(
             userfeed::parse::Limits::default(),
             500,
         )),
-        session: userfeed::ui::session::SessionSettings::from_config(&cfg.api),
-        credentials: Arc::new(userfeed::api::CredentialsState {
+        session: userfeed::web::session::SessionSettings::from_config(&cfg.api),
+        credentials: Arc::new(userfeed::web::CredentialsState {
             iam: None,
             region: "us-east-1".into(),
             grace: Duration::from_secs(3600),

@@ -63,12 +63,138 @@ pub struct TestDb {
     name: String,
 }
 
+/// A fingerprint of the schema the migrations build: their sources. A
+/// changed migration makes new templates, so no test runs on a stale one.
+fn schema_fingerprint() -> String {
+    use sha2::{Digest, Sha256};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/src");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("the migrations' sources")
+        .map(|e| e.expect("a directory entry").path())
+        .collect();
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.file_name().unwrap().as_encoded_bytes());
+        h.update(std::fs::read(&f).expect("a migration source"));
+    }
+    h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The migrated PostgreSQL template every test database is cloned from
+/// (`CREATE DATABASE … TEMPLATE`), made once per schema by whichever test
+/// process comes first, under an advisory lock; the others wait for it.
+/// Cloning takes a fraction of running every migration on each database.
+async fn pg_template(admin: &DatabaseConnection) -> anyhow::Result<String> {
+    let name = format!("uf_template_{}", schema_fingerprint());
+    let exists = |admin: &DatabaseConnection, name: String| {
+        let admin = admin.clone();
+        async move {
+            let sql = format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'");
+            let row = admin
+                .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                .await?
+                .context("a count")?;
+            anyhow::Ok(row.try_get_by_index::<i64>(0)? == 1)
+        }
+    };
+    if exists(admin, name.clone()).await? {
+        return Ok(name);
+    }
+    // One session makes it; the lock is released with the session.
+    let lock = Database::connect(admin_url()).await?;
+    lock.execute_unprepared("SELECT pg_advisory_lock(727210001)")
+        .await?;
+    if !exists(&lock, name.clone()).await? {
+        let building = format!("{name}_building");
+        lock.execute_unprepared(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .await?;
+        lock.execute_unprepared(&format!("CREATE DATABASE {building}"))
+            .await?;
+        let url = database_url(&building)?;
+        let db = Database::connect(url).await?;
+        userfeed::db::migrate(&db).await?;
+        db.close().await?;
+        // Templates of older schemas go; the rename makes the new one
+        // visible whole.
+        let old = lock
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT datname FROM pg_database WHERE datname LIKE 'uf\\_template\\_%' \
+                 AND datname NOT LIKE '%\\_building'",
+            ))
+            .await?;
+        for row in old {
+            let old: String = row.try_get_by_index(0)?;
+            let _ = lock
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {old}"))
+                .await;
+        }
+        lock.execute_unprepared(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+            .await?;
+    }
+    lock.close().await.ok();
+    Ok(name)
+}
+
+/// The URL of database `name` on the test server.
+fn database_url(name: &str) -> anyhow::Result<String> {
+    let base = admin_url();
+    match base.rfind('/') {
+        Some(i) => Ok(format!("{}/{}", &base[..i], name)),
+        None => bail!("USERFEED_TEST_DATABASE_URL has no database part"),
+    }
+}
+
+/// A migrated SQLite file every SQLite test database is copied from, made
+/// once per schema (written under a temporary name, then renamed).
+async fn sqlite_template() -> anyhow::Result<PathBuf> {
+    let file = std::env::temp_dir().join(format!("uf_template_{}.db", schema_fingerprint()));
+    if file.exists() {
+        return Ok(file);
+    }
+    let dir = std::env::temp_dir().join(unique("uf_template_building_"));
+    let db = userfeed::db::connect(&sqlite_config(&dir)).await?;
+    userfeed::db::migrate(&db).await?;
+    // Everything into the main file, so copying it alone copies it all.
+    db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+        .await?;
+    db.close().await?;
+    std::fs::rename(dir.join("userfeed.db"), &file)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(file)
+}
+
+fn sqlite_config(dir: &std::path::Path) -> userfeed::config::DatabaseConfig {
+    userfeed::config::DatabaseConfig {
+        url: format!("sqlite:{}", dir.join("userfeed.db").display()),
+        max_connections: 4,
+        acquire_timeout_seconds: 10,
+        sslmode: String::new(),
+        sslrootcert: String::new(),
+        embedded_default: false,
+    }
+}
+
 impl TestDb {
-    /// Creates and migrates a new database.
+    /// Creates a new migrated database, cloned from the migrated template.
     pub async fn new() -> anyhow::Result<Self> {
-        let db = Self::empty().await?;
-        userfeed::db::migrate(&db.db).await?;
-        Ok(db)
+        let admin = Database::connect(admin_url())
+            .await
+            .context("connecting to the test PostgreSQL")?;
+        let template = pg_template(&admin).await.context("the template database")?;
+        let name = unique("uf_test_");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .context("creating the test database")?;
+        admin.close().await.ok();
+        let url = database_url(&name)?;
+        let db = Database::connect(url.clone()).await?;
+        Ok(TestDb { db, url, name })
     }
 
     /// Creates and migrates a new database of `backend`: PostgreSQL next to
@@ -81,22 +207,19 @@ impl TestDb {
         }
     }
 
-    /// Creates and migrates a new SQLite database file.
+    /// Creates a new migrated SQLite database file, copied from the
+    /// migrated template and opened as the daemon opens it.
     pub async fn sqlite() -> anyhow::Result<Self> {
+        let template = sqlite_template().await.context("the SQLite template")?;
         let name = unique("uf_test_");
         let dir = std::env::temp_dir().join(&name);
-        let url = format!("sqlite:{}", dir.join("userfeed.db").display());
-        let db = userfeed::db::connect(&userfeed::config::DatabaseConfig {
-            url: url.clone(),
-            max_connections: 4,
-            acquire_timeout_seconds: 10,
-            sslmode: String::new(),
-            sslrootcert: String::new(),
-            embedded_default: false,
-        })
-        .await
-        .context("opening the test SQLite database")?;
-        userfeed::db::migrate(&db).await?;
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(&template, dir.join("userfeed.db"))?;
+        let cfg = sqlite_config(&dir);
+        let url = cfg.url.clone();
+        let db = userfeed::db::connect(&cfg)
+            .await
+            .context("opening the test SQLite database")?;
         Ok(TestDb { db, url, name })
     }
 
@@ -111,11 +234,7 @@ impl TestDb {
             .await
             .context("creating the test database")?;
         admin.close().await.ok();
-        let base = admin_url();
-        let url = match base.rfind('/') {
-            Some(i) => format!("{}/{}", &base[..i], name),
-            None => bail!("USERFEED_TEST_DATABASE_URL has no database part"),
-        };
+        let url = database_url(&name)?;
         let db = Database::connect(url.clone()).await?;
         Ok(TestDb { db, url, name })
     }

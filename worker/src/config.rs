@@ -644,7 +644,7 @@ impl Config {
             return bad("drop.rescan_seconds", "must be at least 1");
         }
         for slug in self.drop.tenant_folders.keys() {
-            if !crate::tenants::is_valid_slug(slug) {
+            if !crate::validate::is_valid_slug(slug) {
                 return bad(
                     "drop.tenant_folders",
                     format!("{slug:?} is not a tenant slug (lowercase letters, digits, dashes)"),
@@ -674,7 +674,7 @@ impl Config {
             );
         }
         if !n.default_url.is_empty()
-            && let Err(e) = crate::notify::check_url(&n.default_url, n.allow_http)
+            && let Err(e) = crate::validate::webhook_url(&n.default_url, n.allow_http)
         {
             return bad("notify.default_url", e);
         }
@@ -691,7 +691,7 @@ impl Config {
                 "set token_key or token_key_file, not both",
             );
         }
-        if !x.token_key.is_empty() && crate::xero::vault::Vault::new(&x.token_key).is_err() {
+        if !x.token_key.is_empty() && crate::validate::key_256(&x.token_key).is_none() {
             return bad(
                 "xero.token_key",
                 "must be 64 hexadecimal characters (e.g. `openssl rand -hex 32`)",

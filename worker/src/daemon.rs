@@ -28,6 +28,7 @@ use crate::source::ReaderBySource;
 use crate::source::local::{DropFolderReader, FolderReader};
 use crate::source::s3::S3Reader;
 use crate::telemetry::{self, events};
+use crate::upload::UploadSource;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 ///
@@ -82,7 +83,7 @@ pub async fn run(
         None
     } else {
         let tokens =
-            crate::api::auth::Tokens::from_file(std::path::Path::new(&cfg.api.tokens_file))?;
+            crate::web::auth::Tokens::from_file(std::path::Path::new(&cfg.api.tokens_file))?;
         if tokens.is_empty() {
             warn!("api.tokens_file lists no token: the admin API stays off");
             None
@@ -126,28 +127,28 @@ pub async fn run(
         }
     };
     let api_task = api.map(|(listener, tokens)| {
-        tokio::spawn(crate::api::serve(
+        tokio::spawn(crate::web::serve(
             listener,
-            crate::api::ApiState {
+            crate::web::WebState {
                 db: db.clone(),
                 tokens,
                 timeout: Duration::from_secs(cfg.api.request_timeout_seconds),
-                limiter: crate::api::rate_limiter(cfg.api.rate_per_second, cfg.api.rate_burst),
+                limiter: crate::web::rate_limiter(cfg.api.rate_per_second, cfg.api.rate_burst),
                 notify: Arc::new(cfg.notify.clone()),
-                session: crate::ui::session::SessionSettings::from_config(&cfg.api),
+                session: crate::web::session::SessionSettings::from_config(&cfg.api),
                 xero: xero.clone(),
-                credentials: Arc::new(crate::api::CredentialsState {
+                credentials: Arc::new(crate::web::CredentialsState {
                     iam: iam.clone(),
                     region: cfg.aws.region.clone(),
                     grace: Duration::from_secs_f64(cfg.credentials.rotation_grace_hours * 3600.0),
                 }),
-                files: Arc::new(crate::api::files::Files {
+                files: Arc::new(crate::web::spool::Files {
                     deliver: crate::intake::manual::ManualUploads {
                         s3: (!cfg.intake.queue_url.is_empty())
                             .then(|| crate::aws::s3_client(&sdk, &cfg.aws)),
                         drop: drop_folder.clone(),
                     },
-                    ..crate::api::files::Files::new(cfg.limits, cfg.apply.batch_size)
+                    ..crate::web::spool::Files::new(cfg.limits, cfg.apply.batch_size)
                 }),
             },
             http_stop.clone(),
@@ -159,15 +160,15 @@ pub async fn run(
     let reader = Arc::new(
         ReaderBySource::new()
             .with(
-                "s3",
+                UploadSource::S3,
                 Arc::new(S3Reader::new(crate::aws::s3_client(&sdk, &cfg.aws))),
             )
-            .with(intake::folder::SOURCE, Arc::new(DropFolderReader))
+            .with(UploadSource::Folder, Arc::new(DropFolderReader))
             // A failed `userfeed import` retried with `uploads retry`.
-            .with("local", Arc::new(FolderReader))
+            .with(UploadSource::Local, Arc::new(FolderReader))
             // Xero imports: their files are kept in the database.
             .with(
-                crate::source::stored::XERO,
+                UploadSource::Xero,
                 Arc::new(crate::source::stored::StoredReader::new(db.clone())),
             ),
     );

@@ -15,7 +15,6 @@
 //! (logs and metrics as typed events), [`health`] and [`http`] (probes and
 //! metrics), [`daemon`] (process wiring and shutdown) and [`cli`].
 
-pub mod api;
 pub mod apply;
 pub mod aws;
 pub mod bucket;
@@ -38,7 +37,9 @@ pub mod service;
 pub mod source;
 pub mod telemetry;
 pub mod tenants;
-pub mod ui;
+pub mod upload;
+pub mod validate;
+pub mod web;
 pub mod xero;
 
 /// Makes aws-lc-rs the process's TLS provider (idempotent). reqwest is

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Statement,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    Statement,
 };
 use serde::Serialize;
 use sha2::Sha256;
@@ -34,6 +34,7 @@ use crate::db::entity::{notification, notification_attempt, upload};
 use crate::db::queries;
 use crate::telemetry::events::{self, NotifyOutcome};
 use crate::tenants::{self, Tenant};
+use crate::upload::UploadState;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "Userfeed-Signature";
@@ -85,25 +86,6 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64, tolerance: i64)
     })
 }
 
-/// Whether `url` may be a webhook URL: absolute `https://` (or `http://`
-/// with `allow_http`), with a host, no credentials.
-pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    match parsed.scheme() {
-        "https" => {}
-        "http" if allow_http => {}
-        "http" => return Err("must be https:// (notify.allow_http permits http://)".into()),
-        other => return Err(format!("scheme {other:?} is not https")),
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("must not carry credentials; the signature authenticates".into());
-    }
-    Ok(())
-}
-
 /// The JSON body of a notification.
 #[derive(Debug, Serialize)]
 struct Payload<'a> {
@@ -153,16 +135,16 @@ struct Links {
 
 fn payload(id: i64, event: &str, tenant: &Tenant, up: &upload::Model) -> String {
     let base = format!("/api/v1/uploads/{}", up.id);
-    let held = up.state == "held";
+    let held = up.state == UploadState::Held;
     let body = Payload {
         id,
         event,
         tenant: &tenant.slug,
         upload: UploadSummary {
             id: up.id,
-            state: &up.state,
-            source: &up.source,
-            object: crate::report::object_location(&up.source, &up.bucket, &up.object_key),
+            state: up.state.as_str(),
+            source: up.source.as_str(),
+            object: up.source.location(&up.bucket, &up.object_key),
             counts: Counts {
                 read: up.rows_read,
                 created: up.rows_created,
@@ -404,41 +386,6 @@ fn describe(e: reqwest::Error) -> String {
     }
 }
 
-/// A notification with its attempts, for an upload's detail.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct NotificationView {
-    /// The notification.
-    #[serde(flatten)]
-    pub notification: notification::Model,
-    /// Every attempt, oldest first.
-    pub attempt_log: Vec<notification_attempt::Model>,
-}
-
-/// An upload's notifications and their attempts.
-pub async fn of_upload<C: ConnectionTrait>(
-    db: &C,
-    upload_id: i64,
-) -> Result<Vec<NotificationView>, DbErr> {
-    let list = notification::Entity::find()
-        .filter(notification::Column::UploadId.eq(upload_id))
-        .order_by_asc(notification::Column::Id)
-        .all(db)
-        .await?;
-    let mut out = Vec::with_capacity(list.len());
-    for n in list {
-        let attempt_log = notification_attempt::Entity::find()
-            .filter(notification_attempt::Column::NotificationId.eq(n.id))
-            .order_by_asc(notification_attempt::Column::Id)
-            .all(db)
-            .await?;
-        out.push(NotificationView {
-            notification: n,
-            attempt_log,
-        });
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,15 +412,5 @@ mod tests {
             !verify(&secret, &header, body, 1_700_001_000, 300),
             "too old"
         );
-    }
-
-    #[test]
-    fn webhook_urls_are_https_with_a_host_and_no_credentials() {
-        assert!(check_url("https://hooks.example.com/userfeed", false).is_ok());
-        assert!(check_url("http://hooks.example.com/x", false).is_err());
-        assert!(check_url("http://127.0.0.1:9000/x", true).is_ok());
-        assert!(check_url("https://user:pw@example.com/", false).is_err());
-        assert!(check_url("ftp://example.com/", true).is_err());
-        assert!(check_url("not a url", true).is_err());
     }
 }

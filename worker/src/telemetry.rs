@@ -232,6 +232,7 @@ pub mod events {
     use tracing::{debug, error, info, warn};
 
     use super::*;
+    use crate::upload::UploadState;
 
     /// A receive call returned messages.
     pub fn messages_received(count: usize) {
@@ -545,13 +546,13 @@ pub mod events {
         /// The `outcome` label.
         pub fn as_str(self) -> &'static str {
             match self {
-                Outcome::Succeeded => "succeeded",
-                Outcome::Failed => "failed",
+                Outcome::Succeeded => UploadState::Succeeded.as_str(),
+                Outcome::Failed => UploadState::Failed.as_str(),
                 Outcome::HandedBack => "handed_back",
                 Outcome::Retrying => "retrying",
                 Outcome::LeaseLost => "lease_lost",
-                Outcome::Held => "held",
-                Outcome::Superseded => "superseded",
+                Outcome::Held => UploadState::Held.as_str(),
+                Outcome::Superseded => UploadState::Superseded.as_str(),
             }
         }
     }
@@ -596,7 +597,7 @@ pub mod events {
     }
 
     /// Queue depth sampled from the database.
-    pub fn queue_depth(q: &crate::jobs::queue::QueueStats) {
+    pub fn queue_depth(q: &crate::upload::QueueStats) {
         gauge!(UPLOADS_QUEUED).set(q.queued as f64);
         gauge!(UPLOADS_RUNNING).set(q.running as f64);
         gauge!(OLDEST_QUEUED_AGE).set(q.oldest_queued_age_s);

@@ -184,19 +184,8 @@ pub fn unsafe_key_reason(key: &str) -> Option<IgnoreReason> {
     None
 }
 
-/// Whether `slug` is a well-formed tenant slug: 1 to 63 of `a-z 0-9 -`, not
-/// starting with a dash (so it is also a safe folder name).
-pub fn is_valid_slug(slug: &str) -> bool {
-    !slug.is_empty()
-        && slug.len() <= 63
-        && slug
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !slug.starts_with('-')
-}
-
 fn check_slug(slug: &str) -> Result<(), TenantError> {
-    if is_valid_slug(slug) {
+    if crate::validate::is_valid_slug(slug) {
         Ok(())
     } else {
         Err(TenantError::BadSlug(slug.into()))

@@ -21,7 +21,7 @@ pub enum HoldError {
         /// The upload.
         id: i64,
         /// Its state.
-        state: String,
+        state: crate::upload::UploadState,
     },
     /// A newer upload of the tenant has run since: its full list is the
     /// truth now, and this one's deactivations are out of date.
@@ -47,7 +47,7 @@ async fn lock_held<C: ConnectionTrait>(txn: &C, id: i64) -> Result<upload::Model
         .one(txn)
         .await?
         .ok_or(HoldError::NotFound(id))?;
-    if up.state != UploadState::Held.as_str() {
+    if up.state != UploadState::Held {
         return Err(HoldError::NotHeld {
             id,
             state: up.state,

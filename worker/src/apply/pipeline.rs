@@ -129,7 +129,7 @@ impl Pipeline {
     ) -> Result<Finish, UploadError> {
         // An import (a Xero organisation's employees) has a file of fixed
         // columns, matched on email, applied additively (`source::stored`).
-        let import = crate::source::stored::is_import(&upload.source);
+        let import = crate::source::stored::is_import(upload.source);
         let import_mapping;
         let (mapping, match_key) = if import {
             import_mapping = crate::source::stored::import_mapping();
@@ -152,7 +152,7 @@ impl Pipeline {
             epoch: tenant.feed_epoch,
         };
         let object = ObjectRef {
-            source: upload.source.clone(),
+            source: upload.source,
             bucket: upload.bucket.clone(),
             key: upload.object_key.clone(),
             version_id: upload.version_id.clone(),

@@ -79,7 +79,7 @@ pub async fn preview(
         &txn,
         tenant.id,
         file,
-        crate::jobs::UploadState::Preview,
+        crate::upload::UploadState::Preview,
         86_400.0,
     )
     .await
@@ -144,37 +144,4 @@ pub async fn preview(
         changes,
         problems,
     })
-}
-
-/// The report as text: counts, hold, changes and row problems.
-pub fn text(file: &Path, tenant: &str, r: &PreviewReport) -> String {
-    let p = &r.progress;
-    let mut out = format!(
-        "Preview of {} for tenant {tenant} (nothing was changed)\n\
-         read {}, created {}, updated {}, unchanged {}, rejected {}, deactivated {}\n",
-        file.display(),
-        p.rows_read,
-        p.created,
-        p.updated,
-        p.unchanged,
-        p.rejected,
-        p.deactivated
-    );
-    match &r.held {
-        Some(h) => out.push_str(&format!(
-            "The upload would be HELD: {}. Its {} deactivation(s) would wait for \
-             `userfeed uploads approve`.\n",
-            h.reason, h.deactivations
-        )),
-        None => out.push_str("The upload would succeed.\n"),
-    }
-    if !r.changes.is_empty() {
-        out.push_str("\nChanges:\n");
-        out.push_str(&report::changes_table(&r.changes));
-    }
-    if !r.problems.is_empty() {
-        out.push_str("\nRow problems:\n");
-        out.push_str(&report::errors_table(&r.problems));
-    }
-    out
 }

@@ -45,9 +45,6 @@ use crate::db::entity::{
 use crate::jobs::state::{self, UploadState};
 use crate::rules::text;
 
-/// The `uploads.source` of an undo.
-pub const SOURCE: &str = "undo";
-
 /// Why an upload cannot be undone.
 #[derive(Debug, thiserror::Error)]
 pub enum UndoError {
@@ -63,7 +60,7 @@ pub enum UndoError {
         /// The upload.
         id: i64,
         /// Its state.
-        state: String,
+        state: crate::upload::UploadState,
     },
     /// A newer upload of the tenant has applied, is applying or is held.
     #[error(
@@ -75,7 +72,7 @@ pub enum UndoError {
         id: i64,
         /// The newer upload.
         newer: i64,
-        /// Its state.
+        /// Its state, in words ("being undone" for a concurrent undo).
         state: String,
     },
     /// Database failure.
@@ -234,7 +231,7 @@ async fn undo_in<C: ConnectionTrait>(c: &C, id: i64) -> Result<UndoReport, UndoE
         .one(c)
         .await?
         .ok_or(UndoError::NotFound(id))?;
-    if up.state != UploadState::Succeeded.as_str() {
+    if up.state != UploadState::Succeeded {
         return Err(UndoError::NotApplied {
             id,
             state: up.state,
@@ -244,9 +241,9 @@ async fn undo_in<C: ConnectionTrait>(c: &C, id: i64) -> Result<UndoReport, UndoE
         .filter(upload::Column::TenantId.eq(up.tenant_id))
         .filter(upload::Column::Id.gt(id))
         .filter(upload::Column::State.is_in([
-            UploadState::Succeeded.as_str(),
-            UploadState::Held.as_str(),
-            UploadState::Running.as_str(),
+            UploadState::Succeeded,
+            UploadState::Held,
+            UploadState::Running,
         ]))
         .order_by_desc(upload::Column::Id)
         .one(c)
@@ -255,7 +252,7 @@ async fn undo_in<C: ConnectionTrait>(c: &C, id: i64) -> Result<UndoReport, UndoE
         return Err(UndoError::NotNewest {
             id,
             newer: newer.id,
-            state: newer.state,
+            state: newer.state.to_string(),
         });
     }
     let undo_id = match state::record_undo(c, id).await {
@@ -477,7 +474,7 @@ async fn undo_in<C: ConnectionTrait>(c: &C, id: i64) -> Result<UndoReport, UndoE
     }
     // A feed upload's memberships are known by `created_by_upload_id`; an
     // undo's are in its link log (and carry its id too).
-    if up.source != SOURCE {
+    if up.source != crate::upload::UploadSource::Undo {
         for m in &memberships {
             ops.push((m.user_id, "member_removed", Some(m.group_id), None));
         }

@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::{Output, UploadsCmd, UsersCmd};
 use crate::config::{Config, Toggle};
-use crate::db::entity::upload;
-use crate::jobs::UploadState;
 use crate::map::{FieldType, Mapping, MatchKey};
-use crate::{groups, tenants};
+use crate::service::{self, Access, Caller, UploadState};
 
 /// The demo tenant.
 pub const TENANT: &str = "demo";
@@ -256,8 +254,7 @@ pub async fn run<W: Write>(
     };
 
     writeln!(out, "== Userfeed demo in {}", dir.display())?;
-    let db = crate::db::connect(&cfg.database).await?;
-    crate::db::migrate(&db)
+    let db = service::open_database(&cfg, Access::Write)
         .await
         .context("creating the schema")?;
     setup_tenant(&db).await?;
@@ -348,19 +345,34 @@ pub async fn run<W: Write>(
 }
 
 async fn setup_tenant(db: &DatabaseConnection) -> anyhow::Result<()> {
-    tenants::add(db, TENANT, "", &format!("{TENANT}/"), MatchKey::ExternalId).await?;
+    let me = &Caller::Platform;
+    let tenant = service::NewTenant {
+        slug: TENANT.into(),
+        bucket: String::new(),
+        prefix: Some(format!("{TENANT}/")),
+        match_on: MatchKey::ExternalId,
+    };
+    service::add_tenant(db, me, &tenant).await?;
     for field in ["department", "job_title"] {
-        tenants::add_profile_field(db, TENANT, field, FieldType::Text).await?;
+        let field = service::ProfileField {
+            key: field.into(),
+            field_type: FieldType::Text,
+        };
+        service::add_profile_field(db, me, TENANT, &field).await?;
     }
     for (key, name) in [
         ("ENG", "Engineering"),
         ("SALES", "Sales"),
         ("ALL", "Everyone"),
     ] {
-        groups::add(db, TENANT, key, name).await?;
+        let group = service::NewGroup {
+            id: key.into(),
+            name: name.into(),
+        };
+        service::add_group(db, me, TENANT, &group).await?;
     }
     let mapping = Mapping::from_toml(MAPPING, MatchKey::ExternalId)?;
-    tenants::set_mapping(db, TENANT, &mapping).await?;
+    service::set_mapping(db, me, TENANT, &mapping).await?;
     Ok(())
 }
 
@@ -377,21 +389,16 @@ fn deliver(folder: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
 
 /// Waits until the tenant has `n` uploads and the newest has ended; its id.
 async fn wait_for_upload(db: &DatabaseConnection, n: u64) -> anyhow::Result<i64> {
-    let tenant = tenants::by_slug(db, TENANT).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let uploads = upload::Entity::find()
-            .filter(upload::Column::TenantId.eq(tenant.id))
-            .order_by_desc(upload::Column::Id)
-            .all(db)
-            .await?;
+        let uploads = service::uploads(db, &Caller::Platform, TENANT, n).await?;
         if let Some(newest) = uploads.first().filter(|_| uploads.len() as u64 >= n) {
             let ended = matches!(
-                newest.state.parse::<UploadState>(),
-                Ok(UploadState::Succeeded
+                newest.state,
+                UploadState::Succeeded
                     | UploadState::Failed
                     | UploadState::Held
-                    | UploadState::Superseded)
+                    | UploadState::Superseded
             );
             if ended {
                 return Ok(newest.id);

@@ -14,6 +14,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LogConfig, LogFormat};
+use crate::service::Access;
 
 pub mod demo;
 pub mod render;
@@ -216,44 +217,45 @@ pub async fn run() -> anyhow::Result<()> {
                 format: LogFormat::Text,
                 level: "warn".into(),
             });
-            let db = crate::db::connect(&cfg.database).await.with_context(|| {
-                format!(
-                    "connecting to {}",
-                    crate::config::redact_url(&cfg.database.url)
-                )
-            })?;
-            // The embedded backend serves one host, where nothing else
-            // runs migrations: keep its schema current without asking.
-            let sqlite = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
-            if sqlite && !matches!(other, Command::Migrate { .. }) {
-                crate::db::migrate(&db)
-                    .await
-                    .context("applying migrations")?;
-            }
-            if !matches!(other, Command::Migrate { .. }) {
-                let pending = crate::db::pending_migrations(&db)
-                    .await
-                    .context("reading the schema version")?;
-                if !pending.is_empty() {
-                    bail!(
-                        "the database schema is not up to date (pending: {}); run `userfeed migrate` first",
-                        pending.join(", ")
-                    );
-                }
-            }
+            let db = crate::service::open_database(&cfg, access(&other)).await?;
             execute(&db, &cfg, other, &mut out).await
         }
+    }
+}
+
+/// What `cmd` does with the database: a command that only reads never
+/// creates one.
+fn access(cmd: &Command) -> Access {
+    match cmd {
+        Command::Migrate { .. } => Access::Migrate,
+        Command::Uploads(
+            UploadsCmd::List { .. }
+            | UploadsCmd::Show { .. }
+            | UploadsCmd::Errors { .. }
+            | UploadsCmd::Changes { .. },
+        )
+        | Command::Users(_)
+        | Command::Tenant(
+            TenantCmd::List(_) | TenantCmd::Credentials(CredentialsCmd::Show { .. }),
+        )
+        | Command::Mapping(MappingCmd::Show { .. })
+        | Command::Group(GroupCmd::List { .. })
+        | Command::ProfileField(ProfileFieldCmd::List { .. })
+        | Command::Template { .. }
+        | Command::Preview { .. }
+        | Command::Xero(XeroCmd::Status { .. } | XeroCmd::Preview { .. }) => Access::Read,
+        _ => Access::Write,
     }
 }
 
 /// `userfeed api token`: needs no database.
 fn api_token<W: Write>(label: &str, tenant: Option<String>, out: &mut W) -> anyhow::Result<()> {
     let caller = match tenant {
-        Some(slug) if crate::tenants::is_valid_slug(&slug) => crate::service::Caller::Tenant(slug),
+        Some(slug) if crate::validate::is_valid_slug(&slug) => crate::service::Caller::Tenant(slug),
         Some(slug) => bail!("{slug:?} is not a tenant slug (lowercase letters, digits, dashes)"),
         None => crate::service::Caller::Platform,
     };
-    let (token, entry) = crate::api::auth::new_token(label, &caller)
+    let (token, entry) = crate::web::auth::new_token(label, &caller)
         .map_err(|e| anyhow::anyhow!("no randomness from the system: {e}"))?;
     writeln!(
         out,
@@ -321,7 +323,7 @@ pub async fn execute<W: Write>(
             )
         }
         Command::Migrate { wait: false } => {
-            crate::db::migrate(db)
+            crate::service::migrate(db)
                 .await
                 .context("applying migrations")?;
             writeln!(out, "migrations applied")?;

@@ -4,15 +4,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Subcommand;
 use sea_orm::DatabaseConnection;
 
 use super::Output;
-use super::render::emit;
+use super::render::{self, emit};
 use crate::map::{Mapping, MatchKey};
 use crate::service::{self, Caller};
-use crate::{report, tenants};
 
 /// `userfeed tenant ...`
 #[derive(Debug, Subcommand)]
@@ -230,7 +229,7 @@ pub async fn tenant<W: Write>(
                         ]
                     })
                     .collect();
-                report::table(&["TENANT", "S3 LOCATION", "MATCH ON", "MAPPING"], &rows)
+                render::table(&["TENANT", "S3 LOCATION", "MATCH ON", "MAPPING"], &rows)
             })?;
         }
         TenantCmd::Set {
@@ -272,8 +271,7 @@ pub async fn tenant<W: Write>(
             }
         },
         TenantCmd::Credentials(cmd) => {
-            let sdk = crate::aws::sdk_config(&cfg.aws).await;
-            let iam = crate::aws::credentials(&sdk, cfg);
+            let iam = service::deployment_iam(cfg).await;
             credentials(db, cfg, iam.as_ref(), cmd, out).await?;
         }
     }
@@ -285,7 +283,7 @@ pub async fn tenant<W: Write>(
 pub async fn credentials<W: Write>(
     db: &DatabaseConnection,
     cfg: &crate::config::Config,
-    iam: Option<&crate::credentials::Iam>,
+    iam: Option<&service::Iam>,
     cmd: CredentialsCmd,
     out: &mut W,
 ) -> anyhow::Result<()> {
@@ -355,8 +353,7 @@ pub async fn credentials<W: Write>(
             }
         }
         CredentialsCmd::Sweep => {
-            let iam = iam.ok_or(crate::credentials::CredentialsError::NoAws)?;
-            let n = iam.sweep(db).await?;
+            let n = service::sweep_credentials(db, iam).await?;
             writeln!(
                 out,
                 "deleted {n} rotated-out key(s) whose grace period had ended"
@@ -366,11 +363,7 @@ pub async fn credentials<W: Write>(
     Ok(())
 }
 
-fn print_key<W: Write>(
-    key: &crate::credentials::NewKey,
-    json: bool,
-    out: &mut W,
-) -> anyhow::Result<()> {
+fn print_key<W: Write>(key: &service::NewKey, json: bool, out: &mut W) -> anyhow::Result<()> {
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(key)?)?;
         return Ok(());
@@ -407,17 +400,7 @@ fn print_key<W: Write>(
 /// Prints the mapping suggested by the header of the CSV file `file`
 /// (needs no database).
 pub async fn suggest<W: Write>(file: &Path, out: &mut W) -> anyhow::Result<()> {
-    let f = tokio::fs::File::open(file)
-        .await
-        .with_context(|| format!("opening {}", file.display()))?;
-    let csv = crate::parse::CsvStream::open(f)
-        .await
-        .with_context(|| format!("reading the header of {}", file.display()))?;
-    write!(
-        out,
-        "{}",
-        crate::map::tools::suggest(csv.header()).to_toml()
-    )?;
+    write!(out, "{}", service::suggest_mapping(file).await?.toml)?;
     Ok(())
 }
 
@@ -429,7 +412,7 @@ pub async fn mapping<W: Write>(
 ) -> anyhow::Result<()> {
     match cmd {
         MappingCmd::Set { slug, file } => {
-            let tenant = tenants::by_slug(db, &slug).await?;
+            let tenant = service::tenant(db, &Caller::Platform, &slug).await?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading mapping file {}", file.display()))?;
             let mapping = Mapping::from_toml(&text, tenant.match_key)
@@ -465,7 +448,7 @@ pub async fn group<W: Write>(
                     .iter()
                     .map(|g| vec![g.group_key.clone(), g.name.clone()])
                     .collect();
-                report::table(&["GROUP ID", "NAME"], &rows)
+                render::table(&["GROUP ID", "NAME"], &rows)
             })?;
         }
         GroupCmd::Remove { slug, id } => {
@@ -513,7 +496,7 @@ pub async fn profile_field<W: Write>(
                 .into_iter()
                 .map(|f| vec![f.key, f.field_type.as_str().to_string()])
                 .collect();
-            write!(out, "{}", report::table(&["FIELD", "TYPE"], &rows))?;
+            write!(out, "{}", render::table(&["FIELD", "TYPE"], &rows))?;
         }
     }
     Ok(())
@@ -525,10 +508,10 @@ pub async fn template<W: Write>(
     slug: &str,
     out: &mut W,
 ) -> anyhow::Result<()> {
-    let t = tenants::by_slug(db, slug).await?;
-    let Some(m) = &t.mapping else {
-        bail!("tenant {slug:?} has no mapping yet")
-    };
-    write!(out, "{}", crate::map::tools::template(m, &t.profile_fields))?;
+    write!(
+        out,
+        "{}",
+        service::template(db, &Caller::Platform, slug).await?
+    )?;
     Ok(())
 }

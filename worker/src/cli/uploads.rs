@@ -4,23 +4,16 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use anyhow::bail;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::DatabaseConnection;
 
 use super::Output;
-use super::render::emit;
-use crate::apply::Pipeline;
+use super::render::{self, emit};
 use crate::config::Config;
-use crate::db::entity::upload;
-use crate::jobs::{Claimed, Lease, PoolSettings, UploadState, Workers};
-use crate::service::{self, Caller};
-use crate::source::CountingReader;
-use crate::{report, tenants};
+use crate::service::{self, Caller, OnProgress, RunProgress, UploadDetail, UploadState};
 
 /// `userfeed uploads ...`
 #[derive(Debug, Subcommand)]
@@ -99,18 +92,18 @@ pub async fn uploads<W: Write>(
     cmd: UploadsCmd,
     out: &mut W,
 ) -> anyhow::Result<()> {
+    let me = Caller::Platform;
     match cmd {
         UploadsCmd::List {
             tenant,
             limit,
             out: o,
         } => {
-            let t = tenants::by_slug(db, &tenant).await?;
-            let list = report::uploads(db, t.id, limit).await?;
-            emit(out, o.json, &list, |l| report::uploads_table(l))?;
+            let list = service::uploads(db, &me, &tenant, limit).await?;
+            emit(out, o.json, &list, |l| render::uploads_table(l))?;
         }
         UploadsCmd::Approve { id } => {
-            let r = service::approve(db, &Caller::Platform, id).await?;
+            let r = service::approve(db, &me, id).await?;
             writeln!(
                 out,
                 "upload {id} approved: {} user(s) deactivated",
@@ -118,7 +111,7 @@ pub async fn uploads<W: Write>(
             )?;
         }
         UploadsCmd::Reject { id } => {
-            let r = service::reject(db, &Caller::Platform, id).await?;
+            let r = service::reject(db, &me, id).await?;
             writeln!(
                 out,
                 "upload {id} rejected: {} deactivation(s) dropped",
@@ -126,7 +119,7 @@ pub async fn uploads<W: Write>(
             )?;
         }
         UploadsCmd::Retry { id } => {
-            let r = service::retry(db, &Caller::Platform, id).await?;
+            let r = service::retry(db, &me, id).await?;
             writeln!(out, "upload {id} queued again as upload {}", r.retry_id)?;
         }
         UploadsCmd::Undo {
@@ -134,28 +127,24 @@ pub async fn uploads<W: Write>(
             preview,
             out: o,
         } => {
-            let r = service::undo(db, &Caller::Platform, id, preview).await?;
-            emit(out, o.json, &r, report::undo_text)?;
+            let r = service::undo(db, &me, id, preview).await?;
+            emit(out, o.json, &r, render::undo_text)?;
         }
         UploadsCmd::Changes { id, out: o } => {
-            let list = report::changes(db, id).await?;
-            emit(out, o.json, &list, |l| report::changes_table(l))?;
+            let list = service::changes(db, &me, id).await?;
+            emit(out, o.json, &list, |l| render::changes_table(l))?;
         }
         UploadsCmd::Errors { id, csv } => {
-            let Some(d) = report::upload_detail(db, id, u64::MAX).await? else {
-                bail!("no upload {id}")
-            };
+            let d = service::upload(db, &me, id, u64::MAX).await?;
             if csv {
-                write!(out, "{}", report::problems_csv(&d.errors))?;
+                write!(out, "{}", service::problems_csv(&d.errors))?;
             } else {
-                write!(out, "{}", report::errors_table(&d.errors))?;
+                write!(out, "{}", render::errors_table(&d.errors))?;
             }
         }
         UploadsCmd::Show { id, errors, out: o } => {
-            let Some(d) = report::upload_detail(db, id, errors).await? else {
-                bail!("no upload {id}")
-            };
-            emit(out, o.json, &d, report::upload_text)?;
+            let d = service::upload(db, &me, id, errors).await?;
+            emit(out, o.json, &d, render::upload_text)?;
         }
     }
     Ok(())
@@ -174,96 +163,29 @@ pub async fn import<W: Write>(
     json: bool,
     out: &mut W,
 ) -> anyhow::Result<()> {
-    let t = tenants::by_slug(db, tenant).await?;
-    let lease = cfg.lease();
-    let up =
-        crate::intake::local::record(db, t.id, file, UploadState::Running, lease.as_secs_f64())
-            .await?;
     let size = tokio::fs::metadata(file).await.map(|m| m.len()).ok();
-    run_claimed(
-        db,
-        cfg,
-        (t.id, up.id, up.lease_token),
-        Arc::new(crate::source::local::FolderReader),
-        size,
-        json,
-        out,
-    )
-    .await
+    let bar = progress_bar(size);
+    let d = service::import_file(db, cfg, &Caller::Platform, tenant, file, watch(&bar)).await;
+    bar.finish_and_clear();
+    ended(&d?, json, out)
 }
 
-/// Runs an upload this process recorded already claimed (lease token
-/// `token`) to its end, reading it with `reader`, then prints its summary.
-/// Fails when the upload failed or was held.
-pub(super) async fn run_claimed<W: Write>(
-    db: &DatabaseConnection,
-    cfg: &Config,
-    (tenant_id, upload_id, token): (i64, i64, i64),
-    reader: Arc<dyn crate::source::ObjectReader>,
-    size: Option<u64>,
-    json: bool,
-    out: &mut W,
-) -> anyhow::Result<()> {
-    let lease = cfg.lease();
-    let (reader, read) = CountingReader::new(reader);
-    let workers = Workers::new(
-        db.clone(),
-        format!("import:{}", std::process::id()),
-        Pipeline::for_config(Arc::new(reader), db, cfg),
-        PoolSettings {
-            concurrency: 1,
-            poll_interval: Duration::from_secs(1),
-            lease,
-            // A transient failure fails the import at once: the operator
-            // is there to run it again, and no daemon can read the file.
-            max_attempts: 1,
-        },
-        Default::default(),
-    );
-    let claimed = Claimed {
-        lease: Lease {
-            upload_id,
-            token,
-            seconds: lease.as_secs_f64(),
-        },
-        tenant_id,
-        attempts: 1,
-        previous_error: None,
-    };
-    let bar = progress_bar(size);
-    // Only a drawn bar needs the counters: no polling when stderr is a pipe.
-    let ticker =
-        (!bar.is_hidden()).then(|| tokio::spawn(tick(db.clone(), upload_id, bar.clone(), read)));
-    workers
-        .process(
-            claimed,
-            &tokio_util::sync::CancellationToken::new(),
-            "import",
-        )
-        .await;
-    if let Some(ticker) = ticker {
-        ticker.abort();
-    }
-    bar.finish_and_clear();
-
-    let Some(d) = report::upload_detail(db, upload_id, 20).await? else {
-        bail!("upload {} vanished", upload_id)
-    };
-    emit(out, json, &d, report::upload_text)?;
-    match d.upload.state.parse::<UploadState>() {
-        Ok(UploadState::Failed) => bail!("upload {} failed", upload_id),
-        Ok(UploadState::Held) => bail!(
-            "upload {} is held: its deactivations wait for `userfeed uploads approve {}`",
-            upload_id,
-            upload_id
-        ),
+/// Prints an upload that ran here, and fails when it failed or was held.
+pub(super) fn ended<W: Write>(d: &UploadDetail, json: bool, out: &mut W) -> anyhow::Result<()> {
+    emit(out, json, d, render::upload_text)?;
+    let id = d.upload.id;
+    match d.upload.state {
+        UploadState::Failed => bail!("upload {id} failed"),
+        UploadState::Held => {
+            bail!("upload {id} is held: its deactivations wait for `userfeed uploads approve {id}`")
+        }
         _ => Ok(()),
     }
 }
 
 /// A bar on stderr, drawn only when stderr is a terminal (indicatif hides
 /// it otherwise), of `size` bytes when known.
-fn progress_bar(size: Option<u64>) -> ProgressBar {
+pub(super) fn progress_bar(size: Option<u64>) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(size, ProgressDrawTarget::stderr_with_hz(4));
     let style = ProgressStyle::with_template(
         "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}",
@@ -273,23 +195,23 @@ fn progress_bar(size: Option<u64>) -> ProgressBar {
     bar
 }
 
-/// Updates `bar` from the bytes read and the upload's counters (written by
-/// every batch transaction) until aborted.
-async fn tick(db: DatabaseConnection, upload_id: i64, bar: ProgressBar, read: Arc<AtomicU64>) {
-    let started = std::time::Instant::now();
-    let mut every = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        every.tick().await;
-        bar.set_position(read.load(Ordering::Relaxed));
-        if let Ok(Some(u)) = upload::Entity::find_by_id(upload_id).one(&db).await {
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            bar.set_message(format!(
-                "{} rows, {:.0} rows/s",
-                u.rows_read,
-                u.rows_read as f64 / secs
-            ));
-        }
+/// What updates `bar` as the upload runs; `None` when the bar is hidden,
+/// so nothing polls when stderr is a pipe.
+pub(super) fn watch(bar: &ProgressBar) -> Option<OnProgress> {
+    if bar.is_hidden() {
+        return None;
     }
+    let bar = bar.clone();
+    let started = std::time::Instant::now();
+    Some(Arc::new(move |p: RunProgress| {
+        bar.set_position(p.bytes_read);
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "{} rows, {:.0} rows/s",
+            p.rows_read,
+            p.rows_read as f64 / secs
+        ));
+    }))
 }
 
 /// Runs `userfeed preview`: what `file` would do, changing nothing.
@@ -301,9 +223,6 @@ pub async fn preview<W: Write>(
     json: bool,
     out: &mut W,
 ) -> anyhow::Result<()> {
-    let t = tenants::by_slug(db, tenant).await?;
-    let r = crate::apply::preview::preview(db, &t, file, cfg.apply.batch_size, cfg.limits).await?;
-    emit(out, json, &r, |r| {
-        crate::apply::preview::text(file, &t.slug, r)
-    })
+    let r = service::preview_file(db, cfg, &Caller::Platform, tenant, file).await?;
+    emit(out, json, &r, |r| render::preview_text(file, tenant, r))
 }

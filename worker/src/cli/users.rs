@@ -6,8 +6,7 @@ use clap::Subcommand;
 use sea_orm::DatabaseConnection;
 
 use super::Output;
-use super::render::emit;
-use crate::report;
+use super::render::{self, emit};
 use crate::service::{self, Caller};
 
 /// `userfeed users ...`
@@ -32,7 +31,7 @@ pub async fn users<W: Write>(
     match cmd {
         UsersCmd::List { tenant, out: o } => {
             let list = service::users(db, &Caller::Platform, &tenant).await?;
-            emit(out, o.json, &list, |l| report::users_table(l))
+            emit(out, o.json, &list, |l| render::users_table(l))
         }
     }
 }

@@ -2,7 +2,6 @@
 //! run imports of its employees, disconnect (`docs/xero.md`).
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -11,9 +10,7 @@ use sea_orm::DatabaseConnection;
 use super::Output;
 use super::render::emit;
 use crate::config::Config;
-use crate::service::{self, Caller};
-use crate::xero::connection::Start;
-use crate::xero::{XeroPreview, XeroService, oauth};
+use crate::service::{self, Caller, XeroPreview};
 
 /// `userfeed xero ...`
 #[derive(Debug, Subcommand)]
@@ -74,7 +71,7 @@ pub async fn xero<W: Write>(
     cmd: XeroCmd,
     out: &mut W,
 ) -> anyhow::Result<()> {
-    let x = service_of(cfg)?;
+    let x = service::xero_service(&cfg.xero)?;
     let x = x.as_ref();
     let me = Caller::Platform;
     match cmd {
@@ -83,30 +80,20 @@ pub async fn xero<W: Write>(
             organisation,
             wait,
         } => {
-            // Refuse an unknown tenant or a missing configuration before
-            // sending the admin to Xero.
-            service::xero_status(db, x, &me, &tenant).await?;
-            let xs = x.expect("checked by xero_status");
-            let listener = oauth::listen(xs.config()).await?;
-            let pending = oauth::Pending::new();
-            writeln!(
-                out,
-                "Open this URL, sign in to Xero and allow access to the organisation:\n\n  {}\n\nWaiting for Xero's answer on {} ...",
-                pending.authorize_url(xs.config()),
-                xs.config().redirect_uri
-            )?;
-            out.flush()?;
-            let code =
-                oauth::receive_code(xs.config(), &pending, listener, Duration::from_secs(wait))
-                    .await?;
-            let info = service::xero_connect(
+            let info = service::xero_connect_loopback(
                 db,
                 x,
                 &me,
                 &tenant,
-                &pending,
-                &code,
                 organisation.as_deref(),
+                Duration::from_secs(wait),
+                |url, redirect| {
+                    let _ = writeln!(
+                        out,
+                        "Open this URL, sign in to Xero and allow access to the organisation:\n\n  {url}\n\nWaiting for Xero's answer on {redirect} ..."
+                    );
+                    let _ = out.flush();
+                },
             )
             .await?;
             writeln!(
@@ -138,22 +125,16 @@ pub async fn xero<W: Write>(
             emit(out, o.json, &p, preview_text)
         }
         XeroCmd::Import { tenant, out: o } => {
-            let lease = cfg.lease().as_secs_f64();
-            let done = service::xero_import(db, x, &me, &tenant, Start::Claimed(lease)).await?;
-            let t = crate::tenants::by_slug(db, &tenant).await?;
+            let bar = super::uploads::progress_bar(None);
+            let run =
+                service::xero_import_here(db, x, cfg, &me, &tenant, super::uploads::watch(&bar))
+                    .await;
+            bar.finish_and_clear();
+            let run = run?;
             if !o.json {
-                write!(out, "{}", preview_text(&done.preview))?;
+                write!(out, "{}", preview_text(&run.preview))?;
             }
-            super::uploads::run_claimed(
-                db,
-                cfg,
-                (t.id, done.upload_id, 1),
-                Arc::new(crate::source::stored::StoredReader::new(db.clone())),
-                None,
-                o.json,
-                out,
-            )
-            .await
+            super::uploads::ended(&run.upload, o.json, out)
         }
         XeroCmd::Disconnect { tenant } => {
             if service::xero_disconnect(db, x, &me, &tenant).await? {
@@ -166,17 +147,6 @@ pub async fn xero<W: Write>(
             }
             Ok(())
         }
-    }
-}
-
-/// The deployment's Xero service: `None` while its settings are not set
-/// (the service layer refuses with what to set), an error when they are
-/// set but unusable.
-pub fn service_of(cfg: &Config) -> anyhow::Result<Option<XeroService>> {
-    match XeroService::new(&cfg.xero) {
-        Ok(x) => Ok(Some(x)),
-        Err(crate::xero::XeroError::NotConfigured(m)) if m.ends_with("is not set") => Ok(None),
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -125,6 +125,16 @@ async fn connect_sqlite(cfg: &DatabaseConfig) -> Result<DatabaseConnection, Conn
     Ok(Database::connect(opts).await?)
 }
 
+/// The file of an embedded (SQLite) database URL; `None` for PostgreSQL.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use sea_orm::sqlx::sqlite::SqliteConnectOptions;
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let opts: SqliteConnectOptions = url.parse().ok()?;
+    Some(opts.get_filename().to_path_buf())
+}
+
 /// Opens the connection pool (over TLS as `sslmode` says). Nothing is
 /// logged about the URL beyond its redacted form.
 pub async fn connect(cfg: &DatabaseConfig) -> Result<DatabaseConnection, ConnectError> {

@@ -45,10 +45,8 @@ use crate::jobs::state::UploadState;
 use crate::telemetry::events::{self, DropOutcome, IntakeStage};
 use crate::tenants::{self, TenantError};
 
-use super::event::ObjectCreated;
+use crate::upload::{ObjectCreated, UploadSource};
 
-/// The upload source of drop-folder files.
-pub const SOURCE: &str = "folder";
 /// Taken files whose upload has not ended.
 pub const PROCESSING: &str = "processing";
 /// Files whose upload succeeded or was superseded.
@@ -215,7 +213,7 @@ impl DropFolder {
                 continue;
             }
             match kind {
-                Kind::Dir if tenants::is_valid_slug(&name) => slug_dirs.push((name, path)),
+                Kind::Dir if crate::validate::is_valid_slug(&name) => slug_dirs.push((name, path)),
                 Kind::Dir => {
                     for (file, fpath, kind) in read_dir(&path)? {
                         if kind == Kind::File && !is_ignored_name(&file) {
@@ -409,7 +407,7 @@ impl DropFolder {
             sequencer: Some(key.clone()),
             event_time: Some(DateTime::<Utc>::from(mtime)),
         };
-        let id = super::record_upload(db, tenant_id, SOURCE, &obj).await?;
+        let id = super::record_upload(db, tenant_id, UploadSource::Folder, &obj).await?;
         events::upload_recorded(slug, id, &obj.bucket, &key);
         Ok(())
     }
@@ -425,7 +423,7 @@ impl DropFolder {
         let bucket = t.folder.display().to_string();
         // The newest: a retry is a second upload of the same file.
         let found = upload::Entity::find()
-            .filter(upload::Column::Source.eq(SOURCE))
+            .filter(upload::Column::Source.eq(UploadSource::Folder))
             .filter(upload::Column::Bucket.eq(bucket))
             .filter(upload::Column::ObjectKey.eq(t.name.clone()))
             .order_by_desc(upload::Column::Id)
@@ -453,11 +451,9 @@ impl DropFolder {
             }
             return Ok(t.dir);
         };
-        let (dir, outcome) = match found.state.parse::<UploadState>() {
-            Ok(UploadState::Succeeded | UploadState::Superseded) => {
-                (PROCESSED, DropOutcome::Processed)
-            }
-            Ok(UploadState::Failed) => (FAILED, DropOutcome::Failed),
+        let (dir, outcome) = match found.state {
+            UploadState::Succeeded | UploadState::Superseded => (PROCESSED, DropOutcome::Processed),
+            UploadState::Failed => (FAILED, DropOutcome::Failed),
             _ => (PROCESSING, DropOutcome::Taken),
         };
         if dir == t.dir {

@@ -8,6 +8,7 @@ use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 
 use crate::db::entity::upload;
 use crate::jobs::state::{self, UploadState};
+use crate::upload::UploadSource;
 
 /// Why a local upload could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +46,23 @@ pub async fn record<C: ConnectionTrait>(
     lease_secs: f64,
 ) -> Result<upload::Model, LocalUploadError> {
     let (folder, name) = folder_and_name(file)?;
-    let id = state::record_local(c, tenant_id, "local", &folder, &name, state, lease_secs)
-        .await
-        .map_err(|e| {
-            if e.to_string().contains("uploads_one_running_per_tenant") {
-                LocalUploadError::TenantBusy
-            } else {
-                LocalUploadError::Db(e)
-            }
-        })?;
+    let id = state::record_local(
+        c,
+        tenant_id,
+        UploadSource::Local,
+        &folder,
+        &name,
+        state,
+        lease_secs,
+    )
+    .await
+    .map_err(|e| {
+        if e.to_string().contains("uploads_one_running_per_tenant") {
+            LocalUploadError::TenantBusy
+        } else {
+            LocalUploadError::Db(e)
+        }
+    })?;
     Ok(upload::Entity::find_by_id(id)
         .one(c)
         .await?

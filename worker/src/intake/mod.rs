@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::health::Health;
 use crate::telemetry::events::{self, IgnoreReason, IntakeStage};
 use crate::tenants::{self, TenantError};
+use crate::upload::UploadSource;
 
 pub mod event;
 pub mod folder;
@@ -24,7 +25,8 @@ pub mod local;
 pub mod manual;
 pub mod sqs;
 
-use event::{EventRecord, Notification, ObjectCreated};
+use crate::upload::ObjectCreated;
+use event::{EventRecord, Notification};
 
 /// One message taken from an intake source.
 #[derive(Debug, Clone)]
@@ -138,7 +140,7 @@ pub async fn handle_delivery(
                     out.ignored += 1;
                     continue;
                 };
-                let id = record_upload(&txn, tenant.id, "s3", &obj).await?;
+                let id = record_upload(&txn, tenant.id, UploadSource::S3, &obj).await?;
                 events::upload_recorded(&tenant.slug, id, &obj.bucket, &obj.key);
                 match id {
                     Some(id) => out.recorded.push(id),
@@ -156,7 +158,7 @@ pub async fn handle_delivery(
 pub async fn record_upload<C: ConnectionTrait>(
     db: &C,
     tenant_id: i64,
-    source: &str,
+    source: UploadSource,
     obj: &ObjectCreated,
 ) -> Result<Option<i64>, sea_orm::DbErr> {
     crate::jobs::state::record(db, tenant_id, source, obj).await

@@ -134,6 +134,34 @@ impl Workers {
         self.health.deregister(name);
     }
 
+    /// Runs an upload this process recorded already claimed (`userfeed
+    /// import`, `userfeed xero import`) to its end, here, with the same
+    /// attempt, fence and state changes as a daemon's worker. One attempt
+    /// only: a transient failure fails it at once, since the person who
+    /// started it is there to run it again and no daemon can read the file.
+    pub async fn run_here(
+        db: &DatabaseConnection,
+        pipeline: Pipeline,
+        claimed: Claimed,
+        lease: Duration,
+    ) {
+        let workers = Workers::new(
+            db.clone(),
+            format!("import:{}", std::process::id()),
+            pipeline,
+            PoolSettings {
+                concurrency: 1,
+                poll_interval: Duration::from_secs(1),
+                lease,
+                max_attempts: 1,
+            },
+            Default::default(),
+        );
+        workers
+            .process(claimed, &CancellationToken::new(), "import")
+            .await;
+    }
+
     /// Runs one claimed upload to an outcome and records it.
     pub async fn process(&self, claimed: Claimed, shutdown: &CancellationToken, loop_name: &str) {
         let span = tracing::info_span!(

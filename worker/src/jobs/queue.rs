@@ -9,6 +9,7 @@ use crate::apply::{Progress, write_counters};
 use crate::db::queries;
 use crate::jobs::lease::{self, Lease};
 use crate::jobs::state::{self, Claimed};
+pub use crate::upload::QueueStats;
 
 /// Queue operations for one worker identity.
 #[derive(Clone)]
@@ -102,21 +103,6 @@ impl Queue {
         txn.commit().await?;
         Ok(failed)
     }
-}
-
-/// What the queue gauges show, across all pods.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct QueueStats {
-    /// Uploads waiting to run.
-    pub queued: i64,
-    /// Uploads running.
-    pub running: i64,
-    /// Age of the oldest queued upload in seconds (0 when none).
-    pub oldest_queued_age_s: f64,
-    /// Uploads held for approval.
-    pub held: i64,
-    /// How long the oldest held upload has waited, in seconds (0 when none).
-    pub oldest_held_age_s: f64,
 }
 
 /// Queue depth and held uploads (see [`queries::QUEUE_STATS`]).

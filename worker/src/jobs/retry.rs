@@ -27,7 +27,7 @@ pub enum RetryError {
         /// The upload.
         id: i64,
         /// Its state.
-        state: String,
+        state: UploadState,
     },
     /// A local import's file is not kept anywhere a worker can read it
     /// (S3 objects are, and so are drop-folder files, in `failed/`).
@@ -38,7 +38,7 @@ pub enum RetryError {
         /// The upload.
         id: i64,
         /// Its source.
-        origin: String,
+        origin: crate::upload::UploadSource,
     },
     /// A newer upload of the tenant has applied or is about to.
     #[error(
@@ -68,13 +68,13 @@ pub async fn retry(db: &DatabaseConnection, id: i64) -> Result<i64, RetryError> 
         .one(&txn)
         .await?
         .ok_or(RetryError::NotFound(id))?;
-    if up.state != UploadState::Failed.as_str() {
+    if up.state != UploadState::Failed {
         return Err(RetryError::NotFailed {
             id,
             state: up.state,
         });
     }
-    if up.source != "s3" && up.source != crate::intake::folder::SOURCE {
+    if !up.source.can_retry() {
         return Err(RetryError::NotKept {
             id,
             origin: up.source,

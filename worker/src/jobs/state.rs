@@ -16,111 +16,14 @@
 //! race. Every function takes the caller's connection or transaction: an
 //! upload's end commits with the writes it concludes.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbErr, SqlErr, Statement, Value};
 
 use crate::db::queries::{self, Queries};
-use crate::intake::event::ObjectCreated;
 use crate::jobs::lease::Lease;
-
-/// Where an upload is in its life (`uploads.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum UploadState {
-    /// Waiting to be claimed.
-    Queued,
-    /// Claimed by a worker (or `userfeed import`) under a lease.
-    Running,
-    /// A preview's upload: exists only inside its rolled-back transaction.
-    Preview,
-    /// Applied; a held upload ends here too once resolved.
-    Succeeded,
-    /// Gave up; `userfeed uploads retry` queues its object again.
-    Failed,
-    /// Applied except its deactivations, which wait for approval.
-    Held,
-    /// Skipped: a newer file of the tenant was already queued.
-    Superseded,
-}
-
-impl UploadState {
-    /// Every state.
-    pub const ALL: [UploadState; 7] = [
-        UploadState::Queued,
-        UploadState::Running,
-        UploadState::Preview,
-        UploadState::Succeeded,
-        UploadState::Failed,
-        UploadState::Held,
-        UploadState::Superseded,
-    ];
-
-    /// The stored name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            UploadState::Queued => "queued",
-            UploadState::Running => "running",
-            UploadState::Preview => "preview",
-            UploadState::Succeeded => "succeeded",
-            UploadState::Failed => "failed",
-            UploadState::Held => "held",
-            UploadState::Superseded => "superseded",
-        }
-    }
-
-    /// Whether the upload will not run again (`held` waits for a person,
-    /// not for a worker).
-    pub const fn is_finished(self) -> bool {
-        !matches!(
-            self,
-            UploadState::Queued | UploadState::Running | UploadState::Preview
-        )
-    }
-}
-
-impl fmt::Display for UploadState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A stored state this build does not know.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown upload state {0:?}")]
-pub struct UnknownState(pub String);
-
-impl FromStr for UploadState {
-    type Err = UnknownState;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        UploadState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| UnknownState(s.to_string()))
-    }
-}
-
-/// How a hold was resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
-    /// The deactivations were performed.
-    Approved,
-    /// The deactivations were dropped.
-    Rejected,
-}
-
-impl Resolution {
-    /// The stored name (`uploads.hold_resolution`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Resolution::Approved => "approved",
-            Resolution::Rejected => "rejected",
-        }
-    }
-}
+use crate::upload::{ObjectCreated, UploadSource};
+pub use crate::upload::{Resolution, UnknownState, UploadState};
 
 /// An upload this worker now holds.
 #[derive(Debug, Clone)]
@@ -309,7 +212,7 @@ pub async fn resolve_hold<C: ConnectionTrait>(
 pub async fn record<C: ConnectionTrait>(
     c: &C,
     tenant_id: i64,
-    source: &str,
+    source: UploadSource,
     obj: &ObjectCreated,
 ) -> Result<Option<i64>, DbErr> {
     let row = c
@@ -318,7 +221,7 @@ pub async fn record<C: ConnectionTrait>(
             |q| q.record_upload,
             [
                 tenant_id.into(),
-                source.into(),
+                source.as_str().into(),
                 obj.bucket.clone().into(),
                 obj.key.clone().into(),
                 obj.identity().into(),
@@ -339,7 +242,7 @@ pub async fn record<C: ConnectionTrait>(
 pub async fn record_local<C: ConnectionTrait>(
     c: &C,
     tenant_id: i64,
-    source: &str,
+    source: UploadSource,
     folder: &str,
     name: &str,
     state: UploadState,
@@ -356,7 +259,7 @@ pub async fn record_local<C: ConnectionTrait>(
                 name.into(),
                 state.as_str().into(),
                 lease_secs.into(),
-                source.into(),
+                source.as_str().into(),
             ],
         ))
         .await?
@@ -405,40 +308,4 @@ pub async fn newer_blocking_retry<C: ConnectionTrait>(
         .parse()
         .map_err(|e: UnknownState| DbErr::Type(e.to_string()))?;
     Ok(Some((row.try_get("", "id")?, state)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_state_reads_back_from_its_stored_name() {
-        for st in UploadState::ALL {
-            assert_eq!(st.as_str().parse::<UploadState>(), Ok(st));
-            assert_eq!(
-                serde_json::to_value(st).unwrap(),
-                serde_json::json!(st.as_str())
-            );
-        }
-        assert_eq!(
-            "paused".parse::<UploadState>(),
-            Err(UnknownState("paused".into()))
-        );
-    }
-
-    #[test]
-    fn only_queued_running_and_preview_uploads_are_unfinished() {
-        let unfinished: Vec<_> = UploadState::ALL
-            .into_iter()
-            .filter(|s| !s.is_finished())
-            .collect();
-        assert_eq!(
-            unfinished,
-            [
-                UploadState::Queued,
-                UploadState::Running,
-                UploadState::Preview
-            ]
-        );
-    }
 }

@@ -98,7 +98,7 @@ mod tests {
 
     fn object(folder: &Path, key: &str) -> ObjectRef {
         ObjectRef {
-            source: "local".into(),
+            source: crate::upload::UploadSource::Local,
             bucket: folder.display().to_string(),
             key: key.into(),
             version_id: None,

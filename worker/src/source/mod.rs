@@ -16,9 +16,8 @@ pub mod stored;
 /// Which object an upload refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRef {
-    /// Where the upload came from: `s3`, or `local` for a file given to
-    /// `userfeed import` / `preview`.
-    pub source: String,
+    /// Where the upload came from.
+    pub source: crate::upload::UploadSource,
     /// Bucket (or, for other sources, their container).
     pub bucket: String,
     /// Object key.
@@ -87,7 +86,10 @@ pub trait ObjectReader: Send + Sync {
 /// `local`), so one worker pool runs uploads of every source.
 #[derive(Clone, Default)]
 pub struct ReaderBySource {
-    readers: Vec<(&'static str, std::sync::Arc<dyn ObjectReader>)>,
+    readers: Vec<(
+        crate::upload::UploadSource,
+        std::sync::Arc<dyn ObjectReader>,
+    )>,
 }
 
 impl ReaderBySource {
@@ -97,7 +99,11 @@ impl ReaderBySource {
     }
 
     /// Reads uploads of `source` with `reader`.
-    pub fn with(mut self, source: &'static str, reader: std::sync::Arc<dyn ObjectReader>) -> Self {
+    pub fn with(
+        mut self,
+        source: crate::upload::UploadSource,
+        reader: std::sync::Arc<dyn ObjectReader>,
+    ) -> Self {
         self.readers.push((source, reader));
         self
     }

@@ -25,7 +25,7 @@ impl S3Reader {
 #[async_trait]
 impl ObjectReader for S3Reader {
     async fn open(&self, object: &ObjectRef) -> Result<ObjectBody, SourceError> {
-        if object.source != "s3" {
+        if object.source != crate::upload::UploadSource::S3 {
             // A `userfeed import` whose process died: its file is on the
             // machine it ran on, not in S3, and a daemon must not guess.
             return Err(SourceError::Denied {

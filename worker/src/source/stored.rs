@@ -15,14 +15,12 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use super::{ObjectBody, ObjectReader, ObjectRef, SourceError};
 use crate::db::entity::upload_body;
 use crate::map::{Columns, Mapping};
-
-/// The source name of a Xero import.
-pub const XERO: &str = "xero";
+use crate::upload::UploadSource;
 
 /// Whether uploads of `source` are imports (applied additively, with
 /// [`import_mapping`]).
-pub fn is_import(source: &str) -> bool {
-    source == XERO
+pub fn is_import(source: UploadSource) -> bool {
+    source.is_stored()
 }
 
 /// The header of an import's file, in order: first name, last name, email.

@@ -373,7 +373,7 @@ impl XeroService {
             Start::Queued => state::record(
                 &txn,
                 tenant.id,
-                crate::source::stored::XERO,
+                crate::upload::UploadSource::Xero,
                 &ObjectCreated {
                     bucket: bucket.clone(),
                     key: key.clone(),
@@ -389,7 +389,7 @@ impl XeroService {
             Start::Claimed(lease_secs) => state::record_local(
                 &txn,
                 tenant.id,
-                crate::source::stored::XERO,
+                crate::upload::UploadSource::Xero,
                 &bucket,
                 &key,
                 UploadState::Running,

@@ -48,10 +48,7 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// A vault for the 64-hex-character `key`.
     pub fn new(key_hex: &str) -> Result<Self, VaultError> {
-        let bytes = hex::decode(key_hex.trim()).map_err(|_| VaultError::BadKey)?;
-        if bytes.len() != 32 {
-            return Err(VaultError::BadKey);
-        }
+        let bytes = crate::validate::key_256(key_hex).ok_or(VaultError::BadKey)?;
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| VaultError::BadKey)?;
         Ok(Vault {
             key: LessSafeKey::new(key),

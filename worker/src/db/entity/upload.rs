@@ -2,6 +2,8 @@
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
+use crate::upload::{UploadSource, UploadState};
+
 /// An upload row.
 #[sea_orm::model]
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, utoipa::ToSchema)]
@@ -11,7 +13,8 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub tenant_id: i64,
-    pub source: String,
+    #[schema(value_type = String)]
+    pub source: UploadSource,
     pub bucket: String,
     pub object_key: String,
     pub object_identity: String,
@@ -19,7 +22,8 @@ pub struct Model {
     pub etag: Option<String>,
     pub size_bytes: Option<i64>,
     pub event_time: Option<chrono::DateTime<chrono::Utc>>,
-    pub state: String,
+    #[schema(value_type = String)]
+    pub state: UploadState,
     pub attempts: i32,
     pub not_before: Option<chrono::DateTime<chrono::Utc>>,
     pub lease_owner: Option<String>,

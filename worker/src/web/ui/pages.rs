@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
-use super::session::Session;
 use crate::db::entity::{upload, upload_row_error};
-use crate::service::Caller;
+use crate::service::{Caller, UploadState};
+use crate::web::session::Session;
 
 /// The stylesheet.
 pub const CSS: &str = include_str!("app.css");
@@ -137,7 +137,7 @@ pub fn when(t: Option<DateTime<Utc>>) -> Markup {
 }
 
 /// An upload's state in words, with a class for colour on top.
-pub fn state(s: &str) -> Markup {
+pub fn state(s: &UploadState) -> Markup {
     html! { span class={"state state-" (s)} { (s) } }
 }
 

@@ -14,8 +14,8 @@
 // built once and moved once per request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+mod extract;
 pub mod pages;
-pub mod session;
 
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -27,11 +27,12 @@ use axum_extra::extract::cookie::CookieJar;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use crate::api::ApiState;
+use super::state::WebState;
 use crate::map::{Columns, Mapping, PLATFORM_FIELDS};
 use crate::service::{self, Caller, ServiceError};
+use crate::upload::UploadState;
+use crate::web::session::{self, Session};
 use pages::{layout, page};
-use session::Session;
 
 /// The security headers of every screen: nothing but this origin's own
 /// stylesheet may load, no page may be framed, nothing is sniffed or cached.
@@ -42,7 +43,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
 const PAGE: u64 = 50;
 
 /// The screens' routes, to be nested under `/ui`.
-pub fn router(state: ApiState) -> Router {
+pub fn router(state: WebState) -> Router {
     let upload_limit = state.files.limits.max_object_bytes;
     // A file form is the file plus a few fields.
     let file_body = axum::extract::DefaultBodyLimit::max(
@@ -102,7 +103,7 @@ async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
 
 /// A service error as a page with the status the API would give.
 fn failed(e: ServiceError) -> Response {
-    let p = crate::api::Problem::from(e);
+    let p = crate::web::Problem::from(e);
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let title = match status {
         StatusCode::NOT_FOUND => "Not found",
@@ -134,7 +135,7 @@ async fn home(session: Result<Session, Response>) -> Response {
     }
 }
 
-async fn sign_in_form(State(s): State<ApiState>, jar: CookieJar) -> Response {
+async fn sign_in_form(State(s): State<WebState>, jar: CookieJar) -> Response {
     let csrf = session::random_hex();
     let jar = jar.add(s.session.cookie(session::SIGN_IN_COOKIE, csrf.clone()));
     (jar, page(StatusCode::OK, pages::sign_in(&csrf, None))).into_response()
@@ -146,7 +147,7 @@ struct SignIn {
     csrf: String,
 }
 
-async fn sign_in(State(s): State<ApiState>, jar: CookieJar, Form(f): Form<SignIn>) -> Response {
+async fn sign_in(State(s): State<WebState>, jar: CookieJar, Form(f): Form<SignIn>) -> Response {
     let expected = jar
         .get(session::SIGN_IN_COOKIE)
         .map(|c| c.value().to_string());
@@ -189,7 +190,7 @@ struct CsrfOnly {
 }
 
 async fn sign_out(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     jar: CookieJar,
     Form(f): Form<CsrfOnly>,
@@ -215,7 +216,7 @@ fn reach(session: &Session, slug: &str) -> Result<(), Response> {
     }
 }
 
-async fn ops(State(s): State<ApiState>, session: Session) -> Page {
+async fn ops(State(s): State<WebState>, session: Session) -> Page {
     let o = service::overview(&s.db, &session.caller)
         .await
         .map_err(failed)?;
@@ -305,7 +306,7 @@ struct HistoryQuery {
 }
 
 async fn history(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path(slug): Path<String>,
     Query(q): Query<HistoryQuery>,
@@ -325,7 +326,7 @@ async fn history(
         .map_err(failed)?;
     let undoable = newest
         .first()
-        .filter(|u| u.state == "succeeded")
+        .filter(|u| u.state == UploadState::Succeeded)
         .map(|u| u.id);
     let body = html! {
         @if let Some(d) = &q.done { (pages::notice(d)) }
@@ -382,7 +383,7 @@ async fn history(
     ))
 }
 
-async fn start(State(s): State<ApiState>, session: Session, Path(slug): Path<String>) -> Page {
+async fn start(State(s): State<WebState>, session: Session, Path(slug): Path<String>) -> Page {
     reach(&session, &slug)?;
     service::tenant(&s.db, &session.caller, &slug)
         .await
@@ -419,10 +420,10 @@ fn file_form(session: &Session, action: &str, intro: &str, label: &str, button: 
 /// Reads a file form: its CSRF token first (checked before the file is
 /// read), then the file, spooled to disk under `limits.max_object_bytes`.
 async fn read_file_form(
-    s: &ApiState,
+    s: &WebState,
     session: &Session,
     mut form: Multipart,
-) -> Result<crate::api::files::Spooled, Response> {
+) -> Result<crate::web::spool::Spooled, Response> {
     let bad = |why: String| {
         pages::error_page(StatusCode::BAD_REQUEST, "The form could not be read", &why)
     };
@@ -432,7 +433,7 @@ async fn read_file_form(
             Some("csrf") => csrf = Some(field.text().await.map_err(|e| bad(e.body_text()))?),
             Some("file") => {
                 session.check_csrf(csrf.as_deref())?;
-                return crate::api::files::spool_stream(
+                return crate::web::spool::spool_stream(
                     &s.files,
                     field,
                     s.files.limits.max_object_bytes,
@@ -451,7 +452,7 @@ async fn read_file_form(
 }
 
 async fn start_sample(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path(slug): Path<String>,
     form: Multipart,
@@ -554,7 +555,7 @@ fn mapping_page(session: &Session, slug: &str, f: &MappingForm) -> Markup {
     layout("Map your columns", Some(session), Some(slug), body)
 }
 
-async fn mapping(State(s): State<ApiState>, session: Session, Path(slug): Path<String>) -> Page {
+async fn mapping(State(s): State<WebState>, session: Session, Path(slug): Path<String>) -> Page {
     reach(&session, &slug)?;
     let t = service::tenant(&s.db, &session.caller, &slug)
         .await
@@ -587,7 +588,7 @@ async fn mapping(State(s): State<ApiState>, session: Session, Path(slug): Path<S
 }
 
 async fn save_mapping(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path(slug): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
@@ -654,7 +655,7 @@ struct ConnectionQuery {
 }
 
 async fn connection(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path(slug): Path<String>,
     Query(q): Query<ConnectionQuery>,
@@ -725,7 +726,7 @@ struct CredentialsForm {
 }
 
 async fn credentials(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path(slug): Path<String>,
     Form(f): Form<CredentialsForm>,
@@ -794,7 +795,7 @@ struct UploadQuery {
 /// caller reaches, so a page never shows another tenant's upload under
 /// this tenant's name).
 async fn tenant_upload(
-    s: &ApiState,
+    s: &WebState,
     session: &Session,
     slug: &str,
     id: i64,
@@ -810,7 +811,7 @@ async fn tenant_upload(
 }
 
 async fn upload(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path((slug, id)): Path<(String, i64)>,
     Query(q): Query<UploadQuery>,
@@ -826,7 +827,7 @@ async fn upload(
         .map_err(failed)?;
     let u = &d.upload;
     let base = format!("/ui/t/{slug}/uploads/{id}");
-    let held = u.state == "held" && u.hold_resolution.is_none();
+    let held = u.state == UploadState::Held && u.hold_resolution.is_none();
     let body = html! {
         @if let Some(done) = &q.done { (pages::notice(done)) }
         dl.facts {
@@ -886,7 +887,7 @@ fn cursor<C: std::str::FromStr<Err = String>>(c: Option<&str>) -> Result<Option<
 }
 
 async fn problems_csv(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path((slug, id)): Path<(String, i64)>,
 ) -> Page {
@@ -908,7 +909,7 @@ async fn problems_csv(
 }
 
 async fn approve(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path((slug, id)): Path<(String, i64)>,
     Form(f): Form<CsrfOnly>,
@@ -917,7 +918,7 @@ async fn approve(
 }
 
 async fn reject(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path((slug, id)): Path<(String, i64)>,
     Form(f): Form<CsrfOnly>,
@@ -928,7 +929,7 @@ async fn reject(
 /// Approves or rejects a held upload's deactivations, then shows the
 /// upload with what was done.
 async fn resolve_hold(
-    s: &ApiState,
+    s: &WebState,
     session: &Session,
     slug: &str,
     id: i64,
@@ -963,7 +964,7 @@ fn url_encode(s: &str) -> String {
 }
 
 async fn undo_confirm(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path((slug, id)): Path<(String, i64)>,
 ) -> Page {
@@ -1015,7 +1016,7 @@ fn undo_summary(r: &crate::apply::undo::UndoReport) -> Markup {
 }
 
 async fn undo(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path((slug, id)): Path<(String, i64)>,
     Form(f): Form<CsrfOnly>,
@@ -1035,7 +1036,7 @@ async fn undo(
 }
 
 async fn preview_form(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path(slug): Path<String>,
 ) -> Page {
@@ -1061,7 +1062,7 @@ async fn preview_form(
 }
 
 async fn preview(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     session: Session,
     Path(slug): Path<String>,
     form: Multipart,

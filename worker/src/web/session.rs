@@ -12,19 +12,15 @@
 //! which has no session yet, carries a double-submit token from a cookie
 //! of its own, so nobody can sign a victim in to the attacker's account.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::ApiState;
-use crate::api::auth::Token;
 use crate::db::entity::ui_session;
 use crate::service::Caller;
+use crate::web::auth::{Token, Tokens};
 
 /// The session cookie.
 pub const COOKIE: &str = "userfeed_session";
@@ -89,23 +85,6 @@ pub struct Session {
 }
 
 impl Session {
-    /// Checks a form's `csrf` field against the session's; the error is
-    /// the page that refuses the form.
-    #[allow(clippy::result_large_err)]
-    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), Response> {
-        match sent {
-            Some(s) if same_secret(s, &self.csrf) => Ok(()),
-            _ => {
-                tracing::warn!(token = %self.label, "admin screen form refused: missing or wrong CSRF token");
-                Err(super::pages::error_page(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "This form could not be accepted",
-                    "It was not sent from this page, or the page is too old. Go back, reload the page and try again.",
-                ))
-            }
-        }
-    }
-
     /// Where the session starts: the operators' overview or the tenant's
     /// history.
     pub fn home(&self) -> String {
@@ -153,19 +132,23 @@ pub async fn close(db: &sea_orm::DatabaseConnection, session: &Session) -> Resul
 
 /// The session of the request's cookie, if it is open and its token is
 /// still configured.
-async fn current(s: &ApiState, jar: &CookieJar) -> Result<Option<Session>, DbErr> {
+pub async fn current(
+    db: &sea_orm::DatabaseConnection,
+    tokens: &Tokens,
+    jar: &CookieJar,
+) -> Result<Option<Session>, DbErr> {
     let Some(secret) = jar.get(COOKIE).map(|c| c.value().to_string()) else {
         return Ok(None);
     };
     let Some(row) = ui_session::Entity::find()
         .filter(ui_session::Column::SecretSha256.eq(sha256_hex(&secret)))
         .filter(ui_session::Column::ExpiresAt.gt(Utc::now()))
-        .one(&s.db)
+        .one(db)
         .await?
     else {
         return Ok(None);
     };
-    let Some(token) = s.tokens.by_hash(&row.token_sha256) else {
+    let Some(token) = tokens.by_hash(&row.token_sha256) else {
         return Ok(None);
     };
     Ok(Some(Session {
@@ -174,24 +157,4 @@ async fn current(s: &ApiState, jar: &CookieJar) -> Result<Option<Session>, DbErr
         csrf: row.csrf,
         id: row.id,
     }))
-}
-
-impl FromRequestParts<ApiState> for Session {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, Response> {
-        let jar = CookieJar::from_headers(&parts.headers);
-        match current(s, &jar).await {
-            Ok(Some(session)) => Ok(session),
-            Ok(None) => Err(Redirect::to("/ui/sign-in").into_response()),
-            Err(e) => {
-                tracing::error!(error = %e, "reading an admin screen session failed");
-                Err(super::pages::error_page(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "Userfeed is not answering",
-                    "The database did not answer. Try again in a minute.",
-                ))
-            }
-        }
-    }
 }

@@ -165,7 +165,7 @@ fn parse_scope(scope: &str) -> Option<Caller> {
         "platform" => Some(Caller::Platform),
         s => s
             .strip_prefix("tenant:")
-            .filter(|slug| crate::tenants::is_valid_slug(slug))
+            .filter(|slug| crate::validate::is_valid_slug(slug))
             .map(|slug| Caller::Tenant(slug.to_string())),
     }
 }

@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use axum::{Extension, Router, routing::post};
 use serde::Serialize;
 
-use super::auth::Token;
-use super::{ApiResult, ApiState, Problem};
+use super::{ApiResult, Problem, WebState};
 use crate::service;
+use crate::web::auth::Token;
 use crate::xero::ConnectionInfo;
 use crate::xero::connection::{Start, XeroImport};
 
@@ -30,7 +30,7 @@ pub struct Disconnected {
 
 /// The routes, without the request deadline: a call to Xero is bounded by
 /// the client's own timeouts, attempts and `Retry-After` waits.
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<WebState> {
     Router::new()
         .route(
             "/tenants/{slug}/xero",
@@ -48,15 +48,15 @@ pub fn routes() -> Router<ApiState> {
     params(("slug" = String, Path, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the connection, or null", body = XeroStatus),
-        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "refused: Xero is not configured on this deployment", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json")
+        (status = 401, description = "no or a wrong bearer token", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused: Xero is not configured on this deployment", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::web::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
 pub(super) async fn get_xero(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<XeroStatus> {
@@ -72,16 +72,16 @@ pub(super) async fn get_xero(
     params(("slug" = String, Path, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the three groups", body = crate::xero::XeroPreview),
-        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "refused: not connected, the grant expired or was revoked (connect again), or Xero is not configured", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Xero did not answer, or its limits are used up", body = crate::api::Problem, content_type = "application/problem+json")
+        (status = 401, description = "no or a wrong bearer token", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused: not connected, the grant expired or was revoked (connect again), or Xero is not configured", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Xero did not answer, or its limits are used up", body = crate::web::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
 pub(super) async fn preview_xero(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<crate::xero::XeroPreview> {
@@ -98,16 +98,16 @@ pub(super) async fn preview_xero(
     params(("slug" = String, Path, description = "the tenant's slug")),
     responses(
         (status = 202, description = "the queued upload and what it was built from", body = XeroImport),
-        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "refused: not connected, the grant expired or was revoked (connect again), or Xero is not configured", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Xero did not answer, or its limits are used up", body = crate::api::Problem, content_type = "application/problem+json")
+        (status = 401, description = "no or a wrong bearer token", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused: not connected, the grant expired or was revoked (connect again), or Xero is not configured", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Xero did not answer, or its limits are used up", body = crate::web::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
 pub(super) async fn import_xero(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> Result<(StatusCode, Json<XeroImport>), Problem> {
@@ -124,16 +124,16 @@ pub(super) async fn import_xero(
     params(("slug" = String, Path, description = "the tenant's slug")),
     responses(
         (status = 200, description = "whether there was a connection", body = Disconnected),
-        (status = 401, description = "no or a wrong bearer token", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "refused: Xero is not configured on this deployment", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = crate::api::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Xero did not answer", body = crate::api::Problem, content_type = "application/problem+json")
+        (status = 401, description = "no or a wrong bearer token", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such object, or not one the token reaches", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "refused: Xero is not configured on this deployment", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "over the token's rate", body = crate::web::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Xero did not answer", body = crate::web::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
 pub(super) async fn disconnect_xero(
-    State(s): State<ApiState>,
+    State(s): State<WebState>,
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<Disconnected> {

@@ -1,0 +1,114 @@
+//! Files sent by a person: mapping suggestions, templates, previews and manual uploads.
+
+use super::*;
+
+/// A mapping suggested from a sample file's header.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SuggestedMapping {
+    /// The file's columns, in order.
+    pub columns: Vec<String>,
+    /// The suggestion as a mapping document (what `PUT .../mapping` takes).
+    pub mapping: Mapping,
+    /// The same as a commented TOML file (what `userfeed mapping set` takes).
+    pub toml: String,
+    /// Columns not recognised (candidates for custom profile fields).
+    pub unmapped: Vec<String>,
+    /// The file's first rows (up to [`SAMPLE_ROWS`]), for a preview beside
+    /// the mapping.
+    pub sample: Vec<Vec<String>>,
+}
+
+/// How many rows of a sample file [`suggest_mapping`] returns.
+pub const SAMPLE_ROWS: usize = 5;
+
+/// Suggests a mapping from the header of the CSV `file` (only the header
+/// is read).
+pub async fn suggest_mapping(file: &std::path::Path) -> Result<SuggestedMapping, ServiceError> {
+    let f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| ServiceError::Invalid(format!("the sample file could not be read: {e}")))?;
+    let mut csv = crate::parse::CsvStream::open(f).await.map_err(|e| {
+        ServiceError::Invalid(format!("the sample file has no readable header: {e}"))
+    })?;
+    let s = crate::map::tools::suggest(csv.header());
+    let mut sample = Vec::new();
+    // A row that does not parse ends the sample; the header is what counts.
+    while sample.len() < SAMPLE_ROWS {
+        match csv.next_row().await {
+            Ok(Some((_, fields))) => sample.push(fields.iter().map(|f| f.to_string()).collect()),
+            _ => break,
+        }
+    }
+    Ok(SuggestedMapping {
+        columns: csv.header().to_vec(),
+        toml: s.to_toml(),
+        mapping: s.mapping,
+        unmapped: s.unmapped,
+        sample,
+    })
+}
+
+/// The CSV template (header and example row) for a tenant's mapping.
+pub async fn template(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+) -> Result<String, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    let Some(m) = &t.mapping else {
+        return Err(ServiceError::Refused(format!(
+            "tenant {slug} has no mapping yet; set one first"
+        )));
+    };
+    Ok(crate::map::tools::template(m, &t.profile_fields))
+}
+
+/// What the CSV `file` would do for a tenant; nothing changes.
+pub async fn preview(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    file: &std::path::Path,
+    batch_size: usize,
+    limits: crate::parse::Limits,
+) -> Result<crate::apply::preview::PreviewReport, ServiceError> {
+    use crate::apply::preview::{self, PreviewError};
+    let t = tenant(db, caller, slug).await?;
+    if t.mapping.is_none() {
+        return Err(ServiceError::Refused(format!(
+            "tenant {slug} has no mapping yet; set one first"
+        )));
+    }
+    preview::preview(db, &t, file, batch_size, limits)
+        .await
+        .map_err(|e| match e {
+            PreviewError::WouldFail(_) => ServiceError::Invalid(e.to_string()),
+            PreviewError::Other(m) => ServiceError::Db(DbErr::Custom(m)),
+        })
+}
+
+/// Delivers a manual upload where the tenant's drops go, so it is queued
+/// like one ([`crate::intake::manual`]).
+pub async fn deliver_file(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    name: Option<&str>,
+    file: &std::path::Path,
+    bytes: u64,
+    to: &crate::intake::manual::ManualUploads,
+) -> Result<crate::intake::manual::Delivered, ServiceError> {
+    use crate::intake::manual::{ManualError, delivered_name};
+    let t = tenant(db, caller, slug).await?;
+    let name = delivered_name(name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+    let done = to
+        .deliver(&t, &name, file, bytes)
+        .await
+        .map_err(|e| match e {
+            ManualError::BadName(_) => ServiceError::Invalid(e.to_string()),
+            ManualError::NoIntake(_) => ServiceError::Refused(e.to_string()),
+            ManualError::Delivery(_) => ServiceError::Unavailable(e.to_string()),
+        })?;
+    tracing::info!(tenant = slug, location = %done.location, bytes, "manual upload delivered");
+    Ok(done)
+}

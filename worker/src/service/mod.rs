@@ -1,0 +1,146 @@
+//! The service layer: every operation the CLI and the admin API offer, with
+//! the caller's reach checked in one place. The CLI calls these as the
+//! platform; the API as the token's scope. Neither surface holds business
+//! logic, so an operation refused on one is refused on the other with the
+//! same reason.
+
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use serde::{Deserialize, Serialize};
+
+use crate::apply::holds::{self, HoldError};
+use crate::apply::undo::{self, UndoError};
+use crate::credentials::{Connection, CredentialsError};
+use crate::db::entity::{group, upload, upload_row_error};
+use crate::jobs::retry::{self, RetryError};
+use crate::map::{FieldType, Mapping, MatchKey};
+use crate::report;
+use crate::tenants::{Tenant, TenantError};
+
+// What the surfaces read and render, so that none of them needs a module
+// below the service for a type.
+pub use crate::apply::preview::{Held, PreviewReport};
+pub use crate::apply::undo::UndoReport;
+pub use crate::credentials::{Iam, NewKey};
+pub use crate::db::entity::upload::Model as Upload;
+pub use crate::db::entity::upload_row_error::Model as RowProblem;
+pub use crate::report::{Change, UploadDetail, UserListing, problems_csv};
+pub use crate::upload::{UploadSource, UploadState};
+pub use crate::xero::{ConnectionInfo, XeroPreview, XeroService};
+
+/// Who is asking: the platform (operators, the CLI) reaches every tenant;
+/// a tenant's admin reaches only their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Every tenant.
+    Platform,
+    /// Only the tenant with this slug.
+    Tenant(String),
+}
+
+impl Caller {
+    /// Whether the caller may see tenant `slug`.
+    pub fn reaches(&self, slug: &str) -> bool {
+        match self {
+            Caller::Platform => true,
+            Caller::Tenant(own) => own == slug,
+        }
+    }
+}
+
+/// Why an operation did not happen. The message is for the person asking
+/// and names no other tenant's data.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No such object, or not one the caller reaches (the two are
+    /// indistinguishable on purpose).
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation is not allowed in the object's current state.
+    #[error("{0}")]
+    Refused(String),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The caller may not do this at all (a tenant token creating tenants).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A service this one depends on (S3, the file system) failed; the
+    /// message names what, for the caller to try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Database failure (logged; shown only as a generic message by the API).
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+}
+
+impl From<TenantError> for ServiceError {
+    fn from(e: TenantError) -> Self {
+        match e {
+            TenantError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            TenantError::Db(db) => ServiceError::Db(db),
+            TenantError::Missing(_) => ServiceError::NotFound(e.to_string()),
+            TenantError::Exists(_) | TenantError::Overlap { .. } | TenantError::InUse(_) => {
+                ServiceError::Refused(e.to_string())
+            }
+            other => ServiceError::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<UndoError> for ServiceError {
+    fn from(e: UndoError) -> Self {
+        match e {
+            UndoError::Db(db) => ServiceError::Db(db),
+            UndoError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            other => ServiceError::Refused(other.to_string()),
+        }
+    }
+}
+
+impl From<HoldError> for ServiceError {
+    fn from(e: HoldError) -> Self {
+        match e {
+            HoldError::Db(db) => ServiceError::Db(db),
+            HoldError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            other => ServiceError::Refused(other.to_string()),
+        }
+    }
+}
+
+impl From<RetryError> for ServiceError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::Db(db) => ServiceError::Db(db),
+            RetryError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            other => ServiceError::Refused(other.to_string()),
+        }
+    }
+}
+
+fn no_tenant(slug: &str) -> ServiceError {
+    ServiceError::NotFound(TenantError::NotFound(slug.to_string()).to_string())
+}
+
+fn no_upload(id: i64) -> ServiceError {
+    ServiceError::NotFound(format!("no upload {id}"))
+}
+
+mod credentials;
+mod database;
+mod files;
+mod local;
+mod overview;
+mod tenants;
+mod uploads;
+mod webhooks;
+mod xero;
+
+pub use credentials::*;
+pub use database::*;
+pub use files::*;
+pub use local::*;
+pub use overview::*;
+pub use tenants::*;
+pub use uploads::*;
+pub use webhooks::*;
+pub use xero::*;

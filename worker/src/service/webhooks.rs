@@ -1,0 +1,77 @@
+//! A tenant's webhook and its notifications.
+
+use super::*;
+
+/// A tenant's webhook: where it goes and the secret its calls are signed
+/// with (for the receiver; see `docs/webhooks.md`).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Webhook {
+    /// The URL; `None` when cleared (the platform default applies).
+    pub url: Option<String>,
+    /// The signing secret; `None` when cleared.
+    pub secret: Option<String>,
+}
+
+/// What `PUT /tenants/{slug}/webhook` takes.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookRequest {
+    /// The receiver's URL (`https://`, or `http://` with `notify.allow_http`).
+    pub url: String,
+    /// Replace the signing secret with a new one.
+    #[serde(default)]
+    pub rotate_secret: bool,
+}
+
+/// Sets a tenant's webhook URL (optionally rotating its secret) and says
+/// the secret to verify calls with. Refused without `notify.signing_key`.
+pub async fn set_webhook(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    req: &WebhookRequest,
+    notify: &crate::config::NotifyConfig,
+) -> Result<Webhook, ServiceError> {
+    tenant(db, caller, slug).await?;
+    crate::validate::webhook_url(&req.url, notify.allow_http)
+        .map_err(|e| ServiceError::Invalid(format!("webhook URL: {e}")))?;
+    let Some(key) = notify
+        .key()
+        .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+    else {
+        return Err(ServiceError::Refused(
+            "webhooks cannot be signed: notify.signing_key is not configured".into(),
+        ));
+    };
+    let t = crate::tenants::set_webhook(db, slug, Some(req.url.clone()), req.rotate_secret).await?;
+    tracing::info!(tenant = slug, rotated = req.rotate_secret, "webhook set");
+    Ok(Webhook {
+        url: t.webhook_url,
+        secret: Some(crate::notify::tenant_secret(
+            &key,
+            t.id,
+            t.webhook_secret_version,
+        )),
+    })
+}
+
+/// Clears a tenant's webhook URL (the platform default applies again).
+pub async fn clear_webhook(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+) -> Result<(), ServiceError> {
+    tenant(db, caller, slug).await?;
+    crate::tenants::set_webhook(db, slug, None, false).await?;
+    Ok(())
+}
+
+/// An upload's notifications and their attempts.
+pub async fn notifications(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    id: i64,
+) -> Result<Vec<crate::report::NotificationView>, ServiceError> {
+    reachable_upload(db, caller, id).await?;
+    Ok(crate::report::notifications_of(db, id).await?)
+}
