@@ -67,15 +67,23 @@ pub struct TestDb {
 /// changed migration makes new templates, so no test runs on a stale one.
 fn schema_fingerprint() -> String {
     use sha2::{Digest, Sha256};
+    fn walk(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("the migrations' sources") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/src");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("the migrations' sources")
-        .map(|e| e.expect("a directory entry").path())
-        .collect();
+    let mut files = Vec::new();
+    walk(&dir, &mut files);
     files.sort();
     let mut h = Sha256::new();
     for f in files {
-        h.update(f.file_name().unwrap().as_encoded_bytes());
+        h.update(f.strip_prefix(&dir).unwrap().as_os_str().as_encoded_bytes());
         h.update(std::fs::read(&f).expect("a migration source"));
     }
     h.finalize()[..6]

@@ -9,8 +9,8 @@
 //! change them live in `jobs::state`.
 
 /// Declares a stored vocabulary: an enum whose variants are each written
-/// once with their stored name, from which come the sea-orm column type
-/// (text on both backends), serde's and OpenAPI's names, `as_str`,
+/// once with their stored name (the variant's name in lowercase), from which
+/// come the sea-orm column type (text on both backends), `as_str`,
 /// `Display`, `FromStr` (with `$unknown` as its error) and comparison with
 /// a stored string.
 macro_rules! vocabulary {
@@ -27,11 +27,13 @@ macro_rules! vocabulary {
             serde::Serialize, utoipa::ToSchema,
         )]
         #[sea_orm(rs_type = "String", db_type = "Text")]
+        // Stored names are the variants' names in lowercase; a test of each
+        // vocabulary holds serde's names to `as_str`.
+        #[serde(rename_all = "lowercase")]
         pub enum $name {
             $(
                 $(#[$vmeta])*
                 #[sea_orm(string_value = $value)]
-                #[serde(rename = $value)]
                 $variant,
             )+
         }
@@ -100,8 +102,7 @@ pub use object::ObjectCreated;
 pub use source::{UnknownSource, UploadSource};
 pub use state::{Resolution, UnknownState, UploadState};
 
-/// How many uploads wait, run and are held, across all pods (the queue
-/// gauges and the operators' overview).
+/// What the queue gauges show, across all pods.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     /// Uploads waiting to run.
