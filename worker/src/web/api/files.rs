@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 
+use super::errors;
 use super::{ApiResult, Problem, WebState};
 use crate::service;
 use crate::web::auth::Token;
@@ -24,13 +25,12 @@ use crate::web::spool::spool;
     request_body(content = String, content_type = "text/csv", description = "the CSV file"),
     responses(
         (status = 200, description = "the preview", body = crate::apply::preview::PreviewReport),
-        (status = 401, description = "no or a wrong bearer token", body = super::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = super::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "refused in the object's current state", body = super::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the file is over limits.max_object_bytes", body = super::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a value is wrong", body = super::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = super::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the database or a dependency did not answer", body = super::Problem, content_type = "application/problem+json")
+        errors::Authenticated,
+        errors::NotFound,
+        errors::Refused,
+        errors::FileTooLarge,
+        errors::Invalid,
+        errors::Unavailable,
     ),
     security(("bearer" = []))
 )]
@@ -76,14 +76,13 @@ pub(super) struct UploadQuery {
     request_body(content = String, content_type = "text/csv", description = "the CSV file"),
     responses(
         (status = 202, description = "delivered", body = crate::intake::manual::Delivered),
-        (status = 400, description = "the request is malformed", body = super::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no or a wrong bearer token", body = super::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = super::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "refused in the object's current state", body = super::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the file is over limits.max_object_bytes", body = super::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a value is wrong", body = super::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = super::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the database or a dependency did not answer", body = super::Problem, content_type = "application/problem+json")
+        errors::Malformed,
+        errors::Authenticated,
+        errors::NotFound,
+        errors::Refused,
+        errors::FileTooLarge,
+        errors::Invalid,
+        errors::Unavailable,
     ),
     security(("bearer" = []))
 )]
@@ -125,12 +124,11 @@ pub(super) async fn upload(
     request_body(content = String, content_type = "text/csv", description = "a sample CSV, or just its header line"),
     responses(
         (status = 200, description = "the suggestion", body = service::SuggestedMapping),
-        (status = 401, description = "no or a wrong bearer token", body = super::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = super::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the file is over limits.max_object_bytes", body = super::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a value is wrong", body = super::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = super::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the database or a dependency did not answer", body = super::Problem, content_type = "application/problem+json")
+        errors::Authenticated,
+        errors::NotFound,
+        errors::FileTooLarge,
+        errors::Invalid,
+        errors::Unavailable,
     ),
     security(("bearer" = []))
 )]
@@ -155,11 +153,10 @@ pub(super) async fn suggest(
     params(("slug" = String, Path, description = "the tenant's slug")),
     responses(
         (status = 200, description = "a CSV header and example row", body = String, content_type = "text/csv"),
-        (status = 401, description = "no or a wrong bearer token", body = super::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = super::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "refused in the object's current state", body = super::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = super::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the database or a dependency did not answer", body = super::Problem, content_type = "application/problem+json")
+        errors::Authenticated,
+        errors::NotFound,
+        errors::Refused,
+        errors::Unavailable,
     ),
     security(("bearer" = []))
 )]

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Router, routing::post};
 use serde::Serialize;
 
+use super::errors;
 use super::{ApiResult, Problem, WebState};
 use crate::service;
 use crate::web::auth::Token;
@@ -48,10 +49,9 @@ pub fn routes() -> Router<WebState> {
     params(("slug" = String, Path, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the connection, or null", body = XeroStatus),
-        (status = 401, description = "no or a wrong bearer token", body = crate::web::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = crate::web::Problem, content_type = "application/problem+json"),
+        errors::Authenticated,
+        errors::NotFound,
         (status = 409, description = "refused: Xero is not configured on this deployment", body = crate::web::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = crate::web::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
@@ -72,10 +72,9 @@ pub(super) async fn get_xero(
     params(("slug" = String, Path, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the three groups", body = crate::xero::XeroPreview),
-        (status = 401, description = "no or a wrong bearer token", body = crate::web::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = crate::web::Problem, content_type = "application/problem+json"),
+        errors::Authenticated,
+        errors::NotFound,
         (status = 409, description = "refused: not connected, the grant expired or was revoked (connect again), or Xero is not configured", body = crate::web::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = crate::web::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Xero did not answer, or its limits are used up", body = crate::web::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
@@ -98,10 +97,9 @@ pub(super) async fn preview_xero(
     params(("slug" = String, Path, description = "the tenant's slug")),
     responses(
         (status = 202, description = "the queued upload and what it was built from", body = XeroImport),
-        (status = 401, description = "no or a wrong bearer token", body = crate::web::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = crate::web::Problem, content_type = "application/problem+json"),
+        errors::Authenticated,
+        errors::NotFound,
         (status = 409, description = "refused: not connected, the grant expired or was revoked (connect again), or Xero is not configured", body = crate::web::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = crate::web::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Xero did not answer, or its limits are used up", body = crate::web::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
@@ -124,10 +122,9 @@ pub(super) async fn import_xero(
     params(("slug" = String, Path, description = "the tenant's slug")),
     responses(
         (status = 200, description = "whether there was a connection", body = Disconnected),
-        (status = 401, description = "no or a wrong bearer token", body = crate::web::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "no such object, or not one the token reaches", body = crate::web::Problem, content_type = "application/problem+json"),
+        errors::Authenticated,
+        errors::NotFound,
         (status = 409, description = "refused: Xero is not configured on this deployment", body = crate::web::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "over the token's rate", body = crate::web::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Xero did not answer", body = crate::web::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))

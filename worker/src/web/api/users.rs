@@ -1,0 +1,25 @@
+//! A tenant's users.
+
+use super::*;
+
+#[utoipa::path(
+    get,
+    path = "/tenants/{slug}/users",
+    tag = "users",
+    summary = "Users with roles, managers and groups",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 200, description = "the users", body = Vec<crate::report::UserListing>),
+        errors::Authenticated,
+        errors::NotFound,
+        errors::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn list_users(
+    State(s): State<WebState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> ApiResult<Vec<crate::report::UserListing>> {
+    Ok(Json(service::users(&s.db, &t.caller, &slug).await?))
+}

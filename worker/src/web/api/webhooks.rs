@@ -1,0 +1,81 @@
+//! A tenant's webhook, and an upload's notifications.
+
+use super::*;
+
+#[utoipa::path(
+    put,
+    path = "/tenants/{slug}/webhook",
+    tag = "webhooks",
+    summary = "Set where the tenant's notifications go",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    request_body = service::WebhookRequest,
+    responses(
+        (status = 200, description = "the URL and the signing secret", body = service::Webhook),
+        errors::Malformed,
+        errors::Authenticated,
+        errors::NotFound,
+        errors::Refused,
+        errors::BodyTooLarge,
+        errors::NotJson,
+        errors::Invalid,
+        errors::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn put_webhook(
+    State(s): State<WebState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+    req: JsonBody<service::WebhookRequest>,
+) -> ApiResult<service::Webhook> {
+    let req = body(req)?;
+    Ok(Json(
+        service::set_webhook(&s.db, &t.caller, &slug, &req, &s.notify).await?,
+    ))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/tenants/{slug}/webhook",
+    tag = "webhooks",
+    summary = "Remove the tenant's webhook URL",
+    params(("slug" = String, Path, description = "the tenant's slug")),
+    responses(
+        (status = 204, description = "removed"),
+        errors::Authenticated,
+        errors::NotFound,
+        errors::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn delete_webhook(
+    State(s): State<WebState>,
+    Extension(t): Extension<Token>,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, Problem> {
+    service::clear_webhook(&s.db, &t.caller, &slug).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}/notifications",
+    tag = "uploads",
+    summary = "Webhook notifications of the upload, with every attempt",
+    params(("id" = i64, Path, description = "the upload's id")),
+    responses(
+        (status = 200, description = "the notifications", body = Vec<crate::report::NotificationView>),
+        errors::Authenticated,
+        errors::NotFound,
+        errors::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn get_notifications(
+    State(s): State<WebState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+) -> ApiResult<Vec<crate::report::NotificationView>> {
+    let id = upload_id(&id)?;
+    Ok(Json(service::notifications(&s.db, &t.caller, id).await?))
+}
