@@ -1,0 +1,87 @@
+//! A tenant's upload history.
+
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct HistoryQuery {
+    before: Option<i64>,
+    done: Option<String>,
+}
+
+pub(super) async fn history(
+    State(s): State<WebState>,
+    session: Session,
+    Path(slug): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Page {
+    reach(&session, &slug)?;
+    let filter = crate::report::UploadFilter {
+        before: q.before,
+        ..Default::default()
+    };
+    let ups = service::uploads_page(&s.db, &session.caller, &slug, &filter, PAGE)
+        .await
+        .map_err(failed)?;
+    // The undo link goes on the newest upload, when it applied (the service
+    // refuses any other, with the reason, on the confirmation page).
+    let newest = service::uploads(&s.db, &session.caller, &slug, 1)
+        .await
+        .map_err(failed)?;
+    let undoable = newest
+        .first()
+        .filter(|u| u.state == UploadState::Succeeded)
+        .map(|u| u.id);
+    let body = html! {
+        @if let Some(d) = &q.done { (pages::notice(d)) }
+        @if ups.is_empty() && q.before.is_none() {
+            p { "No uploads yet. When a file arrives it is listed here with what it did." }
+            p { a href={"/ui/t/" (slug) "/start"} { "Set up the feed" } }
+        } @else {
+            table {
+                caption.visually-hidden { "Uploads, newest first" }
+                thead { tr {
+                    th scope="col" { "Upload" }
+                    th scope="col" { "File" }
+                    th scope="col" { "State" }
+                    th scope="col" { "Received" }
+                    th scope="col" { "Finished" }
+                    @for h in pages::COUNTS { th.num scope="col" { (h) } }
+                    th scope="col" { "Reason" }
+                    th scope="col" { span.visually-hidden { "Actions" } }
+                } }
+                tbody {
+                    @for u in &ups {
+                        tr {
+                            td { a href={"/ui/t/" (slug) "/uploads/" (u.id)} { "#" (u.id) } }
+                            td.mono { (pages::file_name(u)) }
+                            td { (pages::state(&u.state)) }
+                            td { (pages::when(Some(u.queued_at))) }
+                            td { (pages::when(u.finished_at)) }
+                            @for n in pages::counts(u) { td.num { (n) } }
+                            td { (pages::reason(u)) }
+                            td {
+                                @if Some(u.id) == undoable {
+                                    a href={"/ui/t/" (slug) "/uploads/" (u.id) "/undo"} { "Undo…" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if ups.len() as u64 == PAGE {
+                @if let Some(last) = ups.last() {
+                    p.pager { a href={"/ui/t/" (slug) "?before=" (last.id)} { "Older uploads" } }
+                }
+            }
+        }
+    };
+    Ok(page(
+        StatusCode::OK,
+        layout(
+            &format!("Upload history of {slug}"),
+            Some(&session),
+            Some(&slug),
+            body,
+        ),
+    ))
+}

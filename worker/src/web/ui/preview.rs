@@ -1,0 +1,76 @@
+//! Previewing a file: what it would do, changing nothing.
+
+use super::*;
+
+pub(super) async fn preview_form(
+    State(s): State<WebState>,
+    session: Session,
+    Path(slug): Path<String>,
+) -> Page {
+    reach(&session, &slug)?;
+    service::tenant(&s.db, &session.caller, &slug)
+        .await
+        .map_err(failed)?;
+    Ok(page(
+        StatusCode::OK,
+        layout(
+            "Preview a file",
+            Some(&session),
+            Some(&slug),
+            file_form(
+                &session,
+                &format!("/ui/t/{slug}/preview"),
+                "See what a file would do before you drop it: nothing changes.",
+                "File to preview (CSV)",
+                "Preview",
+            ),
+        ),
+    ))
+}
+
+pub(super) async fn preview(
+    State(s): State<WebState>,
+    session: Session,
+    Path(slug): Path<String>,
+    form: Multipart,
+) -> Page {
+    reach(&session, &slug)?;
+    service::tenant(&s.db, &session.caller, &slug)
+        .await
+        .map_err(failed)?;
+    let file = read_file_form(&s, &session, form).await?;
+    let r = service::preview(
+        &s.db,
+        &session.caller,
+        &slug,
+        &file.path,
+        s.files.batch_size,
+        s.files.limits,
+    )
+    .await
+    .map_err(failed)?;
+    let p = &r.progress;
+    let body = html! {
+        (pages::notice("Nothing has changed: this is what the file would do."))
+        table {
+            caption.visually-hidden { "Counts" }
+            thead { tr { @for h in pages::COUNTS { th.num scope="col" { (h) } } } }
+            tbody { tr {
+                @for n in [p.rows_read, p.created, p.updated, p.unchanged, p.deactivated, p.rejected] {
+                    td.num { (n) }
+                }
+            } }
+        }
+        @if let Some(h) = &r.held {
+            p.problem role="alert" { "It would be held for approval: " (h.reason) }
+        }
+        h2 { "Row problems" }
+        (pages::problems_table(&r.problems))
+        h2 { "What it would change" }
+        (pages::changes_table(&r.changes))
+    };
+    Ok(page(
+        StatusCode::OK,
+        layout("Preview", Some(&session), Some(&slug), body),
+    ))
+}

@@ -1,0 +1,75 @@
+//! Undoing the newest upload, after a confirmation that lists what it would do.
+
+use super::*;
+
+pub(super) async fn undo_confirm(
+    State(s): State<WebState>,
+    session: Session,
+    Path((slug, id)): Path<(String, i64)>,
+) -> Page {
+    tenant_upload(&s, &session, &slug, id).await?;
+    let body = match service::undo(&s.db, &session.caller, id, true).await {
+        Ok(r) => html! {
+            p { "Undoing upload #" (id) " would do this. Nothing has changed yet." }
+            (undo_summary(&r))
+            form method="post" action={"/ui/t/" (slug) "/uploads/" (id) "/undo"} {
+                input type="hidden" name="csrf" value=(session.csrf);
+                button.danger type="submit" { "Undo upload #" (id) }
+                " "
+                a href={"/ui/t/" (slug) "/uploads/" (id)} { "Cancel" }
+            }
+        },
+        Err(ServiceError::Refused(why)) => html! {
+            p.problem role="alert" { (why) }
+            p { a href={"/ui/t/" (slug)} { "Back to the history" } }
+        },
+        Err(e) => return Err(failed(e)),
+    };
+    Ok(page(
+        StatusCode::OK,
+        layout(
+            &format!("Undo upload #{id}?"),
+            Some(&session),
+            Some(&slug),
+            body,
+        ),
+    ))
+}
+
+pub(super) fn undo_summary(r: &crate::apply::undo::UndoReport) -> Markup {
+    html! {
+        dl.facts {
+            dt { "Made inactive" } dd { (r.deactivated.len()) }
+            dt { "Made active again" } dd { (r.reactivated.len()) }
+            dt { "Fields put back" } dd { (r.updated.len()) }
+            dt { "Links restored" } dd { (r.links_restored) }
+            dt { "Left alone" } dd { (r.left_alone.len()) }
+        }
+        @if !r.left_alone.is_empty() {
+            h2 { "Left alone" }
+            ul {
+                @for l in &r.left_alone { li { (l.email) ", " (l.field) ": " (l.reason) } }
+            }
+        }
+    }
+}
+
+pub(super) async fn undo(
+    State(s): State<WebState>,
+    session: Session,
+    Path((slug, id)): Path<(String, i64)>,
+    Form(f): Form<CsrfOnly>,
+) -> Page {
+    session.check_csrf(f.csrf.as_deref())?;
+    tenant_upload(&s, &session, &slug, id).await?;
+    let r = service::undo(&s.db, &session.caller, id, false)
+        .await
+        .map_err(failed)?;
+    tracing::info!(audit = true, token = %session.label, upload = id, "upload undone from the admin screens");
+    let shown = r.undo_id.unwrap_or(id);
+    Ok(done_redirect(
+        &slug,
+        shown,
+        &format!("Upload #{id} was undone."),
+    ))
+}

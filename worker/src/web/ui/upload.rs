@@ -1,0 +1,184 @@
+//! One upload: its detail, problems, changes, and resolving its hold.
+
+use super::*;
+
+#[derive(Deserialize)]
+pub(super) struct UploadQuery {
+    problems_after: Option<String>,
+    changes_after: Option<String>,
+    done: Option<String>,
+}
+
+/// The upload `id` of tenant `slug` (others are not found, whatever the
+/// caller reaches, so a page never shows another tenant's upload under
+/// this tenant's name).
+pub(super) async fn tenant_upload(
+    s: &WebState,
+    session: &Session,
+    slug: &str,
+    id: i64,
+) -> Result<crate::report::UploadDetail, Response> {
+    reach(session, slug)?;
+    let d = service::upload(&s.db, &session.caller, id, 0)
+        .await
+        .map_err(failed)?;
+    if d.tenant != slug {
+        return Err(failed(ServiceError::NotFound(format!("no upload {id}"))));
+    }
+    Ok(d)
+}
+
+pub(super) async fn upload(
+    State(s): State<WebState>,
+    session: Session,
+    Path((slug, id)): Path<(String, i64)>,
+    Query(q): Query<UploadQuery>,
+) -> Page {
+    let d = tenant_upload(&s, &session, &slug, id).await?;
+    let p_after = cursor::<crate::report::ProblemCursor>(q.problems_after.as_deref())?;
+    let c_after = cursor::<crate::report::ChangeCursor>(q.changes_after.as_deref())?;
+    let problems = service::problems_page(&s.db, &session.caller, id, p_after, PAGE)
+        .await
+        .map_err(failed)?;
+    let (changes, next_change) = service::changes_page(&s.db, &session.caller, id, c_after, PAGE)
+        .await
+        .map_err(failed)?;
+    let u = &d.upload;
+    let base = format!("/ui/t/{slug}/uploads/{id}");
+    let held = u.state == UploadState::Held && u.hold_resolution.is_none();
+    let body = html! {
+        @if let Some(done) = &q.done { (pages::notice(done)) }
+        dl.facts {
+            dt { "File" } dd.mono { (u.object_key) }
+            dt { "State" } dd { (pages::state(&u.state)) }
+            dt { "Received" } dd { (pages::when(Some(u.queued_at))) }
+            dt { "Started" } dd { (pages::when(u.started_at)) }
+            dt { "Finished" } dd { (pages::when(u.finished_at)) }
+            @let reason = pages::reason(u);
+            @if !reason.is_empty() { dt { "Reason" } dd { (reason) } }
+        }
+        table {
+            caption.visually-hidden { "Counts" }
+            thead { tr { @for h in pages::COUNTS { th.num scope="col" { (h) } } } }
+            tbody { tr { @for n in pages::counts(u) { td.num { (n) } } } }
+        }
+        @if held {
+            section aria-labelledby="hold" {
+                h2 #hold { "Held for approval" }
+                p { (u.held_deactivations) " users would be deactivated. Approve to deactivate them, or reject to keep them active; the rest of the file has been applied." }
+                (pages::button_form(&session, &format!("{base}/approve"), "Approve deactivations", ""))
+                (pages::button_form(&session, &format!("{base}/reject"), "Reject deactivations", "secondary"))
+            }
+        }
+        h2 { "Row problems" }
+        @if u.row_problems_dropped > 0 {
+            p.hint { (u.row_problems_dropped) " more problems were found but not kept." }
+        }
+        (pages::problems_table(&problems))
+        p.pager {
+            a href={(base) "/problems.csv"} download { "Download all row problems (CSV)" }
+            @if problems.len() as u64 == PAGE {
+                @if let Some(l) = problems.last() {
+                    " · "
+                    a href={(base) "?problems_after=" (l.line) "-" (l.id)} { "More problems" }
+                }
+            }
+        }
+        h2 { "What it changed" }
+        (pages::changes_table(&changes))
+        @if let Some(c) = next_change {
+            p.pager { a href={(base) "?changes_after=" (c)} { "More changes" } }
+        }
+    };
+    Ok(page(
+        StatusCode::OK,
+        layout(&format!("Upload #{id}"), Some(&session), Some(&slug), body),
+    ))
+}
+
+/// A page cursor from the query, refused (422) when it is not one this
+/// page gave out.
+pub(super) fn cursor<C: std::str::FromStr<Err = String>>(
+    c: Option<&str>,
+) -> Result<Option<C>, Response> {
+    c.map(str::parse)
+        .transpose()
+        .map_err(|e| failed(ServiceError::Invalid(e)))
+}
+
+pub(super) async fn problems_csv(
+    State(s): State<WebState>,
+    session: Session,
+    Path((slug, id)): Path<(String, i64)>,
+) -> Page {
+    tenant_upload(&s, &session, &slug, id).await?;
+    let all = service::problems_page(&s.db, &session.caller, id, None, u64::MAX)
+        .await
+        .map_err(failed)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"upload-{id}-problems.csv\""),
+            ),
+        ],
+        crate::report::problems_csv(&all),
+    )
+        .into_response())
+}
+
+pub(super) async fn approve(
+    State(s): State<WebState>,
+    session: Session,
+    Path((slug, id)): Path<(String, i64)>,
+    Form(f): Form<CsrfOnly>,
+) -> Page {
+    resolve_hold(&s, &session, &slug, id, f, true).await
+}
+
+pub(super) async fn reject(
+    State(s): State<WebState>,
+    session: Session,
+    Path((slug, id)): Path<(String, i64)>,
+    Form(f): Form<CsrfOnly>,
+) -> Page {
+    resolve_hold(&s, &session, &slug, id, f, false).await
+}
+
+/// Approves or rejects a held upload's deactivations, then shows the
+/// upload with what was done.
+pub(super) async fn resolve_hold(
+    s: &WebState,
+    session: &Session,
+    slug: &str,
+    id: i64,
+    f: CsrfOnly,
+    approve: bool,
+) -> Page {
+    session.check_csrf(f.csrf.as_deref())?;
+    tenant_upload(s, session, slug, id).await?;
+    let (r, done) = if approve {
+        let r = service::approve(&s.db, &session.caller, id).await;
+        (r, "Approved: {} users deactivated.")
+    } else {
+        let r = service::reject(&s.db, &session.caller, id).await;
+        (r, "Rejected: {} users stay active.")
+    };
+    let r = r.map_err(failed)?;
+    tracing::info!(audit = true, token = %session.label, upload = id, approve, "hold resolved from the admin screens");
+    Ok(done_redirect(
+        slug,
+        id,
+        &done.replace("{}", &r.deactivations.to_string()),
+    ))
+}
+
+pub(super) fn done_redirect(slug: &str, id: i64, message: &str) -> Response {
+    let q: String = url_encode(message);
+    Redirect::to(&format!("/ui/t/{slug}/uploads/{id}?done={q}")).into_response()
+}
+
+pub(super) fn url_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
