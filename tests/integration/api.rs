@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use serde_json::Value;
-use userfeed::cli::{Cli, execute};
+use userfeed::cli::execute;
 use userfeed::config::Config;
 use userfeed::map::MatchKey;
 use userfeed::service::{self, Caller};
@@ -164,7 +163,8 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// `userfeed <args>` in-process, as the platform: its error text.
 async fn cli_error(db: &TestDb, args: &[&str]) -> String {
-    let cli = Cli::try_parse_from(std::iter::once("userfeed").chain(args.iter().copied())).unwrap();
+    let cli =
+        userfeed::cli::parse_args(std::iter::once("userfeed").chain(args.iter().copied())).unwrap();
     let mut out = Vec::new();
     let err = execute(&db.db, &Config::load(None).unwrap(), cli.command, &mut out)
         .await

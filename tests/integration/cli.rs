@@ -2,15 +2,14 @@
 //! through the same `cli::execute` the binary runs. And `userfeed import`'s
 //! progress bar, which the binary draws only on a terminal.
 
-use clap::Parser;
-use userfeed::cli::{Cli, execute};
+use userfeed::cli::execute;
 use userfeed::config::Config;
 use userfeed_tests::*;
 
 /// Runs `userfeed <args>` against `db` in this process; its output, or the
 /// error with what it printed before failing.
 async fn run(db: &TestDb, args: &[&str]) -> Result<String, (String, String)> {
-    let cli = Cli::try_parse_from(std::iter::once("userfeed").chain(args.iter().copied()))
+    let cli = userfeed::cli::parse_args(std::iter::once("userfeed").chain(args.iter().copied()))
         .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let cfg = Config::load(None).unwrap();
     let mut out = Vec::new();
@@ -219,4 +218,201 @@ async fn import_draws_its_progress_bar_on_a_terminal_and_none_when_piped() {
         screen.contains(&total),
         "the file's size, {total}: {screen}"
     );
+}
+
+/// The binary, run with `args` against `db` and no terminal; its output.
+async fn spawn(db: &TestDb, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(daemon_binary())
+        .args(args)
+        .env("USERFEED_DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn commands_that_read_or_change_data_print_json_with_json() {
+    let db = TestDb::new().await.unwrap();
+    tenant(
+        &db,
+        "acme",
+        "b",
+        userfeed::map::MatchKey::ExternalId,
+        MAPPING,
+    )
+    .await;
+    let json = |text: String| -> serde_json::Value {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    let first = temp_file("json1.csv", employees_csv(40, false).as_bytes());
+    run(
+        &db,
+        &["import", "--tenant", "acme", first.to_str().unwrap()],
+    )
+    .await
+    .unwrap();
+    let second = temp_file("json2.csv", employees_csv(5, false).as_bytes());
+    let (_, printed) = run(
+        &db,
+        &[
+            "import",
+            "--tenant",
+            "acme",
+            second.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await
+    .unwrap_err();
+    let held = json(printed)["id"].as_i64().unwrap().to_string();
+
+    let approved = json(
+        run(&db, &["uploads", "approve", &held, "--json"])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(approved["deactivations"], 35, "{approved}");
+    let mapping = json(
+        run(&db, &["mapping", "show", "--tenant", "acme", "--json"])
+            .await
+            .unwrap(),
+    );
+    assert!(mapping["columns"].is_object(), "{mapping}");
+    let fields = json(
+        run(
+            &db,
+            &["profile-field", "list", "--tenant", "acme", "--json"],
+        )
+        .await
+        .unwrap(),
+    );
+    assert!(fields.is_array(), "{fields}");
+    let problems = json(
+        run(&db, &["uploads", "errors", &held, "--json"])
+            .await
+            .unwrap(),
+    );
+    assert!(problems.is_array(), "{problems}");
+    let token = json(
+        run(
+            &db,
+            &[
+                "api", "token", "--label", "ops", "--tenant", "acme", "--json",
+            ],
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(
+        (&token["label"], &token["tenant"]),
+        (&"ops".into(), &"acme".into())
+    );
+    assert!(
+        token["token"].as_str().unwrap().starts_with("uf_"),
+        "{token}"
+    );
+    // The text forms are unchanged.
+    assert_eq!(
+        run(&db, &["mapping", "show", "--tenant", "acme"])
+            .await
+            .unwrap(),
+        run(&db, &["mapping", "show", "acme"]).await.unwrap(),
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_a_tenant_that_does_not_exist_is_refused() {
+    let db = TestDb::new().await.unwrap();
+    let (err, printed) = run(&db, &["api", "token", "--label", "x", "--tenant", "nobody"])
+        .await
+        .unwrap_err();
+    assert!(err.contains("nobody"), "{err}");
+    assert!(!printed.contains("uf_"), "no token is shown: {printed}");
+}
+
+#[tokio::test]
+async fn import_and_preview_of_a_missing_file_record_nothing() {
+    let db = TestDb::new().await.unwrap();
+    tenant(
+        &db,
+        "acme",
+        "b",
+        userfeed::map::MatchKey::ExternalId,
+        MAPPING,
+    )
+    .await;
+    let missing = std::env::temp_dir()
+        .join(unique("missing-"))
+        .join("staff.csv");
+    for cmd in ["import", "preview"] {
+        let (err, _) = run(&db, &[cmd, "--tenant", "acme", missing.to_str().unwrap()])
+            .await
+            .unwrap_err();
+        assert_eq!(err, format!("no such file: {}", missing.display()), "{cmd}");
+    }
+    assert_eq!(db.scalar("SELECT count(*) FROM uploads").await, 0);
+    assert_eq!(db.scalar("SELECT count(*) FROM notifications").await, 0);
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_a_command_quietly_and_piped_output_has_no_colours() {
+    let db = TestDb::new().await.unwrap();
+    tenant(
+        &db,
+        "acme",
+        "b",
+        userfeed::map::MatchKey::ExternalId,
+        MAPPING,
+    )
+    .await;
+    // A reader that has gone: its end of the pipe is closed before the
+    // command writes, so every write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = tokio::process::Command::new(daemon_binary())
+        .args(["mapping", "show", "--tenant", "acme"])
+        .env("USERFEED_DATABASE_URL", &db.url)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&status.stderr),
+        "",
+        "nothing on stderr"
+    );
+
+    // The warning a failed import logs to a piped stderr has no ANSI escapes.
+    let bad = temp_file("utf16.csv", b"\xff\xfe not a csv\n");
+    let out = spawn(&db, &["import", "--tenant", "acme", bad.to_str().unwrap()]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("WARN"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colours in a pipe: {stderr:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_only_reads_creates_no_database_and_says_where_it_looked() {
+    let dir = std::env::temp_dir().join(unique("uf-empty-"));
+    let out = tokio::process::Command::new(daemon_binary())
+        .args(["uploads", "list", "--tenant", "acme"])
+        .env_remove("USERFEED_DATABASE_URL")
+        .env_remove("USERFEED_CONFIG")
+        .env("USERFEED_DATA_DIR", &dir)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&dir.join("userfeed.db").display().to_string()),
+        "says where it looked: {stderr}"
+    );
+    assert!(!dir.exists(), "created nothing at {}", dir.display());
 }

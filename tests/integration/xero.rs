@@ -28,7 +28,7 @@ fn config(fake: &FakeXero) -> Config {
 
 /// Runs `userfeed <args>` in-process.
 async fn run(db: &TestDb, cfg: &Config, args: &[&str]) -> Result<String, String> {
-    let cli = Cli::try_parse_from(std::iter::once("userfeed").chain(args.iter().copied()))
+    let cli = userfeed::cli::parse_args(std::iter::once("userfeed").chain(args.iter().copied()))
         .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let mut out = Vec::new();
     let res = execute(&db.db, cfg, cli.command, &mut out).await;

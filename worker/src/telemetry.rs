@@ -105,8 +105,13 @@ pub fn init_logging(cfg: &LogConfig) {
                     .with_writer(std::io::stderr),
             )
             .try_init(),
+        // Colours only for a person at a terminal, never into a file or pipe.
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
     };
     // A second init (tests) keeps the first subscriber.

@@ -331,6 +331,11 @@ pub async fn run<W: Write>(
             "drop more files into {} (write elsewhere, then move them in)",
             tenant_folder.display()
         )?;
+        writeln!(
+            out,
+            "read the demo's data with the CLI: USERFEED_DATA_DIR={} userfeed uploads list --tenant {TENANT}",
+            dir.display()
+        )?;
         if !exit {
             writeln!(out, "serving until Ctrl-C")?;
             out.flush()?;

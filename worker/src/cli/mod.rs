@@ -5,6 +5,7 @@
 //! ([`render`]), so [`execute`] runs in-process in tests exactly as the
 //! binary runs it, and the admin API will call the same service functions.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -51,6 +52,8 @@ pub enum Command {
         #[arg(long)]
         migrate: bool,
     },
+    /// Apply database migrations.
+    ///
     /// Apply database migrations (safe to run repeatedly, and from many
     /// processes at once: they take turns under an advisory lock).
     Migrate {
@@ -78,6 +81,8 @@ pub enum Command {
     /// Users.
     #[command(subcommand)]
     Users(UsersCmd),
+    /// Apply a local CSV file to a tenant now.
+    ///
     /// Apply a local CSV file to a tenant now, in this process, exactly as if
     /// it had been dropped in S3 (recorded in the upload history with source
     /// `local`). Shows progress on a terminal; exits non-zero when the
@@ -91,6 +96,8 @@ pub enum Command {
         #[command(flatten)]
         out: Output,
     },
+    /// Show what a file would do, changing nothing.
+    ///
     /// Show what a file would do to a tenant (counts, changes, row errors and
     /// warnings, whether it would be held) without changing anything.
     Preview {
@@ -104,7 +111,8 @@ pub enum Command {
     },
     /// Print a CSV header and one example row for a tenant's mapping.
     Template {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
     },
     /// Import a Xero organisation's employees as users (docs/xero.md).
@@ -116,6 +124,8 @@ pub enum Command {
     /// Feed buckets.
     #[command(subcommand)]
     Bucket(BucketCmd),
+    /// Run a demonstration on the embedded default.
+    ///
     /// Run a demonstration on the embedded default (SQLite and the drop
     /// folder, in `<data.dir>/demo`, wiped first): a tenant, two days of a
     /// generated HR export, what they did; then keep serving until Ctrl-C.
@@ -133,21 +143,28 @@ pub enum Command {
 /// `userfeed api ...`
 #[derive(Debug, Subcommand)]
 pub enum ApiCmd {
+    /// Make a new admin API token.
+    ///
     /// Make a new API token: prints the token (once; it is not stored) and
     /// the entry to add to `api.tokens_file`, which holds only its hash.
     Token {
         /// Who will hold it, for the audit log.
         #[arg(long)]
         label: String,
-        /// Scope it to one tenant; without it the token reaches every tenant.
+        /// Scope it to one tenant (which must exist); without it the token
+        /// reaches every tenant.
         #[arg(long)]
         tenant: Option<String>,
+        #[command(flatten)]
+        out: Output,
     },
 }
 
 /// `userfeed bucket ...`
 #[derive(Debug, Subcommand)]
 pub enum BucketCmd {
+    /// Make a bucket ready for feeds (idempotent).
+    ///
     /// Make a bucket ready for feeds, idempotently: the intake queue's
     /// policy lets it send, every `ObjectCreated` goes to the queue, drops
     /// expire after 90 days, and public access is blocked.
@@ -170,9 +187,85 @@ pub struct Output {
     pub json: bool,
 }
 
+/// Commands that named their tenant by a leading positional argument
+/// before `--tenant SLUG` became the rule. The old form still works, and is
+/// not shown in `--help`: [`tenant_flag_for_positional`] rewrites it.
+const TENANT_POSITIONAL: &[&[&str]] = &[
+    &["tenant", "add"],
+    &["tenant", "set"],
+    &["tenant", "webhook"],
+    &["tenant", "credentials", "create"],
+    &["tenant", "credentials", "rotate"],
+    &["tenant", "credentials", "revoke"],
+    &["tenant", "credentials", "show"],
+    &["mapping", "set"],
+    &["mapping", "show"],
+    &["group", "add"],
+    &["group", "list"],
+    &["group", "remove"],
+    &["profile-field", "add"],
+    &["profile-field", "list"],
+    &["profile-field", "remove"],
+    &["template"],
+];
+
+/// Rewrites the old positional tenant (`mapping set acme file.toml`) as
+/// `--tenant acme`, for the commands of [`TENANT_POSITIONAL`] given no
+/// `--tenant`; every other argument list is returned as it is.
+pub fn tenant_flag_for_positional(args: Vec<OsString>) -> Vec<OsString> {
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // The command's words start after the program and any global option.
+    let mut i = 1;
+    while i < words.len() && words[i].starts_with('-') {
+        i += if words[i] == "--config" { 2 } else { 1 };
+    }
+    let Some(path) = TENANT_POSITIONAL
+        .iter()
+        .find(|p| words.len() > i + p.len() && words[i..i + p.len()] == p[..])
+    else {
+        return args;
+    };
+    let at = i + path.len();
+    let has_flag = words[at..]
+        .iter()
+        .any(|w| w == "--tenant" || w.starts_with("--tenant="));
+    if has_flag || words[at].starts_with('-') {
+        return args;
+    }
+    let mut out = args;
+    out.insert(at, OsString::from("--tenant"));
+    out
+}
+
+/// Parses a command line (the program's name first), accepting the old
+/// positional tenant.
+pub fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    Cli::try_parse_from(tenant_flag_for_positional(
+        args.into_iter().map(Into::into).collect(),
+    ))
+}
+
+/// Whether `e` is a write to a reader that went away (a closed pipe).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let io = c.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        let json = c
+            .downcast_ref::<serde_json::Error>()
+            .and_then(serde_json::Error::io_error_kind);
+        io.or(json) == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Parses arguments and runs the command, printing to stdout.
 pub async fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let cfg = Config::load(cli.config.as_deref())?;
     let mut out = std::io::stdout();
     match cli.command {
@@ -181,7 +274,18 @@ pub async fn run() -> anyhow::Result<()> {
             crate::daemon::serve(cfg, migrate).await
         }
         Command::Mapping(MappingCmd::Suggest { file }) => tenants::suggest(&file, &mut out).await,
-        Command::Api(ApiCmd::Token { label, tenant }) => api_token(&label, tenant, &mut out),
+        Command::Api(ApiCmd::Token {
+            label,
+            tenant,
+            out: o,
+        }) => {
+            // A tenant's token needs the tenant; a platform token, nothing.
+            if let Some(slug) = &tenant {
+                let db = crate::service::open_database(&cfg, Access::Read).await?;
+                crate::service::tenant(&db, &crate::service::Caller::Platform, slug).await?;
+            }
+            api_token(&label, tenant, o.json, &mut out)
+        }
         // Needs AWS, not the database.
         Command::Bucket(BucketCmd::Setup {
             bucket,
@@ -249,14 +353,29 @@ fn access(cmd: &Command) -> Access {
 }
 
 /// `userfeed api token`: needs no database.
-fn api_token<W: Write>(label: &str, tenant: Option<String>, out: &mut W) -> anyhow::Result<()> {
-    let caller = match tenant {
+fn api_token<W: Write>(
+    label: &str,
+    tenant: Option<String>,
+    json: bool,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let caller = match tenant.clone() {
         Some(slug) if crate::validate::is_valid_slug(&slug) => crate::service::Caller::Tenant(slug),
         Some(slug) => bail!("{slug:?} is not a tenant slug (lowercase letters, digits, dashes)"),
         None => crate::service::Caller::Platform,
     };
     let (token, entry) = crate::web::auth::new_token(label, &caller)
         .map_err(|e| anyhow::anyhow!("no randomness from the system: {e}"))?;
+    if json {
+        let shown = serde_json::json!({
+            "label": label,
+            "tenant": tenant,
+            "token": token,
+            "tokens_file_entry": entry,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&shown)?)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "token (shown once; give it to {label}, never store it):\n  {token}\n"
@@ -316,7 +435,16 @@ pub async fn execute<W: Write>(
     out: &mut W,
 ) -> anyhow::Result<()> {
     match cmd {
-        Command::Api(ApiCmd::Token { label, tenant }) => api_token(&label, tenant, out),
+        Command::Api(ApiCmd::Token {
+            label,
+            tenant,
+            out: o,
+        }) => {
+            if let Some(slug) = &tenant {
+                crate::service::tenant(db, &crate::service::Caller::Platform, slug).await?;
+            }
+            api_token(&label, tenant, o.json, out)
+        }
         Command::Serve { .. } | Command::Migrate { wait: true } | Command::Demo { .. } => {
             bail!(
                 "`serve`, `demo` and `migrate --wait` manage their own connection; run them from the binary"
@@ -352,5 +480,92 @@ pub async fn execute<W: Write>(
             file,
             out: o,
         } => uploads::preview(db, cfg, &tenant, &file, o.json, out).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command and subcommand, with its path.
+    fn commands() -> Vec<(String, clap::Command)> {
+        fn walk(path: String, c: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            for sub in c.get_subcommands() {
+                let p = format!("{path} {}", sub.get_name());
+                out.push((p.clone(), sub.clone()));
+                walk(p, sub, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk("userfeed".into(), &Cli::command(), &mut out);
+        out
+    }
+
+    #[test]
+    fn every_command_has_a_one_line_summary_and_no_empty_default_in_its_help() {
+        let mut wrong = Vec::new();
+        for (path, mut c) in commands() {
+            let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
+            if about.is_empty() || about.contains('\n') || about.chars().count() > 80 {
+                wrong.push(format!(
+                    "{path}: the summary is not one short line: {about:?}"
+                ));
+            }
+            let help = c.render_long_help().to_string();
+            if help.contains("[default: ]") {
+                wrong.push(format!("{path}: an empty default is shown"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn every_tenant_command_takes_the_tenant_as_a_flag() {
+        for (path, c) in commands() {
+            for arg in c.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "slug" || id == "tenant" {
+                    assert_eq!(
+                        (arg.get_long(), arg.is_positional()),
+                        (Some("tenant"), false),
+                        "{path}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_old_positional_tenant_is_read_as_the_flag() {
+        let parse = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            tenant_flag_for_positional(args)
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            parse(&["userfeed", "mapping", "set", "acme", "m.toml"]),
+            ["userfeed", "mapping", "set", "--tenant", "acme", "m.toml"]
+        );
+        assert_eq!(
+            parse(&[
+                "userfeed", "--config", "c.toml", "group", "add", "acme", "G", "Sales"
+            ]),
+            [
+                "userfeed", "--config", "c.toml", "group", "add", "--tenant", "acme", "G", "Sales"
+            ]
+        );
+        // The flag form, and commands without a tenant, are left alone.
+        for args in [
+            &["userfeed", "mapping", "set", "--tenant", "acme", "m.toml"][..],
+            &["userfeed", "mapping", "suggest", "sample.csv"],
+            &["userfeed", "uploads", "show", "42"],
+        ] {
+            assert_eq!(parse(args), args);
+        }
+        let cli = parse_args(["userfeed", "template", "acme"]).unwrap();
+        assert!(matches!(cli.command, Command::Template { slug } if slug == "acme"));
     }
 }

@@ -16,14 +16,18 @@ use crate::service::{self, Caller};
 /// `userfeed tenant ...`
 #[derive(Debug, Subcommand)]
 pub enum TenantCmd {
+    /// Create a tenant.
+    ///
     /// Create a tenant. Its files can always be dropped in the drop folder's
     /// `<slug>/` (when the drop folder is on); `--bucket` adds an S3 location.
     Add {
-        /// Short unique name (lowercase letters, digits, dashes).
+        /// The new tenant's short unique name (lowercase letters, digits,
+        /// dashes).
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         /// Bucket the tenant's files are dropped in; none for a tenant that
         /// delivers only to the drop folder.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", hide_default_value = true)]
         bucket: String,
         /// Key prefix owned by the tenant in the bucket (a trailing `/` is
         /// added); the slug when not given.
@@ -37,7 +41,8 @@ pub enum TenantCmd {
     List(Output),
     /// Change a tenant's settings.
     Set {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         /// Hold an upload that would deactivate more than this percentage of
         /// the tenant's active feed-managed users (default 20)...
@@ -47,10 +52,13 @@ pub enum TenantCmd {
         #[arg(long)]
         hold_over_count: Option<i32>,
     },
+    /// Set the tenant's webhook and print its signing secret.
+    ///
     /// Set where the tenant's notifications go (docs/webhooks.md) and print
     /// the secret their signatures verify with.
     Webhook {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         /// The receiver's URL (https://).
         #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
@@ -62,6 +70,8 @@ pub enum TenantCmd {
         #[arg(long)]
         clear: bool,
     },
+    /// The tenant's write-only upload credentials.
+    ///
     /// The tenant's write-only upload credentials: an IAM user allowed to
     /// put objects under the tenant's prefix and nothing else.
     #[command(subcommand)]
@@ -71,19 +81,25 @@ pub enum TenantCmd {
 /// `userfeed tenant credentials ...`
 #[derive(Debug, Subcommand)]
 pub enum CredentialsCmd {
+    /// Make the tenant's upload user and its first key.
+    ///
     /// Make the tenant's upload user and its first access key. Prints the
     /// secret once; only the key ID is stored.
     Create {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         #[command(flatten)]
         out: Output,
     },
+    /// Make a new key; the old one works for a grace period.
+    ///
     /// Make a new key. The old one keeps working for
     /// `credentials.rotation_grace_hours` (or `--grace-hours`), then the
     /// daemon deletes it.
     Rotate {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         /// Hours the old key keeps working (0: deleted at the daemon's next
         /// sweep).
@@ -94,16 +110,20 @@ pub enum CredentialsCmd {
     },
     /// Delete every key of the tenant now: uploads with them are refused.
     Revoke {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
     },
     /// Show the connection details: bucket, prefix, upload command, keys.
     Show {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         #[command(flatten)]
         out: Output,
     },
+    /// Delete rotated-out keys whose grace period has ended.
+    ///
     /// Delete the rotated-out keys whose grace period has ended now
     /// (the daemon does this every `credentials.sweep_seconds`).
     Sweep,
@@ -114,15 +134,19 @@ pub enum CredentialsCmd {
 pub enum MappingCmd {
     /// Set a tenant's mapping from a TOML file (see docs/csv-format.md).
     Set {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         /// Mapping TOML file.
         file: PathBuf,
     },
     /// Print a tenant's mapping as TOML.
     Show {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
+        #[command(flatten)]
+        out: Output,
     },
     /// Read a sample file's header and print a suggested mapping (needs no database).
     Suggest {
@@ -136,7 +160,8 @@ pub enum MappingCmd {
 pub enum GroupCmd {
     /// Create a group files can add people to.
     Add {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         /// The group ID used in files' groups column.
         id: String,
@@ -145,14 +170,16 @@ pub enum GroupCmd {
     },
     /// List a tenant's groups.
     List {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         #[command(flatten)]
         out: Output,
     },
     /// Remove a group and its memberships.
     Remove {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         /// The group ID.
         id: String,
@@ -164,7 +191,8 @@ pub enum GroupCmd {
 pub enum ProfileFieldCmd {
     /// Define a custom profile field that mappings can fill.
     Add {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         /// Field name (letters, digits, underscores).
         key: String,
@@ -174,12 +202,16 @@ pub enum ProfileFieldCmd {
     },
     /// List a tenant's profile fields.
     List {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
+        #[command(flatten)]
+        out: Output,
     },
     /// Remove a profile field (refused while the mapping fills it).
     Remove {
-        /// Tenant slug.
+        /// The tenant.
+        #[arg(long = "tenant", value_name = "SLUG")]
         slug: String,
         /// Field name.
         key: String,
@@ -348,7 +380,7 @@ pub async fn credentials<W: Write>(
             if c.keys.is_empty() {
                 writeln!(
                     out,
-                    "key:     none (userfeed tenant credentials create {slug})"
+                    "key:     none (userfeed tenant credentials create --tenant {slug})"
                 )?;
             }
         }
@@ -420,9 +452,9 @@ pub async fn mapping<W: Write>(
             service::set_mapping(db, &Caller::Platform, &slug, &mapping).await?;
             writeln!(out, "mapping of {slug} updated")?;
         }
-        MappingCmd::Show { slug } => {
+        MappingCmd::Show { slug, out: o } => {
             let m = service::mapping(db, &Caller::Platform, &slug).await?;
-            write!(out, "{}", m.to_toml())?;
+            emit(out, o.json, &m, |m| m.to_toml())?;
         }
         MappingCmd::Suggest { file } => suggest(&file, out).await?,
     }
@@ -490,13 +522,15 @@ pub async fn profile_field<W: Write>(
             service::remove_profile_field(db, &Caller::Platform, &slug, &key).await?;
             writeln!(out, "profile field {key} removed from {slug}")?;
         }
-        ProfileFieldCmd::List { slug } => {
-            let rows: Vec<Vec<String>> = service::profile_fields(db, &Caller::Platform, &slug)
-                .await?
-                .into_iter()
-                .map(|f| vec![f.key, f.field_type.as_str().to_string()])
-                .collect();
-            write!(out, "{}", render::table(&["FIELD", "TYPE"], &rows))?;
+        ProfileFieldCmd::List { slug, out: o } => {
+            let list = service::profile_fields(db, &Caller::Platform, &slug).await?;
+            emit(out, o.json, &list, |list| {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|f| vec![f.key.clone(), f.field_type.as_str().to_string()])
+                    .collect();
+                render::table(&["FIELD", "TYPE"], &rows)
+            })?;
         }
     }
     Ok(())

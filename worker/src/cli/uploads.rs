@@ -33,18 +33,28 @@ pub enum UploadsCmd {
     Approve {
         /// Upload id.
         id: i64,
+        #[command(flatten)]
+        out: Output,
     },
     /// Drop the deactivations a held upload is waiting for.
     Reject {
         /// Upload id.
         id: i64,
+        #[command(flatten)]
+        out: Output,
     },
+    /// Queue a failed upload's file again.
+    ///
     /// Queue a failed upload's object again as a new upload (once its cause
     /// is fixed). Refused unless it is the tenant's newest file.
     Retry {
         /// Upload id.
         id: i64,
+        #[command(flatten)]
+        out: Output,
     },
+    /// Undo the tenant's newest applied upload.
+    ///
     /// Revert what the tenant's newest applied upload changed: users it
     /// created become inactive, users it deactivated active again, fields
     /// it updated go back (unless changed since), links restored. The undo
@@ -58,6 +68,8 @@ pub enum UploadsCmd {
         #[command(flatten)]
         out: Output,
     },
+    /// What an upload changed, user by user.
+    ///
     /// What an upload changed: users created, updated (old and new values),
     /// reactivated and deactivated.
     Changes {
@@ -71,8 +83,10 @@ pub enum UploadsCmd {
         /// Upload id.
         id: i64,
         /// Print CSV (line, severity, column, message) for a spreadsheet.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         csv: bool,
+        #[command(flatten)]
+        out: Output,
     },
     /// One upload with its row errors.
     Show {
@@ -102,25 +116,29 @@ pub async fn uploads<W: Write>(
             let list = service::uploads(db, &me, &tenant, limit).await?;
             emit(out, o.json, &list, |l| render::uploads_table(l))?;
         }
-        UploadsCmd::Approve { id } => {
+        UploadsCmd::Approve { id, out: o } => {
             let r = service::approve(db, &me, id).await?;
-            writeln!(
-                out,
-                "upload {id} approved: {} user(s) deactivated",
-                r.deactivations
-            )?;
+            emit(out, o.json, &r, |r| {
+                format!(
+                    "upload {id} approved: {} user(s) deactivated\n",
+                    r.deactivations
+                )
+            })?;
         }
-        UploadsCmd::Reject { id } => {
+        UploadsCmd::Reject { id, out: o } => {
             let r = service::reject(db, &me, id).await?;
-            writeln!(
-                out,
-                "upload {id} rejected: {} deactivation(s) dropped",
-                r.deactivations
-            )?;
+            emit(out, o.json, &r, |r| {
+                format!(
+                    "upload {id} rejected: {} deactivation(s) dropped\n",
+                    r.deactivations
+                )
+            })?;
         }
-        UploadsCmd::Retry { id } => {
+        UploadsCmd::Retry { id, out: o } => {
             let r = service::retry(db, &me, id).await?;
-            writeln!(out, "upload {id} queued again as upload {}", r.retry_id)?;
+            emit(out, o.json, &r, |r| {
+                format!("upload {id} queued again as upload {}\n", r.retry_id)
+            })?;
         }
         UploadsCmd::Undo {
             id,
@@ -134,12 +152,12 @@ pub async fn uploads<W: Write>(
             let list = service::changes(db, &me, id).await?;
             emit(out, o.json, &list, |l| render::changes_table(l))?;
         }
-        UploadsCmd::Errors { id, csv } => {
+        UploadsCmd::Errors { id, csv, out: o } => {
             let d = service::upload(db, &me, id, u64::MAX).await?;
             if csv {
                 write!(out, "{}", service::problems_csv(&d.errors))?;
             } else {
-                write!(out, "{}", render::errors_table(&d.errors))?;
+                emit(out, o.json, &d.errors, |e| render::errors_table(e))?;
             }
         }
         UploadsCmd::Show { id, errors, out: o } => {

@@ -15,6 +15,8 @@ use crate::service::{self, Caller, XeroPreview};
 /// `userfeed xero ...`
 #[derive(Debug, Subcommand)]
 pub enum XeroCmd {
+    /// Connect a tenant to a Xero organisation.
+    ///
     /// Connect a tenant to a Xero organisation: prints the URL to open,
     /// receives Xero's answer on the port of `xero.redirect_uri`, and
     /// stores the connection (tokens encrypted with `xero.token_key`).
@@ -37,6 +39,8 @@ pub enum XeroCmd {
         #[command(flatten)]
         out: Output,
     },
+    /// What a Xero import would do now, changing nothing.
+    ///
     /// What an import would do now: employees it would create, those it
     /// cannot (and why), those already users. Changes nothing.
     Preview {
@@ -46,6 +50,8 @@ pub enum XeroCmd {
         #[command(flatten)]
         out: Output,
     },
+    /// Import the organisation's employees now.
+    ///
     /// Import the organisation's employees now, in this process, as an
     /// upload of source `xero`: creates users only, never changes or
     /// deactivates one. Run it again later to pick up new employees.
