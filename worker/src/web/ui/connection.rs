@@ -1,6 +1,7 @@
 //! Connection details and upload credentials.
 
 use super::*;
+use crate::web::ui::pages::Col;
 
 #[derive(Deserialize)]
 pub(super) struct ConnectionQuery {
@@ -36,12 +37,7 @@ pub(super) async fn connection(
                 p { "No access key yet." }
             } @else {
                 table {
-                    thead { tr {
-                        th scope="col" { "Access key ID" }
-                        th scope="col" { "State" }
-                        th scope="col" { "Created" }
-                        th scope="col" { "Stops working" }
-                    } }
+                    (pages::head(&[Col::Text("Access key ID"), Col::Text("State"), Col::Text("Created"), Col::Text("Stops working")]))
                     tbody {
                         @for k in &c.keys {
                             tr {

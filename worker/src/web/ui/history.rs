@@ -1,6 +1,7 @@
 //! A tenant's upload history.
 
 use super::*;
+use crate::web::ui::pages::Col;
 
 #[derive(Deserialize)]
 pub(super) struct HistoryQuery {
@@ -39,16 +40,10 @@ pub(super) async fn history(
         } @else {
             table {
                 caption.visually-hidden { "Uploads, newest first" }
-                thead { tr {
-                    th scope="col" { "Upload" }
-                    th scope="col" { "File" }
-                    th scope="col" { "State" }
-                    th scope="col" { "Received" }
-                    th scope="col" { "Finished" }
-                    @for h in pages::COUNTS { th.num scope="col" { (h) } }
-                    th scope="col" { "Reason" }
-                    th scope="col" { span.visually-hidden { "Actions" } }
-                } }
+                (pages::head_with_counts(
+                    &[Col::Text("Upload"), Col::Text("File"), Col::Text("State"), Col::Text("Received"), Col::Text("Finished")],
+                    &[Col::Text("Reason"), Col::Hidden("Actions")],
+                ))
                 tbody {
                     @for u in &ups {
                         tr {

@@ -1,6 +1,7 @@
 //! The mapping screen: which column is which field.
 
 use super::*;
+use crate::web::ui::pages::Col;
 
 pub(super) struct MappingForm<'a> {
     pub(super) columns: &'a [String],
@@ -83,7 +84,7 @@ pub(super) async fn mapping(
             Some(m) => {
                 p { "Files are read with this mapping. To change it, " a href={"/ui/t/" (slug) "/start"} { "upload a sample file" } " and pick the columns again." }
                 table {
-                    thead { tr { th scope="col" { "Platform field" } th scope="col" { "Column in the file" } } }
+                    (pages::head(&[Col::Text("Platform field"), Col::Text("Column in the file")]))
                     tbody {
                         @for (key, label) in PLATFORM_FIELDS {
                             tr { th scope="row" { (label) } td { (m.columns.get(key).unwrap_or("(not in the file)")) } }

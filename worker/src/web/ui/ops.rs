@@ -1,6 +1,7 @@
 //! The operators' overview of every tenant.
 
 use super::*;
+use crate::web::ui::pages::Col;
 
 pub(super) async fn ops(State(s): State<WebState>, session: Session) -> Page {
     let o = service::overview(&s.db, &session.caller)
@@ -18,13 +19,7 @@ pub(super) async fn ops(State(s): State<WebState>, session: Session) -> Page {
         }
         h2 { "Tenants" }
         table {
-            thead { tr {
-                th scope="col" { "Tenant" }
-                th scope="col" { "Last upload" }
-                th scope="col" { "State" }
-                th scope="col" { "Received" }
-                th scope="col" { "Reason" }
-            } }
+            (pages::head(&[Col::Text("Tenant"), Col::Text("Last upload"), Col::Text("State"), Col::Text("Received"), Col::Text("Reason")]))
             tbody {
                 @for t in &o.tenants {
                     tr {
@@ -49,13 +44,7 @@ pub(super) async fn ops(State(s): State<WebState>, session: Session) -> Page {
             p { "Nothing failed or held." }
         } @else {
             table {
-                thead { tr {
-                    th scope="col" { "Upload" }
-                    th scope="col" { "Tenant" }
-                    th scope="col" { "State" }
-                    th scope="col" { "Finished" }
-                    th scope="col" { "Reason" }
-                } }
+                (pages::head(&[Col::Text("Upload"), Col::Text("Tenant"), Col::Text("State"), Col::Text("Finished"), Col::Text("Reason")]))
                 tbody {
                     @for a in &o.attention {
                         tr {

@@ -188,12 +188,7 @@ pub fn problems_table(items: &[upload_row_error::Model]) -> Markup {
         } @else {
             table {
                 caption.visually-hidden { "Row problems" }
-                thead { tr {
-                    th scope="col" { "Line" }
-                    th scope="col" { "Column" }
-                    th scope="col" { "Severity" }
-                    th scope="col" { "Problem" }
-                } }
+                (head(&[Col::Text("Line"), Col::Text("Column"), Col::Text("Severity"), Col::Text("Problem")]))
                 tbody {
                     @for p in items {
                         tr {
@@ -217,11 +212,7 @@ pub fn changes_table(items: &[crate::report::Change]) -> Markup {
         } @else {
             table {
                 caption.visually-hidden { "Changes" }
-                thead { tr {
-                    th scope="col" { "Change" }
-                    th scope="col" { "User" }
-                    th scope="col" { "Details" }
-                } }
+                (head(&[Col::Text("Change"), Col::Text("User"), Col::Text("Details")]))
                 tbody {
                     @for c in items {
                         tr {
@@ -275,4 +266,42 @@ pub fn button_form(session: &Session, action: &str, label: &str, class: &str) ->
 /// A message at the top of a page, announced to screen readers.
 pub fn notice(text: &str) -> Markup {
     html! { p.notice role="status" { (text) } }
+}
+
+/// A column heading of a table.
+#[derive(Debug, Clone, Copy)]
+pub enum Col {
+    /// A heading in words.
+    Text(&'static str),
+    /// A heading of numbers (right-aligned, as its cells).
+    Num(&'static str),
+    /// A heading only screen readers read (a column of buttons).
+    Hidden(&'static str),
+}
+
+/// A table's head row: the one way every table of the screens names its
+/// columns.
+pub fn head(cols: &[Col]) -> Markup {
+    html! {
+        thead { tr {
+            @for c in cols {
+                @match c {
+                    Col::Text(t) => th scope="col" { (t) },
+                    Col::Num(t) => th.num scope="col" { (t) },
+                    Col::Hidden(t) => th scope="col" { span.visually-hidden { (t) } },
+                }
+            }
+        } }
+    }
+}
+
+/// A head row with the six counts' headings between `before` and `after`.
+pub fn head_with_counts(before: &[Col], after: &[Col]) -> Markup {
+    let cols: Vec<Col> = before
+        .iter()
+        .copied()
+        .chain(COUNTS.map(Col::Num))
+        .chain(after.iter().copied())
+        .collect();
+    head(&cols)
 }

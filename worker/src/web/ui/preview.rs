@@ -54,7 +54,7 @@ pub(super) async fn preview(
         (pages::notice("Nothing has changed: this is what the file would do."))
         table {
             caption.visually-hidden { "Counts" }
-            thead { tr { @for h in pages::COUNTS { th.num scope="col" { (h) } } } }
+            (pages::head_with_counts(&[], &[]))
             tbody { tr {
                 @for n in [p.rows_read, p.created, p.updated, p.unchanged, p.deactivated, p.rejected] {
                     td.num { (n) }

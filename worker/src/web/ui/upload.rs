@@ -59,7 +59,7 @@ pub(super) async fn upload(
         }
         table {
             caption.visually-hidden { "Counts" }
-            thead { tr { @for h in pages::COUNTS { th.num scope="col" { (h) } } } }
+            (pages::head_with_counts(&[], &[]))
             tbody { tr { @for n in pages::counts(u) { td.num { (n) } } } }
         }
         @if held {
