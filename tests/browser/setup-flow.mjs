@@ -175,6 +175,15 @@ try {
   check(forged.status() === 403, 'a form posted without its CSRF token is refused (403)');
   const wrong = await page.request.post(`${BASE}/ui/t/acme/credentials`, { form: { action: 'revoke', csrf: 'x'.repeat(64) } });
   check(wrong.status() === 403, 'a form with a wrong CSRF token is refused (403)');
+  // A forged undo of the newest upload, which a real form would perform:
+  // refused, and the history is exactly as it was.
+  await page.goto(`${BASE}/ui/t/acme`);
+  const historyBefore = await page.locator('table tbody').innerText();
+  const newest = await page.locator('table tbody a[href*="/uploads/"]').first().getAttribute('href');
+  const forgedUndo = await page.request.post(`${BASE}${newest}/undo`, { form: { csrf: 'x'.repeat(64) } });
+  check(forgedUndo.status() === 403, 'a forged undo is refused (403)');
+  await page.goto(`${BASE}/ui/t/acme`);
+  check((await page.locator('table tbody').innerText()) === historyBefore, 'a forged undo changes nothing');
 
   // Sign out; the platform operator's overview.
   await page.goto(`${BASE}/ui/t/acme`);

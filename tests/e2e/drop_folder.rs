@@ -236,20 +236,31 @@ async fn drop_folder_takes_complete_files_once_and_never_loses_one() {
     e.cli(&["mapping", "set", "acme", mapping.to_str().unwrap()])
         .await;
 
-    // 7. Killed mid-write: the half-written file is not taken; completed
-    // after the restart, it is taken whole.
+    // 7. Killed mid-write: the daemon restarts while the file is still
+    // being written; the half-written file is not taken, and once complete
+    // it is taken whole.
     let mut half = std::fs::File::create(acme.join("interrupted.csv")).unwrap();
     half.write_all(format!("{HEADER}{}", rows(0, 4)).as_bytes())
         .unwrap();
     half.flush().unwrap();
     daemon.signal("KILL");
     daemon.child.wait().await.unwrap();
-    half.write_all(rows(4, 9).as_bytes()).unwrap();
-    drop(half);
+    half.write_all(rows(4, 6).as_bytes()).unwrap();
+    half.flush().unwrap();
 
     // 8. Killed mid-apply: the upload is re-claimed once its lease runs
     // out, and completes from the file in processing/.
     let mut daemon = Daemon::start(&e.env()).await.unwrap();
+    // Restarted, with the writer still at work: the file stays where it is.
+    half.write_all(rows(6, 7).as_bytes()).unwrap();
+    half.flush().unwrap();
+    assert!(
+        e.files("acme").iter().any(|f| f == "interrupted.csv"),
+        "a file still being written was taken: {:?}",
+        e.files("acme")
+    );
+    half.write_all(rows(7, 9).as_bytes()).unwrap();
+    drop(half);
     let list = e.ended(8).await;
     assert_eq!(counts(&list[7]), ("succeeded".into(), 9, 2, 7));
     deliver(&acme, "large.csv", &format!("{HEADER}{}", rows(0, 30_000)));

@@ -459,8 +459,11 @@ async fn sigterm_with_a_statement_that_cannot_finish_exits_at_the_grace_period_a
     let took = asked.elapsed();
     println!("SIGTERM to exit with a stuck statement: {took:?} (grace {grace} s)");
     assert!(status.success(), "{status:?}");
+    // The statement never returns, so a daemon that waited for it would not
+    // exit at all: anything under a second grace period shows it stopped
+    // waiting when its own grace ended, whatever the machine's load.
     assert!(
-        took >= Duration::from_secs(grace) && took < Duration::from_millis(grace * 1000 + 500),
+        took >= Duration::from_secs(grace) && took < Duration::from_secs(2 * grace),
         "waits the grace period for the upload, then exits: {took:?}"
     );
     assert!(

@@ -359,7 +359,13 @@ async fn two_tenants_run_in_parallel_while_one_tenants_files_apply_in_order() {
         by_key("alpha/2.csv"),
         by_key("beta/1.csv"),
     );
-    // One tenant: strictly one after the other, in arrival order.
+    // The situation: alpha's second file was queued while its first ran...
+    assert!(
+        a2.queued_at < a1.finished_at.unwrap(),
+        "alpha/2.csv was queued only after alpha/1.csv finished: {a1:?} {a2:?}"
+    );
+    // ...and waited: one tenant's files run strictly one after the other,
+    // in arrival order.
     assert!(
         a1.finished_at.unwrap() <= a2.started_at.unwrap(),
         "{a1:?} {a2:?}"

@@ -177,7 +177,10 @@ async fn a_created_key_writes_under_its_prefix_only_and_cannot_list_read_or_writ
         std::slice::from_ref(&key.access_key_id)
     );
     let after = e.put(creds, "acme/staff.csv").await;
-    assert!(!after.ok, "upload after revoke succeeded: {after:?}");
+    assert!(
+        !after.ok && after.stderr.contains("InvalidAccessKeyId"),
+        "an upload after revoke is refused for its deleted key: {after:?}"
+    );
     let shown = service::connection(&e.db.db, &Caller::Platform, "acme", "us-east-1")
         .await
         .unwrap();
@@ -233,16 +236,21 @@ async fn rotation_keeps_the_old_key_for_its_grace_and_the_sweep_then_deletes_it(
         third.access_key_id.as_str(),
         third.secret_access_key.expose(),
     );
+    let first = e.put(one, "acme/a.csv").await;
     assert!(
-        !e.put(one, "acme/a.csv").await.ok,
-        "the first key outlived a second rotation"
+        !first.ok && first.stderr.contains("InvalidAccessKeyId"),
+        "the first key outlived a second rotation: {first:?}"
     );
     assert!(
         e.put(two, "acme/b.csv").await.ok,
         "the second key is in its (zero) grace"
     );
     assert_eq!(e.iam.sweep(&e.db.db).await.unwrap(), 1);
-    assert!(!e.put(two, "acme/b.csv").await.ok, "swept key still works");
+    let swept = e.put(two, "acme/b.csv").await;
+    assert!(
+        !swept.ok && swept.stderr.contains("InvalidAccessKeyId"),
+        "swept key still works: {swept:?}"
+    );
     assert!(e.put(three, "acme/c.csv").await.ok);
 
     let shown = service::connection(&e.db.db, p, "acme", "us-east-1")

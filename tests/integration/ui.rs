@@ -106,6 +106,21 @@ async fn a_session_is_an_http_only_strict_cookie_whose_secret_is_stored_only_has
         !stored[0].contains(secret) && !stored[0].contains(&token),
         "{stored:?}"
     );
+    // What is stored is exactly the SHA-256 of the cookie's secret and of
+    // the token, so the cookie alone finds the row and the row alone
+    // gives neither.
+    let sha = |v: &str| -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(v.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(
+        stored[0],
+        format!("{} {} acme-admin", sha(secret), sha(&token)),
+        "the session row"
+    );
 
     let (status, h, page) = http_request(&addr, "GET", "/ui/t/acme", &[("Cookie", pair)], b"")
         .await

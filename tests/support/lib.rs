@@ -593,6 +593,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The `addr` of the first log line saying `message`, in the JSON
+/// (`"addr":"127.0.0.1:4000"`) or the text format (`addr=127.0.0.1:4000`).
+pub fn logged_addr(log: &str, message: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains(message))?;
+    let after = &line[line.find("addr")? + "addr".len()..];
+    let start = after.find(|c: char| c.is_ascii_digit())?;
+    let addr: String = after[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    addr.contains(':').then_some(addr)
+}
+
 /// A running `userfeed serve` child process; killed when dropped.
 pub struct Daemon {
     /// The child.
@@ -627,20 +640,30 @@ pub fn daemon_env(db: &TestDb, aws: &Aws) -> Vec<(String, String)> {
 impl Daemon {
     /// Starts `userfeed serve` with `env` (plus a free HTTP port).
     pub async fn start(env: &[(String, String)]) -> anyhow::Result<Self> {
-        let port = free_port();
-        let http = format!("127.0.0.1:{port}");
         let log = std::env::temp_dir().join(format!("{}.log", unique("userfeed-daemon-")));
         let log_file = std::fs::File::create(&log)?;
         let child = tokio::process::Command::new(daemon_binary())
             .arg("serve")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("USERFEED_HTTP_BIND", &http)
+            // The system picks the port as the daemon binds it, and the log
+            // says which: no other process can take it in between.
+            .env("USERFEED_HTTP_BIND", "127.0.0.1:0")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .kill_on_drop(true)
             .spawn()
             .context("spawning userfeed serve")?;
+        let logged = log.clone();
+        let http = wait_for(
+            "the daemon's HTTP address in its log",
+            Duration::from_secs(20),
+            || {
+                let text = std::fs::read_to_string(&logged).unwrap_or_default();
+                async move { logged_addr(&text, "http listening") }
+            },
+        )
+        .await;
         let d = Daemon { child, http, log };
         let addr = d.http.clone();
         wait_for("the daemon's /healthz", Duration::from_secs(20), || {
