@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use userfeed_tests::*;
 
 mod drop_folder;
@@ -332,6 +332,24 @@ async fn two_tenants_run_in_parallel_while_one_tenants_files_apply_in_order() {
     // workers find work at once.
     s.upload_file("alpha/1.csv", named(8_000, "One")).await;
     s.upload_file("beta/1.csv", named(8_000, "Beta")).await;
+    // alpha's first file stops part-way through staging until the test lets
+    // it go (a trigger waits for a lock the test holds), so its second file
+    // certainly arrives while it runs, whatever the machine's speed.
+    s.db.db
+        .execute_unprepared(
+            "CREATE FUNCTION hold_alpha() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.line = 100 AND NEW.upload_id = \
+               (SELECT id FROM uploads WHERE object_key = 'alpha/1.csv') \
+             THEN PERFORM pg_advisory_xact_lock_shared(4343); END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER hold_alpha BEFORE INSERT ON upload_rows \
+             FOR EACH ROW EXECUTE FUNCTION hold_alpha()",
+        )
+        .await
+        .unwrap();
+    let hold = s.db.db.begin().await.unwrap();
+    hold.execute_unprepared("SELECT pg_advisory_xact_lock(4343)")
+        .await
+        .unwrap();
     let _d = Daemon::start(&s.env(&[
         ("USERFEED_JOBS_CONCURRENCY", "2"),
         ("USERFEED_APPLY_BATCH_SIZE", "250"),
@@ -350,6 +368,14 @@ async fn two_tenants_run_in_parallel_while_one_tenants_files_apply_in_order() {
     })
     .await;
     s.upload_file("alpha/2.csv", named(8_000, "Two")).await;
+    wait_for("alpha/2.csv queued", WAIT, || async move {
+        (db.scalar("SELECT count(*) FROM uploads WHERE object_key = 'alpha/2.csv'")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    hold.commit().await.unwrap();
     let ups = s.finished(3).await;
     assert!(ups.iter().all(|u| u.state == "succeeded"), "{ups:?}");
 
