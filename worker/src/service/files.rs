@@ -48,6 +48,32 @@ pub async fn suggest_mapping(file: &std::path::Path) -> Result<SuggestedMapping,
     })
 }
 
+/// A mapping suggested for tenant `slug` from the header of the CSV
+/// `file`: as [`suggest_mapping`], and each of the tenant's custom profile
+/// fields chosen where a column has its name. The API and the screens
+/// both offer this one suggestion.
+pub async fn suggest_mapping_for(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+    file: &std::path::Path,
+) -> Result<SuggestedMapping, ServiceError> {
+    let t = tenant(db, caller, slug).await?;
+    let mut suggested = suggest_mapping(file).await?;
+    for key in t.profile_fields.keys() {
+        if let Some(c) = suggested
+            .columns
+            .iter()
+            .find(|c| crate::map::tools::same_name(c, key))
+        {
+            suggested.mapping.profile.insert(key.clone(), c.clone());
+            suggested.unmapped.retain(|u| u != c);
+        }
+    }
+    suggested.toml = suggested.mapping.to_toml();
+    Ok(suggested)
+}
+
 /// The CSV template (header and example row) for a tenant's mapping.
 pub async fn template(
     db: &DatabaseConnection,

@@ -167,3 +167,23 @@ pub async fn retry(
         retry_id: new_id,
     })
 }
+
+/// Whether upload `u`'s hold still waits for approve or reject.
+pub fn hold_pending(u: &Upload) -> bool {
+    u.state == UploadState::Held && u.hold_resolution.is_none()
+}
+
+/// The upload of tenant `slug` that may be undone now: its newest, when it
+/// applied. Undo refuses any other, saying why; the screens offer undo on
+/// this one only.
+pub async fn undoable(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    slug: &str,
+) -> Result<Option<i64>, ServiceError> {
+    let newest = uploads(db, caller, slug, 1).await?;
+    Ok(newest
+        .first()
+        .filter(|u| u.state == UploadState::Succeeded)
+        .map(|u| u.id))
+}

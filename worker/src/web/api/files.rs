@@ -140,7 +140,9 @@ pub(super) async fn suggest(
 ) -> ApiResult<service::SuggestedMapping> {
     service::tenant(&s.db, &t.caller, &slug).await?;
     let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
-    Ok(Json(service::suggest_mapping(&f.path).await?))
+    Ok(Json(
+        service::suggest_mapping_for(&s.db, &t.caller, &slug, &f.path).await?,
+    ))
 }
 
 /// `GET /tenants/{slug}/mapping/template`: the CSV header and an example

@@ -23,15 +23,9 @@ pub(super) async fn history(
     let ups = service::uploads_page(&s.db, &session.caller, &slug, &filter, PAGE)
         .await
         .map_err(failed)?;
-    // The undo link goes on the newest upload, when it applied (the service
-    // refuses any other, with the reason, on the confirmation page).
-    let newest = service::uploads(&s.db, &session.caller, &slug, 1)
+    let undoable = service::undoable(&s.db, &session.caller, &slug)
         .await
         .map_err(failed)?;
-    let undoable = newest
-        .first()
-        .filter(|u| u.state == UploadState::Succeeded)
-        .map(|u| u.id);
     let body = html! {
         @if let Some(d) = &q.done { (pages::notice(d)) }
         @if ups.is_empty() && q.before.is_none() {

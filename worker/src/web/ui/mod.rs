@@ -49,7 +49,6 @@ use serde::Deserialize;
 use super::state::WebState;
 use crate::map::{Columns, Mapping, PLATFORM_FIELDS};
 use crate::service::{self, Caller, ServiceError};
-use crate::upload::UploadState;
 use crate::web::session::{self, Session};
 use pages::{layout, page};
 

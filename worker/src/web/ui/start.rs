@@ -39,19 +39,11 @@ pub(super) async fn start_sample(
         .await
         .map_err(failed)?;
     let file = read_file_form(&s, &session, form).await?;
-    let suggested = service::suggest_mapping(&file.path).await.map_err(failed)?;
+    let suggested = service::suggest_mapping_for(&s.db, &session.caller, &slug, &file.path)
+        .await
+        .map_err(failed)?;
     let profile: Vec<String> = t.profile_fields.keys().cloned().collect();
-    let mut mapping = suggested.mapping.clone();
-    // A custom field is pre-selected when a column has its name.
-    for key in &profile {
-        if let Some(c) = suggested
-            .columns
-            .iter()
-            .find(|c| crate::map::tools::same_name(c, key))
-        {
-            mapping.profile.insert(key.clone(), c.clone());
-        }
-    }
+    let mapping = suggested.mapping.clone();
     Ok(page(
         StatusCode::OK,
         mapping_page(

@@ -45,7 +45,7 @@ pub(super) async fn upload(
         .map_err(failed)?;
     let u = &d.upload;
     let base = format!("/ui/t/{slug}/uploads/{id}");
-    let held = u.state == UploadState::Held && u.hold_resolution.is_none();
+    let held = service::hold_pending(u);
     let body = html! {
         @if let Some(done) = &q.done { (pages::notice(done)) }
         dl.facts {
