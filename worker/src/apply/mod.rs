@@ -23,6 +23,7 @@ mod pipeline;
 pub mod portable;
 pub mod postgres;
 pub mod preview;
+mod shared;
 mod store;
 pub mod undo;
 

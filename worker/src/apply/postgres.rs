@@ -18,7 +18,8 @@ use sea_orm::{
     RuntimeErr, Statement, TransactionTrait,
 };
 
-use super::portable::{PortableStore, finish_in, staged_in};
+use super::portable::PortableStore;
+use super::shared::{finish_in, staged_in};
 use super::{
     ApplyError, ApplyStore, Finish, Lease, Plan, Prepared, Progress, Staged, TenantRules, fence,
     write_counters,
