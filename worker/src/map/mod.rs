@@ -290,14 +290,14 @@ impl FieldType {
                     Some(f) if f.fract() == 0.0 && f.abs() < 9e15 => Value::from(f as i64),
                     _ => Value::Number(n),
                 })
-                .ok_or_else(|| format!("{v:?} is not a number")),
+                .ok_or_else(|| text::NOT_A_NUMBER.render(&[v])),
             FieldType::Date => chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
                 .map(|d| Value::String(d.format("%Y-%m-%d").to_string()))
-                .map_err(|_| format!("{v:?} is not a date in the form YYYY-MM-DD")),
+                .map_err(|_| text::NOT_A_DATE.render(&[v])),
             FieldType::Boolean => match v.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "y" | "1" => Ok(Value::Bool(true)),
                 "false" | "no" | "n" | "0" => Ok(Value::Bool(false)),
-                _ => Err(format!("{v:?} is not true/false, yes/no or 1/0")),
+                _ => Err(text::NOT_A_BOOLEAN.render(&[v])),
             },
         }
     }
@@ -517,11 +517,7 @@ impl BoundMapping {
         // through its key (a damaged row never deactivates anyone) and is
         // rejected, carrying no other value.
         if let Some(i) = fields.iter().position(|f| f.contains('\0')) {
-            let why = format!(
-                "column {} contains a NUL byte, which text cannot hold; \
-                 is the file damaged or exported as binary?",
-                i + 1
-            );
+            let why = text::NUL_BYTE.render(&[&(i + 1).to_string()]);
             let key_header = match self.key {
                 MatchKey::Email => &self.email.1,
                 MatchKey::ExternalId => &self.external_id.as_ref().expect("checked").1,
@@ -575,17 +571,18 @@ impl BoundMapping {
             row.error = Some(RowError {
                 line,
                 column: None,
-                message: format!(
-                    "row has {} fields but the header has {}",
-                    fields.len(),
-                    self.header_len
-                ),
+                message: text::FIELD_COUNT
+                    .render(&[&fields.len().to_string(), &self.header_len.to_string()]),
             });
             return RowOutcome::Staged(row);
         }
         if self.key == MatchKey::ExternalId {
             if email.is_empty() {
-                row.error = Some(RowError::new(line, &self.email.1, "email is missing"));
+                row.error = Some(RowError::new(
+                    line,
+                    &self.email.1,
+                    text::EMAIL_MISSING.render(&[]),
+                ));
                 return RowOutcome::Staged(row);
             }
             if let Err(why) = check_email(email) {
@@ -620,10 +617,7 @@ impl BoundMapping {
                     Err(why) => row.warnings.push(RowError::new(
                         line,
                         header,
-                        format!(
-                            "{why}; profile field {key} ({}) was left unchanged",
-                            ty.as_str()
-                        ),
+                        text::PROFILE_LEFT_UNCHANGED.render(&[&why, key, ty.as_str()]),
                     )),
                 }
             }
@@ -638,8 +632,8 @@ pub fn parse_status(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "active" => Ok(true),
         "0" | "inactive" => Ok(false),
-        "" => Err("status is empty; use 1/Active or 0/Inactive".into()),
-        other => Err(format!("status {other:?} is not 1, Active, 0 or Inactive")),
+        "" => Err(text::STATUS_EMPTY.render(&[])),
+        other => Err(text::STATUS_UNKNOWN.render(&[other])),
     }
 }
 
@@ -647,7 +641,7 @@ pub fn parse_status(v: &str) -> Result<bool, String> {
 /// a dot in the domain, no spaces, at most 254 characters. Unicode and
 /// plus-addressing are valid; deliverability is not our call.
 pub fn check_email(e: &str) -> Result<(), String> {
-    let bad = || Err(format!("email {e:?} is not a valid address"));
+    let bad = || Err(text::EMAIL_INVALID.render(&[e]));
     if e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad();
     }

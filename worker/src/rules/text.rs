@@ -34,6 +34,30 @@ pub const UNKNOWN_GROUP: Message =
 pub const UNKNOWN_ROLE: Message =
     Message("unknown role {:?}; expected Learner, Manager or Administrator");
 
+/// A row with another number of fields than the header. Takes the row's
+/// count, then the header's.
+pub const FIELD_COUNT: Message = Message("row has {} fields but the header has {}");
+/// A cell holding a NUL byte. Takes the column's number.
+pub const NUL_BYTE: Message = Message(
+    "column {} contains a NUL byte, which text cannot hold; is the file damaged or exported as binary?",
+);
+/// A row with no email, where the tenant matches on external ID.
+pub const EMAIL_MISSING: Message = Message("email is missing");
+/// An email cell that is not an address.
+pub const EMAIL_INVALID: Message = Message("email {:?} is not a valid address");
+/// An empty status cell.
+pub const STATUS_EMPTY: Message = Message("status is empty; use 1/Active or 0/Inactive");
+/// A status cell that is no status.
+pub const STATUS_UNKNOWN: Message = Message("status {:?} is not 1, Active, 0 or Inactive");
+/// A number field's cell that is no number.
+pub const NOT_A_NUMBER: Message = Message("{:?} is not a number");
+/// A date field's cell that is no date.
+pub const NOT_A_DATE: Message = Message("{:?} is not a date in the form YYYY-MM-DD");
+/// A boolean field's cell that is no boolean.
+pub const NOT_A_BOOLEAN: Message = Message("{:?} is not true/false, yes/no or 1/0");
+/// A profile value that was skipped. Takes why, the field and its type.
+pub const PROFILE_LEFT_UNCHANGED: Message = Message("{}; profile field {} ({}) was left unchanged");
+
 /// A row of an additive upload (a Xero import) naming a user who exists:
 /// an import only creates users, so that user is left exactly as it is.
 /// Takes the email.
