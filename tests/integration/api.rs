@@ -76,6 +76,7 @@ impl Api {
         let addr = listener.local_addr().unwrap().to_string();
         let stop = tokio_util::sync::CancellationToken::new();
         let state = ApiState {
+            service: userfeed::service::Service::new(db.db.clone()),
             db: db.db.clone(),
             tokens: Arc::new(tokens),
             timeout: Duration::from_secs(10),
@@ -91,7 +92,8 @@ impl Api {
                 grace: Duration::from_secs(3600),
             }),
             xero,
-        };
+        }
+        .wired();
         tokio::spawn(serve(listener, state, stop.clone()));
         Api {
             addr,
@@ -1254,15 +1256,11 @@ async fn the_xero_endpoints_preview_and_queue_an_import_a_worker_runs_for_the_to
     let code = pending
         .code_from(location.split_once('?').unwrap().1)
         .unwrap();
-    service::xero_connect(
-        &db.db,
-        Some(&x),
-        &Caller::Platform,
-        "acme",
-        &pending,
-        &code,
-        None,
-    )
+    service::Service {
+        xero: Some(x.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .xero_connect(&Caller::Platform, "acme", &pending, &code, None)
     .await
     .unwrap();
 

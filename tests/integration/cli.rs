@@ -328,6 +328,14 @@ async fn a_token_for_a_tenant_that_does_not_exist_is_refused() {
         .unwrap_err();
     assert!(err.contains("nobody"), "{err}");
     assert!(!printed.contains("uf_"), "no token is shown: {printed}");
+    // The binary, which makes a platform token without a database, checks
+    // a tenant's as well.
+    let out = spawn(&db, &["api", "token", "--label", "x", "--tenant", "nobody"]).await;
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("uf_"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]

@@ -92,9 +92,13 @@ async fn a_created_key_writes_under_its_prefix_only_and_cannot_list_read_or_writ
     backend: DbBackend,
 ) {
     let e = env(backend).await;
-    let key = service::create_credentials(&e.db.db, Some(&e.iam), &Caller::Platform, "acme")
-        .await
-        .unwrap();
+    let key = service::Service {
+        iam: Some(e.iam.clone()),
+        ..service::Service::new(e.db.db.clone())
+    }
+    .create_credentials(&Caller::Platform, "acme")
+    .await
+    .unwrap();
     assert_eq!(key.iam_user, "userfeed-acme");
     assert_eq!(
         (key.bucket.as_str(), key.prefix.as_str()),
@@ -151,27 +155,34 @@ async fn a_created_key_writes_under_its_prefix_only_and_cannot_list_read_or_writ
 
     // A second create is refused with the way forward; another tenant's
     // admin cannot reach this tenant at all.
-    let again = service::create_credentials(&e.db.db, Some(&e.iam), &Caller::Platform, "acme")
-        .await
-        .unwrap_err();
+    let again = service::Service {
+        iam: Some(e.iam.clone()),
+        ..service::Service::new(e.db.db.clone())
+    }
+    .create_credentials(&Caller::Platform, "acme")
+    .await
+    .unwrap_err();
     assert!(
         matches!(&again, ServiceError::Refused(m) if m.contains(&key.access_key_id) && m.contains("rotate")),
         "{again:?}"
     );
-    let foreign = service::create_credentials(
-        &e.db.db,
-        Some(&e.iam),
-        &Caller::Tenant("globex".into()),
-        "acme",
-    )
+    let foreign = service::Service {
+        iam: Some(e.iam.clone()),
+        ..service::Service::new(e.db.db.clone())
+    }
+    .create_credentials(&Caller::Tenant("globex".into()), "acme")
     .await
     .unwrap_err();
     assert!(matches!(foreign, ServiceError::NotFound(_)), "{foreign:?}");
 
     // Revoked: the same upload is refused from now on.
-    let revoked = service::revoke_credentials(&e.db.db, Some(&e.iam), &Caller::Platform, "acme")
-        .await
-        .unwrap();
+    let revoked = service::Service {
+        iam: Some(e.iam.clone()),
+        ..service::Service::new(e.db.db.clone())
+    }
+    .revoke_credentials(&Caller::Platform, "acme")
+    .await
+    .unwrap();
     assert_eq!(
         revoked.access_key_ids,
         std::slice::from_ref(&key.access_key_id)
@@ -181,7 +192,8 @@ async fn a_created_key_writes_under_its_prefix_only_and_cannot_list_read_or_writ
         !after.ok && after.stderr.contains("InvalidAccessKeyId"),
         "an upload after revoke is refused for its deleted key: {after:?}"
     );
-    let shown = service::connection(&e.db.db, &Caller::Platform, "acme", "us-east-1")
+    let shown = service::Service::new(e.db.db.clone())
+        .connection(&Caller::Platform, "acme")
         .await
         .unwrap();
     assert_eq!(
@@ -199,17 +211,25 @@ async fn rotation_keeps_the_old_key_for_its_grace_and_the_sweep_then_deletes_it(
 ) {
     let e = env(backend).await;
     let p = &Caller::Platform;
-    let first = service::create_credentials(&e.db.db, Some(&e.iam), p, "acme")
-        .await
-        .unwrap();
+    let first = service::Service {
+        iam: Some(e.iam.clone()),
+        ..service::Service::new(e.db.db.clone())
+    }
+    .create_credentials(p, "acme")
+    .await
+    .unwrap();
     let one = (
         first.access_key_id.as_str(),
         first.secret_access_key.expose(),
     );
     let hour = Duration::from_secs(3600);
-    let second = service::rotate_credentials(&e.db.db, Some(&e.iam), p, "acme", hour)
-        .await
-        .unwrap();
+    let second = service::Service {
+        iam: Some(e.iam.clone()),
+        ..service::Service::new(e.db.db.clone())
+    }
+    .rotate_credentials(p, "acme", hour)
+    .await
+    .unwrap();
     let two = (
         second.access_key_id.as_str(),
         second.secret_access_key.expose(),
@@ -229,9 +249,13 @@ async fn rotation_keeps_the_old_key_for_its_grace_and_the_sweep_then_deletes_it(
 
     // Rotating again during a grace period ends it now (IAM holds two keys
     // per user); with no grace the key just rotated out goes at the sweep.
-    let third = service::rotate_credentials(&e.db.db, Some(&e.iam), p, "acme", Duration::ZERO)
-        .await
-        .unwrap();
+    let third = service::Service {
+        iam: Some(e.iam.clone()),
+        ..service::Service::new(e.db.db.clone())
+    }
+    .rotate_credentials(p, "acme", Duration::ZERO)
+    .await
+    .unwrap();
     let three = (
         third.access_key_id.as_str(),
         third.secret_access_key.expose(),
@@ -253,7 +277,8 @@ async fn rotation_keeps_the_old_key_for_its_grace_and_the_sweep_then_deletes_it(
     );
     assert!(e.put(three, "acme/c.csv").await.ok);
 
-    let shown = service::connection(&e.db.db, p, "acme", "us-east-1")
+    let shown = service::Service::new(e.db.db.clone())
+        .connection(p, "acme")
         .await
         .unwrap();
     let states: Vec<(&str, &str)> = shown
@@ -266,7 +291,8 @@ async fn rotation_keeps_the_old_key_for_its_grace_and_the_sweep_then_deletes_it(
         [(three.0, "active"), (two.0, "deleted"), (one.0, "deleted")]
     );
     // The other tenant was never touched.
-    let globex = service::connection(&e.db.db, p, "globex", "us-east-1")
+    let globex = service::Service::new(e.db.db.clone())
+        .connection(p, "globex")
         .await
         .unwrap();
     assert!(globex.keys.is_empty());
@@ -276,7 +302,8 @@ async fn rotation_keeps_the_old_key_for_its_grace_and_the_sweep_then_deletes_it(
 async fn without_aws_or_a_bucket_credentials_are_refused_with_the_reason() {
     let db = TestDb::sqlite().await.unwrap();
     tenant(&db, "acme", "", MatchKey::Email, MAPPING).await;
-    let err = service::create_credentials(&db.db, None, &Caller::Platform, "acme")
+    let err = service::Service::new(db.db.clone())
+        .create_credentials(&Caller::Platform, "acme")
         .await
         .unwrap_err();
     assert!(
@@ -290,9 +317,13 @@ async fn without_aws_or_a_bucket_credentials_are_refused_with_the_reason() {
         &cfg.credentials,
         "us-east-1",
     );
-    let err = service::create_credentials(&db.db, Some(&iam), &Caller::Platform, "acme")
-        .await
-        .unwrap_err();
+    let err = service::Service {
+        iam: Some(iam.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .create_credentials(&Caller::Platform, "acme")
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, ServiceError::Refused(m) if m.contains("no S3 bucket")),
         "{err:?}"
@@ -589,9 +620,13 @@ async fn the_shipped_credentials_policy_grants_every_call_that_credentials_make(
     let mut cfg = userfeed::config::Config::load(None).unwrap().credentials;
     cfg.permissions_boundary = boundary.clone();
     let iam = Iam::new(userfeed::aws::iam_client(&daemon), &cfg, "us-east-1");
-    let made = service::create_credentials(&db.db, Some(&iam), &Caller::Platform, "acme")
-        .await
-        .unwrap();
+    let made = service::Service {
+        iam: Some(iam.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .create_credentials(&Caller::Platform, "acme")
+    .await
+    .unwrap();
     let user = iam_admin
         .get_user()
         .user_name(&made.iam_user)
@@ -617,9 +652,13 @@ async fn the_shipped_credentials_policy_grants_every_call_that_credentials_make(
         )
         .await;
     assert!(put.ok, "{put:?}");
-    service::revoke_credentials(&db.db, Some(&iam), &Caller::Platform, "acme")
-        .await
-        .unwrap();
+    service::Service {
+        iam: Some(iam.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .revoke_credentials(&Caller::Platform, "acme")
+    .await
+    .unwrap();
 }
 
 /// The policy's actions alone (`Resource` `*`, no `Condition`): moto 5.2

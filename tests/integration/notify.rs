@@ -68,11 +68,15 @@ impl Env {
             url: format!("http://{addr}/hooks/userfeed"),
             rotate_secret: false,
         };
-        service::set_webhook(&self.db.db, &Caller::Platform, "acme", &req, &self.cfg)
-            .await
-            .unwrap()
-            .secret
-            .unwrap()
+        service::Service {
+            notify: std::sync::Arc::new(self.cfg.clone()),
+            ..service::Service::new(self.db.db.clone())
+        }
+        .set_webhook(&Caller::Platform, "acme", &req)
+        .await
+        .unwrap()
+        .secret
+        .unwrap()
     }
 
     fn deliverer(&self) -> Deliverer {
@@ -195,7 +199,8 @@ async fn a_refused_delivery_is_retried_with_the_same_signed_body_until_accepted(
     );
 
     // Every attempt is in the upload's detail.
-    let detail = service::upload(&e.db.db, &Caller::Tenant("acme".into()), up.id, 10)
+    let detail = service::Service::new(e.db.db.clone())
+        .upload(&Caller::Tenant("acme".into()), up.id, 10)
         .await
         .unwrap();
     let n = &detail.notifications[0];
@@ -237,7 +242,8 @@ async fn a_pending_notification_survives_its_deliverer_and_the_next_one_delivers
     let id = e.db.scalar("SELECT max(id) FROM notifications").await;
     assert_eq!(e.until_settled(&second, id).await, "delivered");
     assert_eq!(receiver.received().len(), 1);
-    let detail = service::upload(&e.db.db, &Caller::Platform, up.id, 0)
+    let detail = service::Service::new(e.db.db.clone())
+        .upload(&Caller::Platform, up.id, 0)
         .await
         .unwrap();
     let log = &detail.notifications[0].attempt_log;

@@ -18,6 +18,7 @@ async fn start(db: &TestDb, entries: &str) -> (String, tokio_util::sync::DropGua
     let addr = listener.local_addr().unwrap().to_string();
     let stop = tokio_util::sync::CancellationToken::new();
     let state = ApiState {
+        service: userfeed::service::Service::new(db.db.clone()),
         db: db.db.clone(),
         tokens: Arc::new(Tokens::parse(entries).unwrap()),
         timeout: Duration::from_secs(10),
@@ -34,7 +35,8 @@ async fn start(db: &TestDb, entries: &str) -> (String, tokio_util::sync::DropGua
             grace: Duration::from_secs(3600),
         }),
         xero: None,
-    };
+    }
+    .wired();
     tokio::spawn(serve(listener, state, stop.clone()));
     (addr, stop.drop_guard())
 }

@@ -52,15 +52,11 @@ async fn connect(db: &TestDb, fake: &FakeXero, cfg: &Config, slug: &str) -> Xero
     let x = XeroService::new(&cfg.xero).unwrap();
     let pending = Pending::new();
     let code = browser_code(&pending.authorize_url(&cfg.xero), &pending).await;
-    service::xero_connect(
-        &db.db,
-        Some(&x),
-        &Caller::Platform,
-        slug,
-        &pending,
-        &code,
-        None,
-    )
+    service::Service {
+        xero: Some(x.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .xero_connect(&Caller::Platform, slug, &pending, &code, None)
     .await
     .unwrap();
     let _ = fake;
@@ -223,9 +219,13 @@ async fn au_employees_are_read_across_pages_and_each_unimportable_one_has_its_re
     let cfg = config(&fake);
     let x = connect(&db, &fake, &cfg, "acme").await;
 
-    let p = service::xero_preview(&db.db, Some(&x), &Caller::Platform, "acme")
-        .await
-        .unwrap();
+    let p = service::Service {
+        xero: Some(x.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .xero_preview(&Caller::Platform, "acme")
+    .await
+    .unwrap();
     let pages: Vec<String> = fake
         .calls()
         .into_iter()
@@ -279,9 +279,13 @@ async fn uk_leavers_by_a_past_end_date_are_skipped_and_v2_pagination_is_followed
     let fake = FakeXero::start(vec![FakeOrg::new("Corgi Ltd", "GB", people)]).await;
     let cfg = config(&fake);
     let x = connect(&db, &fake, &cfg, "acme").await;
-    let p = service::xero_preview(&db.db, Some(&x), &Caller::Platform, "acme")
-        .await
-        .unwrap();
+    let p = service::Service {
+        xero: Some(x.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .xero_preview(&Caller::Platform, "acme")
+    .await
+    .unwrap();
     assert_eq!(
         fake.calls()
             .into_iter()
@@ -320,15 +324,11 @@ async fn a_us_organisation_is_refused_because_xero_has_no_us_payroll_api() {
     let x = XeroService::new(&cfg.xero).unwrap();
     let pending = Pending::new();
     let code = browser_code(&pending.authorize_url(&cfg.xero), &pending).await;
-    let err = service::xero_connect(
-        &db.db,
-        Some(&x),
-        &Caller::Platform,
-        "acme",
-        &pending,
-        &code,
-        None,
-    )
+    let err = service::Service {
+        xero: Some(x.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .xero_connect(&Caller::Platform, "acme", &pending, &code, None)
     .await
     .unwrap_err();
     assert!(matches!(err, ServiceError::Refused(_)), "{err:?}");
@@ -353,9 +353,13 @@ async fn a_429_is_waited_for_as_long_as_retry_after_says_and_then_succeeds() {
     let x = connect(&db, &fake, &cfg, "acme").await;
     fake.throttle_next(&[2]);
     let started = std::time::Instant::now();
-    let p = service::xero_preview(&db.db, Some(&x), &Caller::Platform, "acme")
-        .await
-        .unwrap();
+    let p = service::Service {
+        xero: Some(x.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .xero_preview(&Caller::Platform, "acme")
+    .await
+    .unwrap();
     assert_eq!(p.importable.len(), 5);
     let st = fake.state.lock().unwrap();
     let tries: Vec<usize> = st
@@ -389,9 +393,13 @@ async fn an_expired_access_token_is_refreshed_and_the_rotated_refresh_token_is_k
     let first_refresh = fake.state.lock().unwrap().issued_refresh[0].clone();
     fake.expire_access_tokens();
 
-    let p = service::xero_preview(&db.db, Some(&x), &Caller::Platform, "acme")
-        .await
-        .unwrap();
+    let p = service::Service {
+        xero: Some(x.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .xero_preview(&Caller::Platform, "acme")
+    .await
+    .unwrap();
     assert_eq!(p.importable.len(), 5);
     let calls = fake.calls();
     assert_eq!(
@@ -488,9 +496,13 @@ async fn the_cap_counts_the_tenants_xero_imported_users_across_runs() {
             .collect(),
     );
     let x = XeroService::new(&cfg.xero).unwrap();
-    let p = service::xero_preview(&db.db, Some(&x), &Caller::Platform, "acme")
-        .await
-        .unwrap();
+    let p = service::Service {
+        xero: Some(x.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+    .xero_preview(&Caller::Platform, "acme")
+    .await
+    .unwrap();
     assert_eq!(
         (p.importable.len(), p.present.len(), p.imported_before),
         (0, 200, 200)

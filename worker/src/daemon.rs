@@ -130,6 +130,7 @@ pub async fn run(
         tokio::spawn(crate::web::serve(
             listener,
             crate::web::WebState {
+                service: crate::service::Service::new(db.clone()),
                 db: db.clone(),
                 tokens,
                 timeout: Duration::from_secs(cfg.api.request_timeout_seconds),
@@ -150,7 +151,8 @@ pub async fn run(
                     },
                     ..crate::web::spool::Files::new(cfg.limits, cfg.apply.batch_size)
                 }),
-            },
+            }
+            .wired(),
             http_stop.clone(),
         ))
     });

@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::{Output, UploadsCmd, UsersCmd};
 use crate::config::{Config, Toggle};
 use crate::map::{FieldType, Mapping, MatchKey};
-use crate::service::{self, Access, Caller, UploadState};
+use crate::service::{self, Access, Caller, Service, UploadState};
 
 /// The demo tenant.
 pub const TENANT: &str = "demo";
@@ -257,7 +256,8 @@ pub async fn run<W: Write>(
     let db = service::open_database(&cfg, Access::Write)
         .await
         .context("creating the schema")?;
-    setup_tenant(&db).await?;
+    let svc = Service::for_command(db.clone(), &cfg).await;
+    setup_tenant(&svc).await?;
     writeln!(
         out,
         "tenant {TENANT:?}: matched on employee number, with groups ENG, SALES, ALL and profile fields department, job_title"
@@ -291,16 +291,16 @@ pub async fn run<W: Write>(
                 "\n== day {day}: dropped {name} into {}",
                 tenant_folder.display()
             )?;
-            let id = wait_for_upload(&db, day as u64).await?;
+            let id = wait_for_upload(&svc, day as u64).await?;
             let text = || Output { json: false };
             let show = UploadsCmd::Show {
                 id,
                 errors: 20,
                 out: text(),
             };
-            super::uploads::uploads(&db, show, out).await?;
+            super::uploads::uploads(&svc, show, out).await?;
             writeln!(out, "\n-- what upload {id} changed")?;
-            super::uploads::uploads(&db, UploadsCmd::Changes { id, out: text() }, out).await?;
+            super::uploads::uploads(&svc, UploadsCmd::Changes { id, out: text() }, out).await?;
         }
         writeln!(out, "\n== upload history")?;
         let tenant = || TENANT.to_string();
@@ -309,13 +309,13 @@ pub async fn run<W: Write>(
             limit: 10,
             out: Output { json: false },
         };
-        super::uploads::uploads(&db, history, out).await?;
+        super::uploads::uploads(&svc, history, out).await?;
         writeln!(out, "\n== users")?;
         let users = UsersCmd::List {
             tenant: tenant(),
             out: Output { json: false },
         };
-        super::users::users(&db, users, out).await?;
+        super::users::users(&svc, users, out).await?;
         anyhow::Ok(())
     }
     .await;
@@ -349,7 +349,7 @@ pub async fn run<W: Write>(
     stopped
 }
 
-async fn setup_tenant(db: &DatabaseConnection) -> anyhow::Result<()> {
+async fn setup_tenant(svc: &Service) -> anyhow::Result<()> {
     let me = &Caller::Platform;
     let tenant = service::NewTenant {
         slug: TENANT.into(),
@@ -357,13 +357,13 @@ async fn setup_tenant(db: &DatabaseConnection) -> anyhow::Result<()> {
         prefix: Some(format!("{TENANT}/")),
         match_on: MatchKey::ExternalId,
     };
-    service::add_tenant(db, me, &tenant).await?;
+    svc.add_tenant(me, &tenant).await?;
     for field in ["department", "job_title"] {
         let field = service::ProfileField {
             key: field.into(),
             field_type: FieldType::Text,
         };
-        service::add_profile_field(db, me, TENANT, &field).await?;
+        svc.add_profile_field(me, TENANT, &field).await?;
     }
     for (key, name) in [
         ("ENG", "Engineering"),
@@ -374,10 +374,10 @@ async fn setup_tenant(db: &DatabaseConnection) -> anyhow::Result<()> {
             id: key.into(),
             name: name.into(),
         };
-        service::add_group(db, me, TENANT, &group).await?;
+        svc.add_group(me, TENANT, &group).await?;
     }
     let mapping = Mapping::from_toml(MAPPING, MatchKey::ExternalId)?;
-    service::set_mapping(db, me, TENANT, &mapping).await?;
+    svc.set_mapping(me, TENANT, &mapping).await?;
     Ok(())
 }
 
@@ -393,10 +393,10 @@ fn deliver(folder: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Waits until the tenant has `n` uploads and the newest has ended; its id.
-async fn wait_for_upload(db: &DatabaseConnection, n: u64) -> anyhow::Result<i64> {
+async fn wait_for_upload(svc: &Service, n: u64) -> anyhow::Result<i64> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let uploads = service::uploads(db, &Caller::Platform, TENANT, n).await?;
+        let uploads = svc.uploads(&Caller::Platform, TENANT, n).await?;
         if let Some(newest) = uploads.first().filter(|_| uploads.len() as u64 >= n) {
             let ended = matches!(
                 newest.state,

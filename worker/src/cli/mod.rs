@@ -15,7 +15,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, LogConfig, LogFormat};
-use crate::service::Access;
+use crate::service::{Access, Service};
 
 pub mod demo;
 pub mod render;
@@ -282,7 +282,8 @@ pub async fn run() -> anyhow::Result<()> {
             // A tenant's token needs the tenant; a platform token, nothing.
             if let Some(slug) = &tenant {
                 let db = crate::service::open_database(&cfg, Access::Read).await?;
-                crate::service::tenant(&db, &crate::service::Caller::Platform, slug).await?;
+                let svc = Service::for_command(db, &cfg).await;
+                svc.tenant(&crate::service::Caller::Platform, slug).await?;
             }
             api_token(&label, tenant, o.json, &mut out)
         }
@@ -434,6 +435,7 @@ pub async fn execute<W: Write>(
     cmd: Command,
     out: &mut W,
 ) -> anyhow::Result<()> {
+    let svc = &Service::for_command(db.clone(), cfg).await;
     match cmd {
         Command::Api(ApiCmd::Token {
             label,
@@ -441,7 +443,7 @@ pub async fn execute<W: Write>(
             out: o,
         }) => {
             if let Some(slug) = &tenant {
-                crate::service::tenant(db, &crate::service::Caller::Platform, slug).await?;
+                svc.tenant(&crate::service::Caller::Platform, slug).await?;
             }
             api_token(&label, tenant, o.json, out)
         }
@@ -457,29 +459,29 @@ pub async fn execute<W: Write>(
             writeln!(out, "migrations applied")?;
             Ok(())
         }
-        Command::Tenant(c) => tenants::tenant(db, cfg, c, out).await,
-        Command::Mapping(c) => tenants::mapping(db, c, out).await,
-        Command::Group(c) => tenants::group(db, c, out).await,
-        Command::ProfileField(c) => tenants::profile_field(db, c, out).await,
-        Command::Template { slug } => tenants::template(db, &slug, out).await,
+        Command::Tenant(c) => tenants::tenant(svc, cfg, c, out).await,
+        Command::Mapping(c) => tenants::mapping(svc, c, out).await,
+        Command::Group(c) => tenants::group(svc, c, out).await,
+        Command::ProfileField(c) => tenants::profile_field(svc, c, out).await,
+        Command::Template { slug } => tenants::template(svc, &slug, out).await,
         Command::Bucket(BucketCmd::Setup {
             bucket,
             queue_url,
             out: o,
         }) => bucket_setup(cfg, &bucket, queue_url, o.json, out).await,
-        Command::Uploads(c) => uploads::uploads(db, c, out).await,
-        Command::Users(c) => users::users(db, c, out).await,
-        Command::Xero(c) => xero::xero(db, cfg, c, out).await,
+        Command::Uploads(c) => uploads::uploads(svc, c, out).await,
+        Command::Users(c) => users::users(svc, c, out).await,
+        Command::Xero(c) => xero::xero(svc, cfg, c, out).await,
         Command::Import {
             tenant,
             file,
             out: o,
-        } => uploads::import(db, cfg, &tenant, &file, o.json, out).await,
+        } => uploads::import(svc, cfg, &tenant, &file, o.json, out).await,
         Command::Preview {
             tenant,
             file,
             out: o,
-        } => uploads::preview(db, cfg, &tenant, &file, o.json, out).await,
+        } => uploads::preview(svc, cfg, &tenant, &file, o.json, out).await,
     }
 }
 

@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
-use sea_orm::DatabaseConnection;
 
 use super::Output;
 use super::render::{self, emit};
 use crate::map::{Mapping, MatchKey};
-use crate::service::{self, Caller};
+use crate::service::{self, Caller, Service};
 
 /// `userfeed tenant ...`
 #[derive(Debug, Subcommand)]
@@ -220,7 +219,7 @@ pub enum ProfileFieldCmd {
 
 /// Runs `userfeed tenant ...`.
 pub async fn tenant<W: Write>(
-    db: &DatabaseConnection,
+    svc: &Service,
     cfg: &crate::config::Config,
     cmd: TenantCmd,
     out: &mut W,
@@ -238,7 +237,7 @@ pub async fn tenant<W: Write>(
                 prefix,
                 match_on,
             };
-            let t = service::add_tenant(db, &Caller::Platform, &new).await?;
+            let t = svc.add_tenant(&Caller::Platform, &new).await?;
             writeln!(
                 out,
                 "tenant {} created: {} (matching on {})",
@@ -248,7 +247,7 @@ pub async fn tenant<W: Write>(
             )?;
         }
         TenantCmd::List(o) => {
-            let list = service::tenants(db, &Caller::Platform).await?;
+            let list = svc.tenants(&Caller::Platform).await?;
             emit(out, o.json, &list, |list| {
                 let rows: Vec<Vec<String>> = list
                     .iter()
@@ -273,7 +272,7 @@ pub async fn tenant<W: Write>(
                 hold_over_percent,
                 hold_over_count,
             };
-            let t = service::set_tenant(db, &Caller::Platform, &slug, &settings).await?;
+            let t = svc.set_tenant(&Caller::Platform, &slug, &settings).await?;
             writeln!(
                 out,
                 "tenant {}: uploads deactivating more than {}% and more than {} users are held",
@@ -288,8 +287,7 @@ pub async fn tenant<W: Write>(
         } => match url {
             Some(url) if !clear => {
                 let req = service::WebhookRequest { url, rotate_secret };
-                let w =
-                    service::set_webhook(db, &Caller::Platform, &slug, &req, &cfg.notify).await?;
+                let w = svc.set_webhook(&Caller::Platform, &slug, &req).await?;
                 writeln!(
                     out,
                     "webhook of {slug}: {}\nsigning secret (give it to the receiver; see docs/webhooks.md): {}",
@@ -298,13 +296,12 @@ pub async fn tenant<W: Write>(
                 )?;
             }
             _ => {
-                service::clear_webhook(db, &Caller::Platform, &slug).await?;
+                svc.clear_webhook(&Caller::Platform, &slug).await?;
                 writeln!(out, "webhook of {slug} removed")?;
             }
         },
         TenantCmd::Credentials(cmd) => {
-            let iam = service::deployment_iam(cfg).await;
-            credentials(db, cfg, iam.as_ref(), cmd, out).await?;
+            credentials(svc, cfg, cmd, out).await?;
         }
     }
     Ok(())
@@ -313,9 +310,8 @@ pub async fn tenant<W: Write>(
 /// Runs `userfeed tenant credentials ...` with `iam` (none on the
 /// embedded default, where every change is refused with the reason).
 pub async fn credentials<W: Write>(
-    db: &DatabaseConnection,
+    svc: &Service,
     cfg: &crate::config::Config,
-    iam: Option<&service::Iam>,
     cmd: CredentialsCmd,
     out: &mut W,
 ) -> anyhow::Result<()> {
@@ -327,7 +323,7 @@ pub async fn credentials<W: Write>(
     };
     match cmd {
         CredentialsCmd::Create { slug, out: o } => {
-            let key = service::create_credentials(db, iam, platform, &slug).await?;
+            let key = svc.create_credentials(platform, &slug).await?;
             print_key(&key, o.json, out)?;
         }
         CredentialsCmd::Rotate {
@@ -336,11 +332,11 @@ pub async fn credentials<W: Write>(
             out: o,
         } => {
             let grace = grace(grace_hours)?;
-            let key = service::rotate_credentials(db, iam, platform, &slug, grace).await?;
+            let key = svc.rotate_credentials(platform, &slug, grace).await?;
             print_key(&key, o.json, out)?;
         }
         CredentialsCmd::Revoke { slug } => {
-            let r = service::revoke_credentials(db, iam, platform, &slug).await?;
+            let r = svc.revoke_credentials(platform, &slug).await?;
             if r.access_key_ids.is_empty() {
                 writeln!(out, "{slug} had no upload keys")?;
             } else {
@@ -352,7 +348,7 @@ pub async fn credentials<W: Write>(
             }
         }
         CredentialsCmd::Show { slug, out: o } => {
-            let c = service::connection(db, platform, &slug, &cfg.aws.region).await?;
+            let c = svc.connection(platform, &slug).await?;
             if o.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&c)?)?;
                 return Ok(());
@@ -385,7 +381,7 @@ pub async fn credentials<W: Write>(
             }
         }
         CredentialsCmd::Sweep => {
-            let n = service::sweep_credentials(db, iam).await?;
+            let n = svc.sweep_credentials().await?;
             writeln!(
                 out,
                 "deleted {n} rotated-out key(s) whose grace period had ended"
@@ -437,23 +433,19 @@ pub async fn suggest<W: Write>(file: &Path, out: &mut W) -> anyhow::Result<()> {
 }
 
 /// Runs `userfeed mapping ...`.
-pub async fn mapping<W: Write>(
-    db: &DatabaseConnection,
-    cmd: MappingCmd,
-    out: &mut W,
-) -> anyhow::Result<()> {
+pub async fn mapping<W: Write>(svc: &Service, cmd: MappingCmd, out: &mut W) -> anyhow::Result<()> {
     match cmd {
         MappingCmd::Set { slug, file } => {
-            let tenant = service::tenant(db, &Caller::Platform, &slug).await?;
+            let tenant = svc.tenant(&Caller::Platform, &slug).await?;
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading mapping file {}", file.display()))?;
             let mapping = Mapping::from_toml(&text, tenant.match_key)
                 .with_context(|| format!("in {}", file.display()))?;
-            service::set_mapping(db, &Caller::Platform, &slug, &mapping).await?;
+            svc.set_mapping(&Caller::Platform, &slug, &mapping).await?;
             writeln!(out, "mapping of {slug} updated")?;
         }
         MappingCmd::Show { slug, out: o } => {
-            let m = service::mapping(db, &Caller::Platform, &slug).await?;
+            let m = svc.mapping(&Caller::Platform, &slug).await?;
             emit(out, o.json, &m, |m| m.to_toml())?;
         }
         MappingCmd::Suggest { file } => suggest(&file, out).await?,
@@ -462,19 +454,15 @@ pub async fn mapping<W: Write>(
 }
 
 /// Runs `userfeed group ...`.
-pub async fn group<W: Write>(
-    db: &DatabaseConnection,
-    cmd: GroupCmd,
-    out: &mut W,
-) -> anyhow::Result<()> {
+pub async fn group<W: Write>(svc: &Service, cmd: GroupCmd, out: &mut W) -> anyhow::Result<()> {
     match cmd {
         GroupCmd::Add { slug, id, name } => {
             let new = service::NewGroup { id, name };
-            let g = service::add_group(db, &Caller::Platform, &slug, &new).await?;
+            let g = svc.add_group(&Caller::Platform, &slug, &new).await?;
             writeln!(out, "group {} ({}) added to {slug}", g.group_key, g.name)?;
         }
         GroupCmd::List { slug, out: o } => {
-            let list = service::groups(db, &Caller::Platform, &slug).await?;
+            let list = svc.groups(&Caller::Platform, &slug).await?;
             emit(out, o.json, &list, |list| {
                 let rows: Vec<Vec<String>> = list
                     .iter()
@@ -484,7 +472,7 @@ pub async fn group<W: Write>(
             })?;
         }
         GroupCmd::Remove { slug, id } => {
-            let r = service::remove_group(db, &Caller::Platform, &slug, &id).await?;
+            let r = svc.remove_group(&Caller::Platform, &slug, &id).await?;
             writeln!(
                 out,
                 "group {id} removed from {slug} with {} membership(s)",
@@ -497,7 +485,7 @@ pub async fn group<W: Write>(
 
 /// Runs `userfeed profile-field ...`.
 pub async fn profile_field<W: Write>(
-    db: &DatabaseConnection,
+    svc: &Service,
     cmd: ProfileFieldCmd,
     out: &mut W,
 ) -> anyhow::Result<()> {
@@ -511,7 +499,8 @@ pub async fn profile_field<W: Write>(
                 key: key.clone(),
                 field_type,
             };
-            service::add_profile_field(db, &Caller::Platform, &slug, &field).await?;
+            svc.add_profile_field(&Caller::Platform, &slug, &field)
+                .await?;
             writeln!(
                 out,
                 "profile field {key} ({}) added to {slug}",
@@ -519,11 +508,12 @@ pub async fn profile_field<W: Write>(
             )?;
         }
         ProfileFieldCmd::Remove { slug, key } => {
-            service::remove_profile_field(db, &Caller::Platform, &slug, &key).await?;
+            svc.remove_profile_field(&Caller::Platform, &slug, &key)
+                .await?;
             writeln!(out, "profile field {key} removed from {slug}")?;
         }
         ProfileFieldCmd::List { slug, out: o } => {
-            let list = service::profile_fields(db, &Caller::Platform, &slug).await?;
+            let list = svc.profile_fields(&Caller::Platform, &slug).await?;
             emit(out, o.json, &list, |list| {
                 let rows: Vec<Vec<String>> = list
                     .iter()
@@ -537,15 +527,7 @@ pub async fn profile_field<W: Write>(
 }
 
 /// Runs `userfeed template`: a CSV header and example row for the mapping.
-pub async fn template<W: Write>(
-    db: &DatabaseConnection,
-    slug: &str,
-    out: &mut W,
-) -> anyhow::Result<()> {
-    write!(
-        out,
-        "{}",
-        service::template(db, &Caller::Platform, slug).await?
-    )?;
+pub async fn template<W: Write>(svc: &Service, slug: &str, out: &mut W) -> anyhow::Result<()> {
+    write!(out, "{}", svc.template(&Caller::Platform, slug).await?)?;
     Ok(())
 }

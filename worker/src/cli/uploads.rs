@@ -8,12 +8,11 @@ use std::sync::Arc;
 use anyhow::bail;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sea_orm::DatabaseConnection;
 
 use super::Output;
 use super::render::{self, emit};
 use crate::config::Config;
-use crate::service::{self, Caller, OnProgress, RunProgress, UploadDetail, UploadState};
+use crate::service::{self, Caller, OnProgress, RunProgress, Service, UploadDetail, UploadState};
 
 /// `userfeed uploads ...`
 #[derive(Debug, Subcommand)]
@@ -101,11 +100,7 @@ pub enum UploadsCmd {
 }
 
 /// Runs `userfeed uploads ...`.
-pub async fn uploads<W: Write>(
-    db: &DatabaseConnection,
-    cmd: UploadsCmd,
-    out: &mut W,
-) -> anyhow::Result<()> {
+pub async fn uploads<W: Write>(svc: &Service, cmd: UploadsCmd, out: &mut W) -> anyhow::Result<()> {
     let me = Caller::Platform;
     match cmd {
         UploadsCmd::List {
@@ -113,11 +108,11 @@ pub async fn uploads<W: Write>(
             limit,
             out: o,
         } => {
-            let list = service::uploads(db, &me, &tenant, limit).await?;
+            let list = svc.uploads(&me, &tenant, limit).await?;
             emit(out, o.json, &list, |l| render::uploads_table(l))?;
         }
         UploadsCmd::Approve { id, out: o } => {
-            let r = service::approve(db, &me, id).await?;
+            let r = svc.approve(&me, id).await?;
             emit(out, o.json, &r, |r| {
                 format!(
                     "upload {id} approved: {} user(s) deactivated\n",
@@ -126,7 +121,7 @@ pub async fn uploads<W: Write>(
             })?;
         }
         UploadsCmd::Reject { id, out: o } => {
-            let r = service::reject(db, &me, id).await?;
+            let r = svc.reject(&me, id).await?;
             emit(out, o.json, &r, |r| {
                 format!(
                     "upload {id} rejected: {} deactivation(s) dropped\n",
@@ -135,7 +130,7 @@ pub async fn uploads<W: Write>(
             })?;
         }
         UploadsCmd::Retry { id, out: o } => {
-            let r = service::retry(db, &me, id).await?;
+            let r = svc.retry(&me, id).await?;
             emit(out, o.json, &r, |r| {
                 format!("upload {id} queued again as upload {}\n", r.retry_id)
             })?;
@@ -145,15 +140,15 @@ pub async fn uploads<W: Write>(
             preview,
             out: o,
         } => {
-            let r = service::undo(db, &me, id, preview).await?;
+            let r = svc.undo(&me, id, preview).await?;
             emit(out, o.json, &r, render::undo_text)?;
         }
         UploadsCmd::Changes { id, out: o } => {
-            let list = service::changes(db, &me, id).await?;
+            let list = svc.changes(&me, id).await?;
             emit(out, o.json, &list, |l| render::changes_table(l))?;
         }
         UploadsCmd::Errors { id, csv, out: o } => {
-            let d = service::upload(db, &me, id, u64::MAX).await?;
+            let d = svc.upload(&me, id, u64::MAX).await?;
             if csv {
                 write!(out, "{}", service::problems_csv(&d.errors))?;
             } else {
@@ -161,7 +156,7 @@ pub async fn uploads<W: Write>(
             }
         }
         UploadsCmd::Show { id, errors, out: o } => {
-            let d = service::upload(db, &me, id, errors).await?;
+            let d = svc.upload(&me, id, errors).await?;
             emit(out, o.json, &d, render::upload_text)?;
         }
     }
@@ -174,7 +169,7 @@ pub async fn uploads<W: Write>(
 /// shows rows, rows per second, bytes read of the file's size and the time
 /// left; when stderr is not a terminal there is no bar.
 pub async fn import<W: Write>(
-    db: &DatabaseConnection,
+    svc: &Service,
     cfg: &Config,
     tenant: &str,
     file: &Path,
@@ -183,7 +178,9 @@ pub async fn import<W: Write>(
 ) -> anyhow::Result<()> {
     let size = tokio::fs::metadata(file).await.map(|m| m.len()).ok();
     let bar = progress_bar(size);
-    let d = service::import_file(db, cfg, &Caller::Platform, tenant, file, watch(&bar)).await;
+    let d = svc
+        .import_file(cfg, &Caller::Platform, tenant, file, watch(&bar))
+        .await;
     bar.finish_and_clear();
     ended(&d?, json, out)
 }
@@ -234,13 +231,15 @@ pub(super) fn watch(bar: &ProgressBar) -> Option<OnProgress> {
 
 /// Runs `userfeed preview`: what `file` would do, changing nothing.
 pub async fn preview<W: Write>(
-    db: &DatabaseConnection,
+    svc: &Service,
     cfg: &Config,
     tenant: &str,
     file: &Path,
     json: bool,
     out: &mut W,
 ) -> anyhow::Result<()> {
-    let r = service::preview_file(db, cfg, &Caller::Platform, tenant, file).await?;
+    let r = svc
+        .preview_file(cfg, &Caller::Platform, tenant, file)
+        .await?;
     emit(out, json, &r, |r| render::preview_text(file, tenant, r))
 }

@@ -3,11 +3,10 @@
 use std::io::Write;
 
 use clap::Subcommand;
-use sea_orm::DatabaseConnection;
 
 use super::Output;
 use super::render::{self, emit};
-use crate::service::{self, Caller};
+use crate::service::{Caller, Service};
 
 /// `userfeed users ...`
 #[derive(Debug, Subcommand)]
@@ -23,14 +22,10 @@ pub enum UsersCmd {
 }
 
 /// Runs `userfeed users ...`.
-pub async fn users<W: Write>(
-    db: &DatabaseConnection,
-    cmd: UsersCmd,
-    out: &mut W,
-) -> anyhow::Result<()> {
+pub async fn users<W: Write>(svc: &Service, cmd: UsersCmd, out: &mut W) -> anyhow::Result<()> {
     match cmd {
         UsersCmd::List { tenant, out: o } => {
-            let list = service::users(db, &Caller::Platform, &tenant).await?;
+            let list = svc.users(&Caller::Platform, &tenant).await?;
             emit(out, o.json, &list, |l| render::users_table(l))
         }
     }

@@ -5,12 +5,11 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Subcommand;
-use sea_orm::DatabaseConnection;
 
 use super::Output;
 use super::render::emit;
 use crate::config::Config;
-use crate::service::{self, Caller, XeroPreview};
+use crate::service::{self, Caller, Service, XeroPreview};
 
 /// `userfeed xero ...`
 #[derive(Debug, Subcommand)]
@@ -72,13 +71,13 @@ pub enum XeroCmd {
 
 /// Runs `userfeed xero ...`.
 pub async fn xero<W: Write>(
-    db: &DatabaseConnection,
+    svc: &Service,
     cfg: &Config,
     cmd: XeroCmd,
     out: &mut W,
 ) -> anyhow::Result<()> {
-    let x = service::xero_service(&cfg.xero)?;
-    let x = x.as_ref();
+    // Settings that are set but unusable are said first, in their words.
+    service::xero_service(&cfg.xero)?;
     let me = Caller::Platform;
     match cmd {
         XeroCmd::Connect {
@@ -86,10 +85,7 @@ pub async fn xero<W: Write>(
             organisation,
             wait,
         } => {
-            let info = service::xero_connect_loopback(
-                db,
-                x,
-                &me,
+            let info = svc.xero_connect_loopback(&me,
                 &tenant,
                 organisation.as_deref(),
                 Duration::from_secs(wait),
@@ -112,7 +108,7 @@ pub async fn xero<W: Write>(
             Ok(())
         }
         XeroCmd::Status { tenant, out: o } => {
-            let info = service::xero_status(db, x, &me, &tenant).await?;
+            let info = svc.xero_status(&me, &tenant).await?;
             emit(out, o.json, &info, |i| match i {
                 None => format!("tenant {tenant} is not connected to Xero\n"),
                 Some(i) => format!(
@@ -127,14 +123,14 @@ pub async fn xero<W: Write>(
             })
         }
         XeroCmd::Preview { tenant, out: o } => {
-            let p = service::xero_preview(db, x, &me, &tenant).await?;
+            let p = svc.xero_preview(&me, &tenant).await?;
             emit(out, o.json, &p, preview_text)
         }
         XeroCmd::Import { tenant, out: o } => {
             let bar = super::uploads::progress_bar(None);
-            let run =
-                service::xero_import_here(db, x, cfg, &me, &tenant, super::uploads::watch(&bar))
-                    .await;
+            let run = svc
+                .xero_import_here(cfg, &me, &tenant, super::uploads::watch(&bar))
+                .await;
             bar.finish_and_clear();
             let run = run?;
             if !o.json {
@@ -143,7 +139,7 @@ pub async fn xero<W: Write>(
             super::uploads::ended(&run.upload, o.json, out)
         }
         XeroCmd::Disconnect { tenant } => {
-            if service::xero_disconnect(db, x, &me, &tenant).await? {
+            if svc.xero_disconnect(&me, &tenant).await? {
                 writeln!(
                     out,
                     "disconnected tenant {tenant} from Xero; the grant is revoked"

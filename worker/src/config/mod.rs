@@ -207,6 +207,13 @@ impl Config {
         Self::load_from(file, Env::prefixed("USERFEED_"))
     }
 
+    /// The built-in defaults alone (`config/default.toml`), read from no file
+    /// and no environment.
+    pub fn built_in() -> Self {
+        Self::load_from(None, Env::prefixed("USERFEED_NOTHING_READ_FROM_HERE_"))
+            .expect("the built-in defaults are valid")
+    }
+
     fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Toml::string(DEFAULT_TOML));
         if let Some(path) = file {

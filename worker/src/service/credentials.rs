@@ -17,60 +17,11 @@ fn iam(iam: Option<&Iam>) -> Result<&Iam, ServiceError> {
     iam.ok_or_else(|| CredentialsError::NoAws.into())
 }
 
-/// A tenant's connection details: bucket, prefix, the upload command and
-/// its keys (IDs only).
-pub async fn connection(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    region: &str,
-) -> Result<Connection, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    Ok(crate::credentials::connection(db, &t, region).await?)
-}
-
-/// Makes the tenant's upload user and first key; the secret is in the
-/// answer and nowhere else.
-pub async fn create_credentials(
-    db: &DatabaseConnection,
-    iam_: Option<&Iam>,
-    caller: &Caller,
-    slug: &str,
-) -> Result<NewKey, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    Ok(iam(iam_)?.create(db, &t).await?)
-}
-
-/// Makes a new key; the old one works for `grace`, then is deleted.
-pub async fn rotate_credentials(
-    db: &DatabaseConnection,
-    iam_: Option<&Iam>,
-    caller: &Caller,
-    slug: &str,
-    grace: std::time::Duration,
-) -> Result<NewKey, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    Ok(iam(iam_)?.rotate(db, &t, grace).await?)
-}
-
 /// The key IDs deleted by revoking a tenant's credentials.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Revoked {
     /// The access key IDs that no longer work.
     pub access_key_ids: Vec<String>,
-}
-
-/// Deletes every key of the tenant now.
-pub async fn revoke_credentials(
-    db: &DatabaseConnection,
-    iam_: Option<&Iam>,
-    caller: &Caller,
-    slug: &str,
-) -> Result<Revoked, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    Ok(Revoked {
-        access_key_ids: iam(iam_)?.revoke(db, &t).await?,
-    })
 }
 
 /// The IAM side of tenants' upload credentials for this deployment, when it
@@ -83,11 +34,65 @@ pub async fn deployment_iam(cfg: &crate::config::Config) -> Option<Iam> {
     crate::aws::credentials(&sdk, cfg)
 }
 
-/// Deletes the rotated-out keys whose grace period has ended, of every
-/// tenant; returns how many.
-pub async fn sweep_credentials(
-    db: &DatabaseConnection,
-    iam_of: Option<&Iam>,
-) -> Result<usize, ServiceError> {
-    Ok(iam(iam_of)?.sweep(db).await?)
+impl Service {
+    /// A tenant's connection details: bucket, prefix, the upload command and
+    /// its keys (IDs only).
+    pub async fn connection(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<Connection, ServiceError> {
+        let db = &self.db;
+        let region = self.region.as_str();
+        let t = self.tenant(caller, slug).await?;
+        Ok(crate::credentials::connection(db, &t, region).await?)
+    }
+
+    /// Makes the tenant's upload user and first key; the secret is in the
+    /// answer and nowhere else.
+    pub async fn create_credentials(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<NewKey, ServiceError> {
+        let db = &self.db;
+        let iam_ = self.iam.as_ref();
+        let t = self.tenant(caller, slug).await?;
+        Ok(iam(iam_)?.create(db, &t).await?)
+    }
+
+    /// Makes a new key; the old one works for `grace`, then is deleted.
+    pub async fn rotate_credentials(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        grace: std::time::Duration,
+    ) -> Result<NewKey, ServiceError> {
+        let db = &self.db;
+        let iam_ = self.iam.as_ref();
+        let t = self.tenant(caller, slug).await?;
+        Ok(iam(iam_)?.rotate(db, &t, grace).await?)
+    }
+
+    /// Deletes every key of the tenant now.
+    pub async fn revoke_credentials(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<Revoked, ServiceError> {
+        let db = &self.db;
+        let iam_ = self.iam.as_ref();
+        let t = self.tenant(caller, slug).await?;
+        Ok(Revoked {
+            access_key_ids: iam(iam_)?.revoke(db, &t).await?,
+        })
+    }
+
+    /// Deletes the rotated-out keys whose grace period has ended, of every
+    /// tenant; returns how many.
+    pub async fn sweep_credentials(&self) -> Result<usize, ServiceError> {
+        let db = &self.db;
+        let iam_of = self.iam.as_ref();
+        Ok(iam(iam_of)?.sweep(db).await?)
+    }
 }

@@ -48,93 +48,95 @@ pub async fn suggest_mapping(file: &std::path::Path) -> Result<SuggestedMapping,
     })
 }
 
-/// A mapping suggested for tenant `slug` from the header of the CSV
-/// `file`: as [`suggest_mapping`], and each of the tenant's custom profile
-/// fields chosen where a column has its name. The API and the screens
-/// both offer this one suggestion.
-pub async fn suggest_mapping_for(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    file: &std::path::Path,
-) -> Result<SuggestedMapping, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    let mut suggested = suggest_mapping(file).await?;
-    for key in t.profile_fields.keys() {
-        if let Some(c) = suggested
-            .columns
-            .iter()
-            .find(|c| crate::map::tools::same_name(c, key))
-        {
-            suggested.mapping.profile.insert(key.clone(), c.clone());
-            suggested.unmapped.retain(|u| u != c);
+impl Service {
+    /// A mapping suggested for tenant `slug` from the header of the CSV
+    /// `file`: as [`suggest_mapping`], and each of the tenant's custom profile
+    /// fields chosen where a column has its name. The API and the screens
+    /// both offer this one suggestion.
+    pub async fn suggest_mapping_for(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        file: &std::path::Path,
+    ) -> Result<SuggestedMapping, ServiceError> {
+        let _db = &self.db;
+        let t = self.tenant(caller, slug).await?;
+        let mut suggested = suggest_mapping(file).await?;
+        for key in t.profile_fields.keys() {
+            if let Some(c) = suggested
+                .columns
+                .iter()
+                .find(|c| crate::map::tools::same_name(c, key))
+            {
+                suggested.mapping.profile.insert(key.clone(), c.clone());
+                suggested.unmapped.retain(|u| u != c);
+            }
         }
+        suggested.toml = suggested.mapping.to_toml();
+        Ok(suggested)
     }
-    suggested.toml = suggested.mapping.to_toml();
-    Ok(suggested)
-}
 
-/// The CSV template (header and example row) for a tenant's mapping.
-pub async fn template(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-) -> Result<String, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    let Some(m) = &t.mapping else {
-        return Err(ServiceError::Refused(format!(
-            "tenant {slug} has no mapping yet; set one first"
-        )));
-    };
-    Ok(crate::map::tools::template(m, &t.profile_fields))
-}
-
-/// What the CSV `file` would do for a tenant; nothing changes.
-pub async fn preview(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    file: &std::path::Path,
-    batch_size: usize,
-    limits: crate::parse::Limits,
-) -> Result<crate::apply::preview::PreviewReport, ServiceError> {
-    use crate::apply::preview::{self, PreviewError};
-    let t = tenant(db, caller, slug).await?;
-    if t.mapping.is_none() {
-        return Err(ServiceError::Refused(format!(
-            "tenant {slug} has no mapping yet; set one first"
-        )));
+    /// The CSV template (header and example row) for a tenant's mapping.
+    pub async fn template(&self, caller: &Caller, slug: &str) -> Result<String, ServiceError> {
+        let _db = &self.db;
+        let t = self.tenant(caller, slug).await?;
+        let Some(m) = &t.mapping else {
+            return Err(ServiceError::Refused(format!(
+                "tenant {slug} has no mapping yet; set one first"
+            )));
+        };
+        Ok(crate::map::tools::template(m, &t.profile_fields))
     }
-    preview::preview(db, &t, file, batch_size, limits)
-        .await
-        .map_err(|e| match e {
-            PreviewError::WouldFail(_) => ServiceError::Invalid(e.to_string()),
-            PreviewError::Other(m) => ServiceError::Db(DbErr::Custom(m)),
-        })
-}
 
-/// Delivers a manual upload where the tenant's drops go, so it is queued
-/// like one ([`crate::intake::manual`]).
-pub async fn deliver_file(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    name: Option<&str>,
-    file: &std::path::Path,
-    bytes: u64,
-    to: &crate::intake::manual::ManualUploads,
-) -> Result<crate::intake::manual::Delivered, ServiceError> {
-    use crate::intake::manual::{ManualError, delivered_name};
-    let t = tenant(db, caller, slug).await?;
-    let name = delivered_name(name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    let done = to
-        .deliver(&t, &name, file, bytes)
-        .await
-        .map_err(|e| match e {
-            ManualError::BadName(_) => ServiceError::Invalid(e.to_string()),
-            ManualError::NoIntake(_) => ServiceError::Refused(e.to_string()),
-            ManualError::Delivery(_) => ServiceError::Unavailable(e.to_string()),
-        })?;
-    tracing::info!(tenant = slug, location = %done.location, bytes, "manual upload delivered");
-    Ok(done)
+    /// What the CSV `file` would do for a tenant; nothing changes.
+    pub async fn preview(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        file: &std::path::Path,
+    ) -> Result<crate::apply::preview::PreviewReport, ServiceError> {
+        let db = &self.db;
+        let batch_size = self.batch_size;
+        let limits = self.limits;
+        use crate::apply::preview::{self, PreviewError};
+        let t = self.tenant(caller, slug).await?;
+        if t.mapping.is_none() {
+            return Err(ServiceError::Refused(format!(
+                "tenant {slug} has no mapping yet; set one first"
+            )));
+        }
+        preview::preview(db, &t, file, batch_size, limits)
+            .await
+            .map_err(|e| match e {
+                PreviewError::WouldFail(_) => ServiceError::Invalid(e.to_string()),
+                PreviewError::Other(m) => ServiceError::Db(DbErr::Custom(m)),
+            })
+    }
+
+    /// Delivers a manual upload where the tenant's drops go, so it is queued
+    /// like one ([`crate::intake::manual`]).
+    pub async fn deliver_file(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        name: Option<&str>,
+        file: &std::path::Path,
+        bytes: u64,
+    ) -> Result<crate::intake::manual::Delivered, ServiceError> {
+        let _db = &self.db;
+        let to = &self.deliver;
+        use crate::intake::manual::{ManualError, delivered_name};
+        let t = self.tenant(caller, slug).await?;
+        let name = delivered_name(name).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let done = to
+            .deliver(&t, &name, file, bytes)
+            .await
+            .map_err(|e| match e {
+                ManualError::BadName(_) => ServiceError::Invalid(e.to_string()),
+                ManualError::NoIntake(_) => ServiceError::Refused(e.to_string()),
+                ManualError::Delivery(_) => ServiceError::Unavailable(e.to_string()),
+            })?;
+        tracing::info!(tenant = slug, location = %done.location, bytes, "manual upload delivered");
+        Ok(done)
+    }
 }

@@ -60,41 +60,6 @@ async fn local_file(file: &Path) -> Result<u64, ServiceError> {
     }
 }
 
-/// Applies the local CSV `file` to tenant `slug` now, in this process,
-/// exactly as if it had been dropped (an upload of source `local`); returns
-/// its detail once it has ended. A file that is not there is refused before
-/// anything is recorded.
-pub async fn import_file(
-    db: &DatabaseConnection,
-    cfg: &Config,
-    caller: &Caller,
-    slug: &str,
-    file: &Path,
-    on_progress: Option<OnProgress>,
-) -> Result<UploadDetail, ServiceError> {
-    local_file(file).await?;
-    let t = tenant(db, caller, slug).await?;
-    let lease = cfg.lease();
-    let up =
-        crate::intake::local::record(db, t.id, file, UploadState::Running, lease.as_secs_f64())
-            .await?;
-    let reader: Arc<dyn ObjectReader> = Arc::new(crate::source::local::FolderReader);
-    run_here(db, cfg, (t.id, up.id, up.lease_token), reader, on_progress).await
-}
-
-/// What the local CSV `file` would do to tenant `slug`; nothing changes
-/// and nothing is recorded.
-pub async fn preview_file(
-    db: &DatabaseConnection,
-    cfg: &Config,
-    caller: &Caller,
-    slug: &str,
-    file: &Path,
-) -> Result<PreviewReport, ServiceError> {
-    local_file(file).await?;
-    preview(db, caller, slug, file, cfg.apply.batch_size, cfg.limits).await
-}
-
 /// What a Xero import run here did: the plan it was made from and the
 /// upload's detail.
 #[derive(Debug, Serialize)]
@@ -103,77 +68,6 @@ pub struct XeroRun {
     pub preview: crate::xero::XeroPreview,
     /// The upload that applied it.
     pub upload: UploadDetail,
-}
-
-/// Runs a Xero import of tenant `slug` now, in this process.
-pub async fn xero_import_here(
-    db: &DatabaseConnection,
-    x: Option<&crate::xero::XeroService>,
-    cfg: &Config,
-    caller: &Caller,
-    slug: &str,
-    on_progress: Option<OnProgress>,
-) -> Result<XeroRun, ServiceError> {
-    let lease = cfg.lease().as_secs_f64();
-    let done = xero_import(
-        db,
-        x,
-        caller,
-        slug,
-        crate::xero::connection::Start::Claimed(lease),
-    )
-    .await?;
-    let t = tenant(db, caller, slug).await?;
-    let token = upload::Entity::find_by_id(done.upload_id)
-        .one(db)
-        .await?
-        .ok_or_else(|| no_upload(done.upload_id))?
-        .lease_token;
-    let reader: Arc<dyn ObjectReader> =
-        Arc::new(crate::source::stored::StoredReader::new(db.clone()));
-    let upload = run_here(db, cfg, (t.id, done.upload_id, token), reader, on_progress).await?;
-    Ok(XeroRun {
-        preview: done.preview,
-        upload,
-    })
-}
-
-/// Runs the upload `upload_id` of tenant `tenant_id`, claimed by this
-/// process under lease token `token`, reading it with `reader`.
-async fn run_here(
-    db: &DatabaseConnection,
-    cfg: &Config,
-    (tenant_id, upload_id, token): (i64, i64, i64),
-    reader: Arc<dyn ObjectReader>,
-    on_progress: Option<OnProgress>,
-) -> Result<UploadDetail, ServiceError> {
-    let lease = cfg.lease();
-    let (reader, read) = CountingReader::new(reader);
-    let claimed = Claimed {
-        lease: Lease {
-            upload_id,
-            token,
-            seconds: lease.as_secs_f64(),
-        },
-        tenant_id,
-        attempts: 1,
-        previous_error: None,
-    };
-    // Only a watcher needs the counters: nothing polls otherwise.
-    let ticker = on_progress.map(|f| tokio::spawn(tick(db.clone(), upload_id, read, f)));
-    Workers::run_here(
-        db,
-        Pipeline::for_config(Arc::new(reader), db, cfg),
-        claimed,
-        lease,
-    )
-    .await;
-    if let Some(ticker) = ticker {
-        ticker.abort();
-    }
-    report::upload_detail(db, upload_id, RUN_PROBLEMS)
-        .await?
-        .ok_or_else(|| no_upload(upload_id))
 }
 
 /// Reports the bytes read and the upload's row count until aborted.
@@ -191,5 +85,115 @@ async fn tick(db: DatabaseConnection, upload_id: i64, read: Arc<AtomicU64>, f: O
             bytes_read: read.load(Ordering::Relaxed),
             rows_read,
         });
+    }
+}
+
+impl Service {
+    /// Applies the local CSV `file` to tenant `slug` now, in this process,
+    /// exactly as if it had been dropped (an upload of source `local`); returns
+    /// its detail once it has ended. A file that is not there is refused before
+    /// anything is recorded.
+    pub async fn import_file(
+        &self,
+        cfg: &Config,
+        caller: &Caller,
+        slug: &str,
+        file: &Path,
+        on_progress: Option<OnProgress>,
+    ) -> Result<UploadDetail, ServiceError> {
+        let db = &self.db;
+        local_file(file).await?;
+        let t = self.tenant(caller, slug).await?;
+        let lease = cfg.lease();
+        let up =
+            crate::intake::local::record(db, t.id, file, UploadState::Running, lease.as_secs_f64())
+                .await?;
+        let reader: Arc<dyn ObjectReader> = Arc::new(crate::source::local::FolderReader);
+        self.run_here(cfg, (t.id, up.id, up.lease_token), reader, on_progress)
+            .await
+    }
+
+    /// What the local CSV `file` would do to tenant `slug`; nothing changes
+    /// and nothing is recorded.
+    pub async fn preview_file(
+        &self,
+        _cfg: &Config,
+        caller: &Caller,
+        slug: &str,
+        file: &Path,
+    ) -> Result<PreviewReport, ServiceError> {
+        let _db = &self.db;
+        local_file(file).await?;
+        self.preview(caller, slug, file).await
+    }
+
+    /// Runs a Xero import of tenant `slug` now, in this process.
+    pub async fn xero_import_here(
+        &self,
+        cfg: &Config,
+        caller: &Caller,
+        slug: &str,
+        on_progress: Option<OnProgress>,
+    ) -> Result<XeroRun, ServiceError> {
+        let db = &self.db;
+        let _x = self.xero.as_ref();
+        let lease = cfg.lease().as_secs_f64();
+        let done = self
+            .xero_import(caller, slug, crate::xero::connection::Start::Claimed(lease))
+            .await?;
+        let t = self.tenant(caller, slug).await?;
+        let token = upload::Entity::find_by_id(done.upload_id)
+            .one(db)
+            .await?
+            .ok_or_else(|| no_upload(done.upload_id))?
+            .lease_token;
+        let reader: Arc<dyn ObjectReader> =
+            Arc::new(crate::source::stored::StoredReader::new(db.clone()));
+        let upload = self
+            .run_here(cfg, (t.id, done.upload_id, token), reader, on_progress)
+            .await?;
+        Ok(XeroRun {
+            preview: done.preview,
+            upload,
+        })
+    }
+
+    /// Runs the upload `upload_id` of tenant `tenant_id`, claimed by this
+    /// process under lease token `token`, reading it with `reader`.
+    async fn run_here(
+        &self,
+        cfg: &Config,
+        (tenant_id, upload_id, token): (i64, i64, i64),
+        reader: Arc<dyn ObjectReader>,
+        on_progress: Option<OnProgress>,
+    ) -> Result<UploadDetail, ServiceError> {
+        let db = &self.db;
+        let lease = cfg.lease();
+        let (reader, read) = CountingReader::new(reader);
+        let claimed = Claimed {
+            lease: Lease {
+                upload_id,
+                token,
+                seconds: lease.as_secs_f64(),
+            },
+            tenant_id,
+            attempts: 1,
+            previous_error: None,
+        };
+        // Only a watcher needs the counters: nothing polls otherwise.
+        let ticker = on_progress.map(|f| tokio::spawn(tick(db.clone(), upload_id, read, f)));
+        Workers::run_here(
+            db,
+            Pipeline::for_config(Arc::new(reader), db, cfg),
+            claimed,
+            lease,
+        )
+        .await;
+        if let Some(ticker) = ticker {
+            ticker.abort();
+        }
+        report::upload_detail(db, upload_id, RUN_PROBLEMS)
+            .await?
+            .ok_or_else(|| no_upload(upload_id))
     }
 }

@@ -27,6 +27,63 @@ pub use crate::report::{Change, UploadDetail, UserListing, problems_csv};
 pub use crate::upload::{UploadSource, UploadState};
 pub use crate::xero::{ConnectionInfo, XeroPreview, XeroService};
 
+/// What the operations need beyond their caller and request, built once
+/// per process: by the web layer for the API and the screens, by each
+/// command of the CLI. Every operation is a method of it.
+#[derive(Clone)]
+pub struct Service {
+    /// The database.
+    pub db: DatabaseConnection,
+    /// Webhook settings (`[notify]`), for setting tenants' webhooks.
+    pub notify: std::sync::Arc<crate::config::NotifyConfig>,
+    /// IAM, for tenants' upload credentials; `None` without AWS (every
+    /// credentials change then refuses, saying why).
+    pub iam: Option<Iam>,
+    /// The buckets' region, for connection details.
+    pub region: String,
+    /// Xero; `None` while `[xero]` is not configured.
+    pub xero: Option<XeroService>,
+    /// The limits a file is read with (`[limits]`).
+    pub limits: crate::parse::Limits,
+    /// Rows per batch for previews (`apply.batch_size`).
+    pub batch_size: usize,
+    /// Where files sent by a person are delivered.
+    pub deliver: crate::intake::manual::ManualUploads,
+}
+
+impl Service {
+    /// A service over `db` with the built-in settings, no AWS, no Xero and
+    /// nowhere to deliver files; set the fields a use needs.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Service {
+            db,
+            notify: std::sync::Arc::new(crate::config::Config::built_in().notify),
+            iam: None,
+            region: "us-east-1".into(),
+            xero: None,
+            limits: Default::default(),
+            batch_size: 500,
+            deliver: Default::default(),
+        }
+    }
+
+    /// The service a command of the CLI uses: `cfg`'s settings, IAM when the
+    /// deployment talks to AWS, and Xero when it is configured.
+    pub async fn for_command(db: DatabaseConnection, cfg: &crate::config::Config) -> Self {
+        Service {
+            notify: std::sync::Arc::new(cfg.notify.clone()),
+            iam: deployment_iam(cfg).await,
+            region: cfg.aws.region.clone(),
+            // Only Xero's own commands fail on unusable `[xero]` settings
+            // (they ask `xero_service` first); the others run without it.
+            xero: xero_service(&cfg.xero).ok().flatten(),
+            limits: cfg.limits,
+            batch_size: cfg.apply.batch_size,
+            ..Service::new(db)
+        }
+    }
+}
+
 /// Who is asking: the platform (operators, the CLI) reaches every tenant;
 /// a tenant's admin reaches only their own.
 #[derive(Debug, Clone, PartialEq, Eq)]

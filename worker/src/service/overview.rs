@@ -36,59 +36,64 @@ pub struct TenantUpload {
 /// How many failed or held uploads the overview lists.
 pub const OVERVIEW_ATTENTION: u64 = 20;
 
-/// The operators' overview; platform callers only.
-pub async fn overview(db: &DatabaseConnection, caller: &Caller) -> Result<Overview, ServiceError> {
-    use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
-    if *caller != Caller::Platform {
-        return Err(ServiceError::Forbidden(
-            "the overview of every tenant needs a platform token".into(),
-        ));
-    }
-    let backend = db.get_database_backend();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            backend,
-            crate::db::queries::of(backend).last_upload_per_tenant,
-        ))
-        .await?;
-    let mut wanted = Vec::with_capacity(rows.len());
-    let mut slugs = std::collections::HashMap::new();
-    for r in &rows {
-        let slug: String = r.try_get("", "slug")?;
-        let last: Option<i64> = r.try_get("", "last_upload_id")?;
-        slugs.insert(r.try_get::<i64>("", "tenant_id")?, slug.clone());
-        wanted.push((slug, last));
-    }
-    let ids: Vec<i64> = wanted.iter().filter_map(|(_, id)| *id).collect();
-    let mut last: std::collections::HashMap<i64, upload::Model> = upload::Entity::find()
-        .filter(upload::Column::Id.is_in(ids))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|u| (u.id, u))
-        .collect();
-    let tenants = wanted
-        .into_iter()
-        .map(|(slug, id)| TenantStatus {
-            slug,
-            last_upload: id.and_then(|id| last.remove(&id)),
+impl Service {
+    /// The operators' overview; platform callers only.
+    pub async fn overview(&self, caller: &Caller) -> Result<Overview, ServiceError> {
+        let db = &self.db;
+        use sea_orm::{
+            ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+        };
+        if *caller != Caller::Platform {
+            return Err(ServiceError::Forbidden(
+                "the overview of every tenant needs a platform token".into(),
+            ));
+        }
+        let backend = db.get_database_backend();
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                backend,
+                crate::db::queries::of(backend).last_upload_per_tenant,
+            ))
+            .await?;
+        let mut wanted = Vec::with_capacity(rows.len());
+        let mut slugs = std::collections::HashMap::new();
+        for r in &rows {
+            let slug: String = r.try_get("", "slug")?;
+            let last: Option<i64> = r.try_get("", "last_upload_id")?;
+            slugs.insert(r.try_get::<i64>("", "tenant_id")?, slug.clone());
+            wanted.push((slug, last));
+        }
+        let ids: Vec<i64> = wanted.iter().filter_map(|(_, id)| *id).collect();
+        let mut last: std::collections::HashMap<i64, upload::Model> = upload::Entity::find()
+            .filter(upload::Column::Id.is_in(ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u))
+            .collect();
+        let tenants = wanted
+            .into_iter()
+            .map(|(slug, id)| TenantStatus {
+                slug,
+                last_upload: id.and_then(|id| last.remove(&id)),
+            })
+            .collect();
+        let attention = upload::Entity::find()
+            .filter(upload::Column::State.is_in([UploadState::Failed, UploadState::Held]))
+            .order_by_desc(upload::Column::Id)
+            .limit(OVERVIEW_ATTENTION)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|u| TenantUpload {
+                slug: slugs.get(&u.tenant_id).cloned().unwrap_or_default(),
+                upload: u,
+            })
+            .collect();
+        Ok(Overview {
+            tenants,
+            queue: crate::jobs::queue::stats(db).await?,
+            attention,
         })
-        .collect();
-    let attention = upload::Entity::find()
-        .filter(upload::Column::State.is_in([UploadState::Failed, UploadState::Held]))
-        .order_by_desc(upload::Column::Id)
-        .limit(OVERVIEW_ATTENTION)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|u| TenantUpload {
-            slug: slugs.get(&u.tenant_id).cloned().unwrap_or_default(),
-            upload: u,
-        })
-        .collect();
-    Ok(Overview {
-        tenants,
-        queue: crate::jobs::queue::stats(db).await?,
-        attention,
-    })
+    }
 }

@@ -2,18 +2,6 @@
 
 use super::*;
 
-/// The tenants the caller reaches, by slug.
-pub async fn tenants(
-    db: &DatabaseConnection,
-    caller: &Caller,
-) -> Result<Vec<Tenant>, ServiceError> {
-    let all = crate::tenants::list(db).await?;
-    Ok(all
-        .into_iter()
-        .filter(|t| caller.reaches(&t.slug))
-        .collect())
-}
-
 /// A new tenant, as asked for by `tenant add` and `POST /tenants`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,34 +18,6 @@ pub struct NewTenant {
     pub match_on: MatchKey,
 }
 
-/// Creates a tenant. Only the platform may.
-pub async fn add_tenant(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    new: &NewTenant,
-) -> Result<Tenant, ServiceError> {
-    if *caller != Caller::Platform {
-        return Err(ServiceError::Forbidden(
-            "only a platform token can create tenants".into(),
-        ));
-    }
-    let prefix = new
-        .prefix
-        .clone()
-        .unwrap_or_else(|| format!("{}/", new.slug));
-    Ok(crate::tenants::add(db, &new.slug, &new.bucket, &prefix, new.match_on).await?)
-}
-
-/// A tenant's users with their roles, managers and groups.
-pub async fn users(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-) -> Result<Vec<report::UserListing>, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    Ok(report::users(db, t.id).await?)
-}
-
 /// New safety-cap limits; a field left out keeps its value.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -67,60 +27,6 @@ pub struct TenantSettings {
     pub hold_over_percent: Option<i32>,
     /// ...and more than this many.
     pub hold_over_count: Option<i32>,
-}
-
-/// Changes a tenant's settings.
-pub async fn set_tenant(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    settings: &TenantSettings,
-) -> Result<Tenant, ServiceError> {
-    tenant(db, caller, slug).await?;
-    Ok(crate::tenants::set_hold_limits(
-        db,
-        slug,
-        settings.hold_over_percent,
-        settings.hold_over_count,
-    )
-    .await?)
-}
-
-/// A tenant's mapping.
-pub async fn mapping(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-) -> Result<Mapping, ServiceError> {
-    tenant(db, caller, slug)
-        .await?
-        .mapping
-        .ok_or_else(|| ServiceError::NotFound(format!("tenant {slug:?} has no mapping yet")))
-}
-
-/// Replaces a tenant's mapping, checked against its match key and its
-/// profile fields.
-pub async fn set_mapping(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    mapping: &Mapping,
-) -> Result<Tenant, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    mapping
-        .check(t.match_key)
-        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    Ok(crate::tenants::set_mapping(db, slug, mapping).await?)
-}
-
-/// A tenant's groups, by key.
-pub async fn groups(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-) -> Result<Vec<group::Model>, ServiceError> {
-    tenant(db, caller, slug).await?;
-    Ok(crate::groups::list(db, slug).await?)
 }
 
 /// A group files can add people to.
@@ -133,17 +39,6 @@ pub struct NewGroup {
     pub name: String,
 }
 
-/// Adds a group to a tenant.
-pub async fn add_group(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    new: &NewGroup,
-) -> Result<group::Model, ServiceError> {
-    tenant(db, caller, slug).await?;
-    Ok(crate::groups::add(db, slug, &new.id, &new.name).await?)
-}
-
 /// What removing a group did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RemovedGroup {
@@ -151,32 +46,6 @@ pub struct RemovedGroup {
     pub id: String,
     /// Memberships removed with it.
     pub memberships: u64,
-}
-
-/// Removes a group and its memberships.
-pub async fn remove_group(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    key: &str,
-) -> Result<RemovedGroup, ServiceError> {
-    tenant(db, caller, slug).await?;
-    let memberships = crate::groups::remove(db, slug, key).await?;
-    Ok(RemovedGroup {
-        id: key.to_string(),
-        memberships,
-    })
-}
-
-/// Removes a custom profile field (refused while the mapping fills it).
-pub async fn remove_profile_field(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    key: &str,
-) -> Result<(), ServiceError> {
-    tenant(db, caller, slug).await?;
-    Ok(crate::tenants::remove_profile_field(db, slug, key).await?)
 }
 
 /// A custom profile field.
@@ -190,38 +59,173 @@ pub struct ProfileField {
     pub field_type: FieldType,
 }
 
-/// A tenant's custom profile fields, by key.
-pub async fn profile_fields(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-) -> Result<Vec<ProfileField>, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    Ok(t.profile_fields
-        .into_iter()
-        .map(|(key, field_type)| ProfileField { key, field_type })
-        .collect())
-}
-
-/// Adds a custom profile field to a tenant.
-pub async fn add_profile_field(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    field: &ProfileField,
-) -> Result<(), ServiceError> {
-    tenant(db, caller, slug).await?;
-    Ok(crate::tenants::add_profile_field(db, slug, &field.key, field.field_type).await?)
-}
-
-/// One tenant.
-pub async fn tenant(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-) -> Result<Tenant, ServiceError> {
-    if !caller.reaches(slug) {
-        return Err(no_tenant(slug));
+impl Service {
+    /// The tenants the caller reaches, by slug.
+    pub async fn tenants(&self, caller: &Caller) -> Result<Vec<Tenant>, ServiceError> {
+        let db = &self.db;
+        let all = crate::tenants::list(db).await?;
+        Ok(all
+            .into_iter()
+            .filter(|t| caller.reaches(&t.slug))
+            .collect())
     }
-    Ok(crate::tenants::by_slug(db, slug).await?)
+
+    /// Creates a tenant. Only the platform may.
+    pub async fn add_tenant(
+        &self,
+        caller: &Caller,
+        new: &NewTenant,
+    ) -> Result<Tenant, ServiceError> {
+        let db = &self.db;
+        if *caller != Caller::Platform {
+            return Err(ServiceError::Forbidden(
+                "only a platform token can create tenants".into(),
+            ));
+        }
+        let prefix = new
+            .prefix
+            .clone()
+            .unwrap_or_else(|| format!("{}/", new.slug));
+        Ok(crate::tenants::add(db, &new.slug, &new.bucket, &prefix, new.match_on).await?)
+    }
+
+    /// A tenant's users with their roles, managers and groups.
+    pub async fn users(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<Vec<report::UserListing>, ServiceError> {
+        let db = &self.db;
+        let t = self.tenant(caller, slug).await?;
+        Ok(report::users(db, t.id).await?)
+    }
+
+    /// Changes a tenant's settings.
+    pub async fn set_tenant(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        settings: &TenantSettings,
+    ) -> Result<Tenant, ServiceError> {
+        let db = &self.db;
+        self.tenant(caller, slug).await?;
+        Ok(crate::tenants::set_hold_limits(
+            db,
+            slug,
+            settings.hold_over_percent,
+            settings.hold_over_count,
+        )
+        .await?)
+    }
+
+    /// A tenant's mapping.
+    pub async fn mapping(&self, caller: &Caller, slug: &str) -> Result<Mapping, ServiceError> {
+        let _db = &self.db;
+        self.tenant(caller, slug)
+            .await?
+            .mapping
+            .ok_or_else(|| ServiceError::NotFound(format!("tenant {slug:?} has no mapping yet")))
+    }
+
+    /// Replaces a tenant's mapping, checked against its match key and its
+    /// profile fields.
+    pub async fn set_mapping(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        mapping: &Mapping,
+    ) -> Result<Tenant, ServiceError> {
+        let db = &self.db;
+        let t = self.tenant(caller, slug).await?;
+        mapping
+            .check(t.match_key)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        Ok(crate::tenants::set_mapping(db, slug, mapping).await?)
+    }
+
+    /// A tenant's groups, by key.
+    pub async fn groups(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<Vec<group::Model>, ServiceError> {
+        let db = &self.db;
+        self.tenant(caller, slug).await?;
+        Ok(crate::groups::list(db, slug).await?)
+    }
+
+    /// Adds a group to a tenant.
+    pub async fn add_group(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        new: &NewGroup,
+    ) -> Result<group::Model, ServiceError> {
+        let db = &self.db;
+        self.tenant(caller, slug).await?;
+        Ok(crate::groups::add(db, slug, &new.id, &new.name).await?)
+    }
+
+    /// Removes a group and its memberships.
+    pub async fn remove_group(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        key: &str,
+    ) -> Result<RemovedGroup, ServiceError> {
+        let db = &self.db;
+        self.tenant(caller, slug).await?;
+        let memberships = crate::groups::remove(db, slug, key).await?;
+        Ok(RemovedGroup {
+            id: key.to_string(),
+            memberships,
+        })
+    }
+
+    /// Removes a custom profile field (refused while the mapping fills it).
+    pub async fn remove_profile_field(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        key: &str,
+    ) -> Result<(), ServiceError> {
+        let db = &self.db;
+        self.tenant(caller, slug).await?;
+        Ok(crate::tenants::remove_profile_field(db, slug, key).await?)
+    }
+
+    /// A tenant's custom profile fields, by key.
+    pub async fn profile_fields(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<Vec<ProfileField>, ServiceError> {
+        let _db = &self.db;
+        let t = self.tenant(caller, slug).await?;
+        Ok(t.profile_fields
+            .into_iter()
+            .map(|(key, field_type)| ProfileField { key, field_type })
+            .collect())
+    }
+
+    /// Adds a custom profile field to a tenant.
+    pub async fn add_profile_field(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        field: &ProfileField,
+    ) -> Result<(), ServiceError> {
+        let db = &self.db;
+        self.tenant(caller, slug).await?;
+        Ok(crate::tenants::add_profile_field(db, slug, &field.key, field.field_type).await?)
+    }
+
+    /// One tenant.
+    pub async fn tenant(&self, caller: &Caller, slug: &str) -> Result<Tenant, ServiceError> {
+        let db = &self.db;
+        if !caller.reaches(slug) {
+            return Err(no_tenant(slug));
+        }
+        Ok(crate::tenants::by_slug(db, slug).await?)
+    }
 }

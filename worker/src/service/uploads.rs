@@ -2,98 +2,10 @@
 
 use super::*;
 
-/// A tenant's uploads, newest first.
-pub async fn uploads(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    limit: u64,
-) -> Result<Vec<upload::Model>, ServiceError> {
-    uploads_page(db, caller, slug, &report::UploadFilter::default(), limit).await
-}
-
 /// The upload state named `name`, as a filter of the history takes it.
 pub fn upload_state(name: &str) -> Result<UploadState, ServiceError> {
     name.parse()
         .map_err(|_| ServiceError::Invalid(format!("{name:?} is not an upload state")))
-}
-
-/// A page of a tenant's uploads, newest first (see [`report::UploadFilter`]).
-pub async fn uploads_page(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    filter: &report::UploadFilter,
-    limit: u64,
-) -> Result<Vec<upload::Model>, ServiceError> {
-    let t = tenant(db, caller, slug).await?;
-    Ok(report::uploads_page(db, t.id, filter, limit).await?)
-}
-
-/// The upload `id` if the caller reaches its tenant.
-pub(super) async fn reachable_upload(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-) -> Result<upload::Model, ServiceError> {
-    let up = upload::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or_else(|| no_upload(id))?;
-    if let Caller::Tenant(_) = caller {
-        let t = crate::tenants::by_id(db, up.tenant_id).await?;
-        if !caller.reaches(&t.slug) {
-            return Err(no_upload(id));
-        }
-    }
-    Ok(up)
-}
-
-/// One upload with its first `problems` row problems.
-pub async fn upload(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-    problems: u64,
-) -> Result<UploadDetail, ServiceError> {
-    reachable_upload(db, caller, id).await?;
-    report::upload_detail(db, id, problems)
-        .await?
-        .ok_or_else(|| no_upload(id))
-}
-
-/// A page of an upload's row problems, by line, after `after`.
-pub async fn problems_page(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-    after: Option<report::ProblemCursor>,
-    limit: u64,
-) -> Result<Vec<upload_row_error::Model>, ServiceError> {
-    reachable_upload(db, caller, id).await?;
-    Ok(report::problems_page(db, id, after, limit).await?)
-}
-
-/// A page of what an upload changed, after `after`, with the next cursor.
-pub async fn changes_page(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-    after: Option<report::ChangeCursor>,
-    limit: u64,
-) -> Result<(Vec<Change>, Option<report::ChangeCursor>), ServiceError> {
-    reachable_upload(db, caller, id).await?;
-    Ok(report::changes_page(db, id, after, limit).await?)
-}
-
-/// What an upload changed.
-pub async fn changes(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-) -> Result<Vec<Change>, ServiceError> {
-    reachable_upload(db, caller, id).await?;
-    Ok(report::changes(db, id).await?)
 }
 
 /// What resolving a hold did.
@@ -105,46 +17,6 @@ pub struct Resolved {
     pub deactivations: u64,
 }
 
-/// Performs a held upload's deactivations.
-pub async fn approve(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-) -> Result<Resolved, ServiceError> {
-    reachable_upload(db, caller, id).await?;
-    let n = holds::approve(db, id).await?;
-    Ok(Resolved {
-        upload_id: id,
-        deactivations: n,
-    })
-}
-
-/// Drops a held upload's deactivations.
-pub async fn reject(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-) -> Result<Resolved, ServiceError> {
-    reachable_upload(db, caller, id).await?;
-    let n = holds::reject(db, id).await?;
-    Ok(Resolved {
-        upload_id: id,
-        deactivations: n,
-    })
-}
-
-/// Reverts what an applied upload changed (the tenant's newest), or with
-/// `preview` says what that would do and changes nothing.
-pub async fn undo(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-    preview: bool,
-) -> Result<UndoReport, ServiceError> {
-    reachable_upload(db, caller, id).await?;
-    Ok(undo::undo(db, id, preview).await?)
-}
-
 /// A failed upload queued again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Retried {
@@ -154,36 +26,159 @@ pub struct Retried {
     pub retry_id: i64,
 }
 
-/// Queues a failed upload's file again as a new upload.
-pub async fn retry(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-) -> Result<Retried, ServiceError> {
-    reachable_upload(db, caller, id).await?;
-    let new_id = retry::retry(db, id).await?;
-    Ok(Retried {
-        upload_id: id,
-        retry_id: new_id,
-    })
-}
-
 /// Whether upload `u`'s hold still waits for approve or reject.
 pub fn hold_pending(u: &Upload) -> bool {
     u.state == UploadState::Held && u.hold_resolution.is_none()
 }
 
-/// The upload of tenant `slug` that may be undone now: its newest, when it
-/// applied. Undo refuses any other, saying why; the screens offer undo on
-/// this one only.
-pub async fn undoable(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-) -> Result<Option<i64>, ServiceError> {
-    let newest = uploads(db, caller, slug, 1).await?;
-    Ok(newest
-        .first()
-        .filter(|u| u.state == UploadState::Succeeded)
-        .map(|u| u.id))
+impl Service {
+    /// A tenant's uploads, newest first.
+    pub async fn uploads(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        limit: u64,
+    ) -> Result<Vec<upload::Model>, ServiceError> {
+        let _db = &self.db;
+        self.uploads_page(caller, slug, &report::UploadFilter::default(), limit)
+            .await
+    }
+
+    /// A page of a tenant's uploads, newest first (see [`report::UploadFilter`]).
+    pub async fn uploads_page(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        filter: &report::UploadFilter,
+        limit: u64,
+    ) -> Result<Vec<upload::Model>, ServiceError> {
+        let db = &self.db;
+        let t = self.tenant(caller, slug).await?;
+        Ok(report::uploads_page(db, t.id, filter, limit).await?)
+    }
+
+    /// The upload `id` if the caller reaches its tenant.
+    pub(super) async fn reachable_upload(
+        &self,
+        caller: &Caller,
+        id: i64,
+    ) -> Result<upload::Model, ServiceError> {
+        let db = &self.db;
+        let up = upload::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .ok_or_else(|| no_upload(id))?;
+        if let Caller::Tenant(_) = caller {
+            let t = crate::tenants::by_id(db, up.tenant_id).await?;
+            if !caller.reaches(&t.slug) {
+                return Err(no_upload(id));
+            }
+        }
+        Ok(up)
+    }
+
+    /// One upload with its first `problems` row problems.
+    pub async fn upload(
+        &self,
+        caller: &Caller,
+        id: i64,
+        problems: u64,
+    ) -> Result<UploadDetail, ServiceError> {
+        let db = &self.db;
+        self.reachable_upload(caller, id).await?;
+        report::upload_detail(db, id, problems)
+            .await?
+            .ok_or_else(|| no_upload(id))
+    }
+
+    /// A page of an upload's row problems, by line, after `after`.
+    pub async fn problems_page(
+        &self,
+        caller: &Caller,
+        id: i64,
+        after: Option<report::ProblemCursor>,
+        limit: u64,
+    ) -> Result<Vec<upload_row_error::Model>, ServiceError> {
+        let db = &self.db;
+        self.reachable_upload(caller, id).await?;
+        Ok(report::problems_page(db, id, after, limit).await?)
+    }
+
+    /// A page of what an upload changed, after `after`, with the next cursor.
+    pub async fn changes_page(
+        &self,
+        caller: &Caller,
+        id: i64,
+        after: Option<report::ChangeCursor>,
+        limit: u64,
+    ) -> Result<(Vec<Change>, Option<report::ChangeCursor>), ServiceError> {
+        let db = &self.db;
+        self.reachable_upload(caller, id).await?;
+        Ok(report::changes_page(db, id, after, limit).await?)
+    }
+
+    /// What an upload changed.
+    pub async fn changes(&self, caller: &Caller, id: i64) -> Result<Vec<Change>, ServiceError> {
+        let db = &self.db;
+        self.reachable_upload(caller, id).await?;
+        Ok(report::changes(db, id).await?)
+    }
+
+    /// Performs a held upload's deactivations.
+    pub async fn approve(&self, caller: &Caller, id: i64) -> Result<Resolved, ServiceError> {
+        let db = &self.db;
+        self.reachable_upload(caller, id).await?;
+        let n = holds::approve(db, id).await?;
+        Ok(Resolved {
+            upload_id: id,
+            deactivations: n,
+        })
+    }
+
+    /// Drops a held upload's deactivations.
+    pub async fn reject(&self, caller: &Caller, id: i64) -> Result<Resolved, ServiceError> {
+        let db = &self.db;
+        self.reachable_upload(caller, id).await?;
+        let n = holds::reject(db, id).await?;
+        Ok(Resolved {
+            upload_id: id,
+            deactivations: n,
+        })
+    }
+
+    /// Reverts what an applied upload changed (the tenant's newest), or with
+    /// `preview` says what that would do and changes nothing.
+    pub async fn undo(
+        &self,
+        caller: &Caller,
+        id: i64,
+        preview: bool,
+    ) -> Result<UndoReport, ServiceError> {
+        let db = &self.db;
+        self.reachable_upload(caller, id).await?;
+        Ok(undo::undo(db, id, preview).await?)
+    }
+
+    /// Queues a failed upload's file again as a new upload.
+    pub async fn retry(&self, caller: &Caller, id: i64) -> Result<Retried, ServiceError> {
+        let db = &self.db;
+        self.reachable_upload(caller, id).await?;
+        let new_id = retry::retry(db, id).await?;
+        Ok(Retried {
+            upload_id: id,
+            retry_id: new_id,
+        })
+    }
+
+    /// The upload of tenant `slug` that may be undone now: its newest, when it
+    /// applied. Undo refuses any other, saying why; the screens offer undo on
+    /// this one only.
+    pub async fn undoable(&self, caller: &Caller, slug: &str) -> Result<Option<i64>, ServiceError> {
+        let _db = &self.db;
+        let newest = self.uploads(caller, slug, 1).await?;
+        Ok(newest
+            .first()
+            .filter(|u| u.state == UploadState::Succeeded)
+            .map(|u| u.id))
+    }
 }

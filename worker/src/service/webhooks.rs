@@ -23,55 +23,57 @@ pub struct WebhookRequest {
     pub rotate_secret: bool,
 }
 
-/// Sets a tenant's webhook URL (optionally rotating its secret) and says
-/// the secret to verify calls with. Refused without `notify.signing_key`.
-pub async fn set_webhook(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-    req: &WebhookRequest,
-    notify: &crate::config::NotifyConfig,
-) -> Result<Webhook, ServiceError> {
-    tenant(db, caller, slug).await?;
-    crate::validate::webhook_url(&req.url, notify.allow_http)
-        .map_err(|e| ServiceError::Invalid(format!("webhook URL: {e}")))?;
-    let Some(key) = notify
-        .key()
-        .map_err(|e| ServiceError::Unavailable(e.to_string()))?
-    else {
-        return Err(ServiceError::Refused(
-            "webhooks cannot be signed: notify.signing_key is not configured".into(),
-        ));
-    };
-    let t = crate::tenants::set_webhook(db, slug, Some(req.url.clone()), req.rotate_secret).await?;
-    tracing::info!(tenant = slug, rotated = req.rotate_secret, "webhook set");
-    Ok(Webhook {
-        url: t.webhook_url,
-        secret: Some(crate::notify::tenant_secret(
-            &key,
-            t.id,
-            t.webhook_secret_version,
-        )),
-    })
-}
+impl Service {
+    /// Sets a tenant's webhook URL (optionally rotating its secret) and says
+    /// the secret to verify calls with. Refused without `notify.signing_key`.
+    pub async fn set_webhook(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        req: &WebhookRequest,
+    ) -> Result<Webhook, ServiceError> {
+        let db = &self.db;
+        let notify = &*self.notify;
+        self.tenant(caller, slug).await?;
+        crate::validate::webhook_url(&req.url, notify.allow_http)
+            .map_err(|e| ServiceError::Invalid(format!("webhook URL: {e}")))?;
+        let Some(key) = notify
+            .key()
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+        else {
+            return Err(ServiceError::Refused(
+                "webhooks cannot be signed: notify.signing_key is not configured".into(),
+            ));
+        };
+        let t =
+            crate::tenants::set_webhook(db, slug, Some(req.url.clone()), req.rotate_secret).await?;
+        tracing::info!(tenant = slug, rotated = req.rotate_secret, "webhook set");
+        Ok(Webhook {
+            url: t.webhook_url,
+            secret: Some(crate::notify::tenant_secret(
+                &key,
+                t.id,
+                t.webhook_secret_version,
+            )),
+        })
+    }
 
-/// Clears a tenant's webhook URL (the platform default applies again).
-pub async fn clear_webhook(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    slug: &str,
-) -> Result<(), ServiceError> {
-    tenant(db, caller, slug).await?;
-    crate::tenants::set_webhook(db, slug, None, false).await?;
-    Ok(())
-}
+    /// Clears a tenant's webhook URL (the platform default applies again).
+    pub async fn clear_webhook(&self, caller: &Caller, slug: &str) -> Result<(), ServiceError> {
+        let db = &self.db;
+        self.tenant(caller, slug).await?;
+        crate::tenants::set_webhook(db, slug, None, false).await?;
+        Ok(())
+    }
 
-/// An upload's notifications and their attempts.
-pub async fn notifications(
-    db: &DatabaseConnection,
-    caller: &Caller,
-    id: i64,
-) -> Result<Vec<crate::report::NotificationView>, ServiceError> {
-    reachable_upload(db, caller, id).await?;
-    Ok(crate::report::notifications_of(db, id).await?)
+    /// An upload's notifications and their attempts.
+    pub async fn notifications(
+        &self,
+        caller: &Caller,
+        id: i64,
+    ) -> Result<Vec<crate::report::NotificationView>, ServiceError> {
+        let db = &self.db;
+        self.reachable_upload(caller, id).await?;
+        Ok(crate::report::notifications_of(db, id).await?)
+    }
 }

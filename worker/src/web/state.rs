@@ -11,7 +11,9 @@ use super::spool as files;
 /// Shared state of the admin API's and the screens' handlers.
 #[derive(Clone)]
 pub struct WebState {
-    /// The database.
+    /// Every operation of the API and the screens.
+    pub service: crate::service::Service,
+    /// The database (sessions).
     pub db: DatabaseConnection,
     /// Who may call.
     pub tokens: Arc<Tokens>,
@@ -53,4 +55,23 @@ pub fn rate_limiter(per_second: u32, burst: u32) -> Option<Arc<RateLimiter>> {
     let burst = std::num::NonZeroU32::new(burst).unwrap_or(per_second);
     let quota = governor::Quota::per_second(per_second).allow_burst(burst);
     Some(Arc::new(governor::RateLimiter::keyed(quota)))
+}
+
+impl WebState {
+    /// Makes [`WebState::service`] the one the other fields describe (the
+    /// database, `[notify]`, IAM and region, file limits and delivery,
+    /// Xero); call it once they are set.
+    pub fn wired(mut self) -> Self {
+        self.service = crate::service::Service {
+            db: self.db.clone(),
+            notify: self.notify.clone(),
+            iam: self.credentials.iam.clone(),
+            region: self.credentials.region.clone(),
+            xero: self.xero.clone(),
+            limits: self.files.limits,
+            batch_size: self.files.batch_size,
+            deliver: self.files.deliver.clone(),
+        };
+        self
+    }
 }

@@ -21,9 +21,7 @@ pub(super) async fn get_credentials(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<crate::credentials::Connection> {
-    Ok(Json(
-        service::connection(&s.db, &t.caller, &slug, &s.credentials.region).await?,
-    ))
+    Ok(Json(s.service.connection(&t.caller, &slug).await?))
 }
 
 #[utoipa::path(
@@ -46,8 +44,7 @@ pub(super) async fn create_credentials(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> Result<(StatusCode, Json<crate::credentials::NewKey>), Problem> {
-    let key =
-        service::create_credentials(&s.db, s.credentials.iam.as_ref(), &t.caller, &slug).await?;
+    let key = s.service.create_credentials(&t.caller, &slug).await?;
     Ok((StatusCode::CREATED, Json(key)))
 }
 
@@ -73,7 +70,9 @@ pub(super) async fn rotate_credentials(
 ) -> ApiResult<crate::credentials::NewKey> {
     let c = &s.credentials;
     Ok(Json(
-        service::rotate_credentials(&s.db, c.iam.as_ref(), &t.caller, &slug, c.grace).await?,
+        s.service
+            .rotate_credentials(&t.caller, &slug, c.grace)
+            .await?,
     ))
 }
 
@@ -97,7 +96,5 @@ pub(super) async fn revoke_credentials(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<service::Revoked> {
-    Ok(Json(
-        service::revoke_credentials(&s.db, s.credentials.iam.as_ref(), &t.caller, &slug).await?,
-    ))
+    Ok(Json(s.service.revoke_credentials(&t.caller, &slug).await?))
 }

@@ -41,17 +41,9 @@ pub(super) async fn preview(
     body: Body,
 ) -> ApiResult<crate::apply::preview::PreviewReport> {
     // The tenant is checked before the body is read.
-    service::tenant(&s.db, &t.caller, &slug).await?;
+    s.service.tenant(&t.caller, &slug).await?;
     let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
-    let r = service::preview(
-        &s.db,
-        &t.caller,
-        &slug,
-        &f.path,
-        s.files.batch_size,
-        s.files.limits,
-    )
-    .await?;
+    let r = s.service.preview(&t.caller, &slug, &f.path).await?;
     Ok(Json(r))
 }
 
@@ -95,21 +87,15 @@ pub(super) async fn upload(
 ) -> Result<Response, Problem> {
     let Query(q) =
         q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
-    service::tenant(&s.db, &t.caller, &slug).await?;
+    s.service.tenant(&t.caller, &slug).await?;
     // Checked before the body is read, so a bad name costs no upload.
     crate::intake::manual::delivered_name(q.name.as_deref())
         .map_err(|e| Problem::from(service::ServiceError::Invalid(e.to_string())))?;
     let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
-    let done = service::deliver_file(
-        &s.db,
-        &t.caller,
-        &slug,
-        q.name.as_deref(),
-        &f.path,
-        f.bytes,
-        &s.files.deliver,
-    )
-    .await?;
+    let done = s
+        .service
+        .deliver_file(&t.caller, &slug, q.name.as_deref(), &f.path, f.bytes)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(done)).into_response())
 }
 
@@ -138,10 +124,12 @@ pub(super) async fn suggest(
     Path(slug): Path<String>,
     body: Body,
 ) -> ApiResult<service::SuggestedMapping> {
-    service::tenant(&s.db, &t.caller, &slug).await?;
+    s.service.tenant(&t.caller, &slug).await?;
     let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
     Ok(Json(
-        service::suggest_mapping_for(&s.db, &t.caller, &slug, &f.path).await?,
+        s.service
+            .suggest_mapping_for(&t.caller, &slug, &f.path)
+            .await?,
     ))
 }
 
@@ -167,7 +155,7 @@ pub(super) async fn template(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> Result<Response, Problem> {
-    let csv = service::template(&s.db, &t.caller, &slug).await?;
+    let csv = s.service.template(&t.caller, &slug).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),

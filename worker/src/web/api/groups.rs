@@ -21,7 +21,7 @@ pub(super) async fn list_groups(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<Vec<crate::db::entity::group::Model>> {
-    Ok(Json(service::groups(&s.db, &t.caller, &slug).await?))
+    Ok(Json(s.service.groups(&t.caller, &slug).await?))
 }
 
 #[utoipa::path(
@@ -50,7 +50,7 @@ pub(super) async fn add_group(
     b: JsonBody<service::NewGroup>,
 ) -> Result<(StatusCode, Json<crate::db::entity::group::Model>), Problem> {
     let new = body(b)?;
-    let g = service::add_group(&s.db, &t.caller, &slug, &new).await?;
+    let g = s.service.add_group(&t.caller, &slug, &new).await?;
     Ok((StatusCode::CREATED, Json(g)))
 }
 
@@ -73,7 +73,5 @@ pub(super) async fn remove_group(
     Extension(t): Extension<Token>,
     Path((slug, key)): Path<(String, String)>,
 ) -> ApiResult<service::RemovedGroup> {
-    Ok(Json(
-        service::remove_group(&s.db, &t.caller, &slug, &key).await?,
-    ))
+    Ok(Json(s.service.remove_group(&t.caller, &slug, &key).await?))
 }

@@ -22,7 +22,7 @@ pub(super) async fn get_mapping(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<crate::map::Mapping> {
-    Ok(Json(service::mapping(&s.db, &t.caller, &slug).await?))
+    Ok(Json(s.service.mapping(&t.caller, &slug).await?))
 }
 
 #[utoipa::path(
@@ -51,6 +51,6 @@ pub(super) async fn put_mapping(
     b: JsonBody<crate::map::Mapping>,
 ) -> ApiResult<crate::map::Mapping> {
     let mapping = body(b)?;
-    service::set_mapping(&s.db, &t.caller, &slug, &mapping).await?;
+    s.service.set_mapping(&t.caller, &slug, &mapping).await?;
     Ok(Json(mapping))
 }

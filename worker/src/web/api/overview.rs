@@ -19,5 +19,5 @@ pub(super) async fn get_overview(
     State(s): State<WebState>,
     Extension(t): Extension<Token>,
 ) -> ApiResult<service::Overview> {
-    Ok(Json(service::overview(&s.db, &t.caller).await?))
+    Ok(Json(s.service.overview(&t.caller).await?))
 }

@@ -21,9 +21,7 @@ pub(super) async fn list_profile_fields(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<Vec<service::ProfileField>> {
-    Ok(Json(
-        service::profile_fields(&s.db, &t.caller, &slug).await?,
-    ))
+    Ok(Json(s.service.profile_fields(&t.caller, &slug).await?))
 }
 
 #[utoipa::path(
@@ -52,7 +50,9 @@ pub(super) async fn add_profile_field(
     b: JsonBody<service::ProfileField>,
 ) -> Result<(StatusCode, Json<service::ProfileField>), Problem> {
     let field = body(b)?;
-    service::add_profile_field(&s.db, &t.caller, &slug, &field).await?;
+    s.service
+        .add_profile_field(&t.caller, &slug, &field)
+        .await?;
     Ok((StatusCode::CREATED, Json(field)))
 }
 
@@ -76,6 +76,8 @@ pub(super) async fn remove_profile_field(
     Extension(t): Extension<Token>,
     Path((slug, key)): Path<(String, String)>,
 ) -> Result<StatusCode, Problem> {
-    service::remove_profile_field(&s.db, &t.caller, &slug, &key).await?;
+    s.service
+        .remove_profile_field(&t.caller, &slug, &key)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,7 +18,7 @@ pub(super) async fn list_tenants(
     State(s): State<WebState>,
     Extension(t): Extension<Token>,
 ) -> ApiResult<Vec<crate::tenants::Tenant>> {
-    Ok(Json(service::tenants(&s.db, &t.caller).await?))
+    Ok(Json(s.service.tenants(&t.caller).await?))
 }
 
 #[utoipa::path(
@@ -46,7 +46,7 @@ pub(super) async fn add_tenant(
     b: JsonBody<service::NewTenant>,
 ) -> Result<(StatusCode, Json<crate::tenants::Tenant>), Problem> {
     let new = body(b)?;
-    let created = service::add_tenant(&s.db, &t.caller, &new).await?;
+    let created = s.service.add_tenant(&t.caller, &new).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -69,7 +69,7 @@ pub(super) async fn get_tenant(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<crate::tenants::Tenant> {
-    Ok(Json(service::tenant(&s.db, &t.caller, &slug).await?))
+    Ok(Json(s.service.tenant(&t.caller, &slug).await?))
 }
 
 #[utoipa::path(
@@ -99,6 +99,6 @@ pub(super) async fn set_tenant(
 ) -> ApiResult<crate::tenants::Tenant> {
     let settings = body(b)?;
     Ok(Json(
-        service::set_tenant(&s.db, &t.caller, &slug, &settings).await?,
+        s.service.set_tenant(&t.caller, &slug, &settings).await?,
     ))
 }

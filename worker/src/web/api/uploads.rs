@@ -48,7 +48,10 @@ pub(super) async fn list_uploads(
         state: q.state.as_deref().map(service::upload_state).transpose()?,
         since: q.since,
     };
-    let items = service::uploads_page(&s.db, &t.caller, &slug, &filter, limit).await?;
+    let items = s
+        .service
+        .uploads_page(&t.caller, &slug, &filter, limit)
+        .await?;
     // A full page may have a successor: its cursor is the last id shown.
     let next = match items.last() {
         Some(last) if items.len() as u64 == limit => {
@@ -87,7 +90,7 @@ pub(super) async fn get_upload(
     Path(id): Path<String>,
 ) -> ApiResult<crate::report::UploadDetail> {
     let id = upload_id(&id)?;
-    Ok(Json(service::upload(&s.db, &t.caller, id, 200).await?))
+    Ok(Json(s.service.upload(&t.caller, id, 200).await?))
 }
 
 /// The query of a paged list of an upload: `?limit=&after=` (the cursor a
@@ -163,7 +166,10 @@ pub(super) async fn get_problems(
     let after = cursor::<crate::report::ProblemCursor>(q.after.as_deref())?;
     match q.format {
         Some(Format::Csv) => {
-            let all = service::problems_page(&s.db, &t.caller, id, after, u64::MAX).await?;
+            let all = s
+                .service
+                .problems_page(&t.caller, id, after, u64::MAX)
+                .await?;
             let csv = crate::report::problems_csv(&all);
             Ok((
                 [
@@ -179,7 +185,7 @@ pub(super) async fn get_problems(
         }
         Some(Format::Json) | None => {
             let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-            let items = service::problems_page(&s.db, &t.caller, id, after, limit).await?;
+            let items = s.service.problems_page(&t.caller, id, after, limit).await?;
             let next = match items.last() {
                 Some(l) if items.len() as u64 == limit => {
                     let c = crate::report::ProblemCursor {
@@ -230,7 +236,7 @@ pub(super) async fn get_changes(
     }
     let after = cursor::<crate::report::ChangeCursor>(q.after.as_deref())?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let (items, last) = service::changes_page(&s.db, &t.caller, id, after, limit).await?;
+    let (items, last) = s.service.changes_page(&t.caller, id, after, limit).await?;
     let next = last.map(|c| format!("/api/v1/uploads/{id}/changes?limit={limit}&after={c}"));
     Ok(Json(Page { items, next }))
 }
@@ -256,7 +262,7 @@ pub(super) async fn approve(
     Path(id): Path<String>,
 ) -> ApiResult<service::Resolved> {
     let id = upload_id(&id)?;
-    Ok(Json(service::approve(&s.db, &t.caller, id).await?))
+    Ok(Json(s.service.approve(&t.caller, id).await?))
 }
 
 #[utoipa::path(
@@ -280,7 +286,7 @@ pub(super) async fn reject(
     Path(id): Path<String>,
 ) -> ApiResult<service::Resolved> {
     let id = upload_id(&id)?;
-    Ok(Json(service::reject(&s.db, &t.caller, id).await?))
+    Ok(Json(s.service.reject(&t.caller, id).await?))
 }
 
 #[utoipa::path(
@@ -304,7 +310,7 @@ pub(super) async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<service::Retried> {
     let id = upload_id(&id)?;
-    Ok(Json(service::retry(&s.db, &t.caller, id).await?))
+    Ok(Json(s.service.retry(&t.caller, id).await?))
 }
 
 /// The query of an undo: `?preview=true` changes nothing.
@@ -342,5 +348,5 @@ pub(super) async fn undo(
     let id = upload_id(&id)?;
     let Query(q) =
         q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
-    Ok(Json(service::undo(&s.db, &t.caller, id, q.preview).await?))
+    Ok(Json(s.service.undo(&t.caller, id, q.preview).await?))
 }

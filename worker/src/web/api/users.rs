@@ -21,5 +21,5 @@ pub(super) async fn list_users(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<Vec<crate::report::UserListing>> {
-    Ok(Json(service::users(&s.db, &t.caller, &slug).await?))
+    Ok(Json(s.service.users(&t.caller, &slug).await?))
 }

@@ -29,9 +29,7 @@ pub(super) async fn put_webhook(
     req: JsonBody<service::WebhookRequest>,
 ) -> ApiResult<service::Webhook> {
     let req = body(req)?;
-    Ok(Json(
-        service::set_webhook(&s.db, &t.caller, &slug, &req, &s.notify).await?,
-    ))
+    Ok(Json(s.service.set_webhook(&t.caller, &slug, &req).await?))
 }
 
 #[utoipa::path(
@@ -53,7 +51,7 @@ pub(super) async fn delete_webhook(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    service::clear_webhook(&s.db, &t.caller, &slug).await?;
+    s.service.clear_webhook(&t.caller, &slug).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -77,5 +75,5 @@ pub(super) async fn get_notifications(
     Path(id): Path<String>,
 ) -> ApiResult<Vec<crate::report::NotificationView>> {
     let id = upload_id(&id)?;
-    Ok(Json(service::notifications(&s.db, &t.caller, id).await?))
+    Ok(Json(s.service.notifications(&t.caller, id).await?))
 }

@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::errors;
 use super::{ApiResult, Problem, WebState};
-use crate::service;
 use crate::web::auth::Token;
 use crate::xero::ConnectionInfo;
 use crate::xero::connection::{Start, XeroImport};
@@ -60,7 +59,7 @@ pub(super) async fn get_xero(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<XeroStatus> {
-    let connection = service::xero_status(&s.db, s.xero.as_ref(), &t.caller, &slug).await?;
+    let connection = s.service.xero_status(&t.caller, &slug).await?;
     Ok(Json(XeroStatus { connection }))
 }
 
@@ -84,9 +83,7 @@ pub(super) async fn preview_xero(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<crate::xero::XeroPreview> {
-    Ok(Json(
-        service::xero_preview(&s.db, s.xero.as_ref(), &t.caller, &slug).await?,
-    ))
+    Ok(Json(s.service.xero_preview(&t.caller, &slug).await?))
 }
 
 #[utoipa::path(
@@ -109,8 +106,10 @@ pub(super) async fn import_xero(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> Result<(StatusCode, Json<XeroImport>), Problem> {
-    let done =
-        service::xero_import(&s.db, s.xero.as_ref(), &t.caller, &slug, Start::Queued).await?;
+    let done = s
+        .service
+        .xero_import(&t.caller, &slug, Start::Queued)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(done)))
 }
 
@@ -134,6 +133,6 @@ pub(super) async fn disconnect_xero(
     Extension(t): Extension<Token>,
     Path(slug): Path<String>,
 ) -> ApiResult<Disconnected> {
-    let disconnected = service::xero_disconnect(&s.db, s.xero.as_ref(), &t.caller, &slug).await?;
+    let disconnected = s.service.xero_disconnect(&t.caller, &slug).await?;
     Ok(Json(Disconnected { disconnected }))
 }

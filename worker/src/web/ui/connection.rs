@@ -15,7 +15,9 @@ pub(super) async fn connection(
     Query(q): Query<ConnectionQuery>,
 ) -> Page {
     reach(&session, &slug)?;
-    let c = service::connection(&s.db, &session.caller, &slug, &s.credentials.region)
+    let c = s
+        .service
+        .connection(&session.caller, &slug)
         .await
         .map_err(failed)?;
     let active = c.keys.iter().any(|k| k.state == "active");
@@ -82,15 +84,15 @@ pub(super) async fn credentials(
 ) -> Page {
     reach(&session, &slug)?;
     session.check_csrf(f.csrf.as_deref())?;
-    let iam = s.credentials.iam.as_ref();
+    let _iam = s.credentials.iam.as_ref();
     let caller = &session.caller;
     let key = match f.action.as_str() {
-        "create" => service::create_credentials(&s.db, iam, caller, &slug).await,
+        "create" => s.service.create_credentials(caller, &slug).await,
         "rotate" => {
-            service::rotate_credentials(&s.db, iam, caller, &slug, s.credentials.grace).await
+            s.service.rotate_credentials(caller, &slug, s.credentials.grace).await
         }
         "revoke" => {
-            let r = service::revoke_credentials(&s.db, iam, caller, &slug)
+            let r = s.service.revoke_credentials(caller, &slug)
                 .await
                 .map_err(failed)?;
             let body = html! {

@@ -20,10 +20,14 @@ pub(super) async fn history(
         before: q.before,
         ..Default::default()
     };
-    let ups = service::uploads_page(&s.db, &session.caller, &slug, &filter, PAGE)
+    let ups = s
+        .service
+        .uploads_page(&session.caller, &slug, &filter, PAGE)
         .await
         .map_err(failed)?;
-    let undoable = service::undoable(&s.db, &session.caller, &slug)
+    let undoable = s
+        .service
+        .undoable(&session.caller, &slug)
         .await
         .map_err(failed)?;
     let body = html! {

@@ -73,7 +73,9 @@ pub(super) async fn mapping(
     Path(slug): Path<String>,
 ) -> Page {
     reach(&session, &slug)?;
-    let t = service::tenant(&s.db, &session.caller, &slug)
+    let t = s
+        .service
+        .tenant(&session.caller, &slug)
         .await
         .map_err(failed)?;
     let body = html! {
@@ -136,13 +138,19 @@ pub(super) async fn save_mapping(
             mapping.profile.insert(key.to_string(), v.clone());
         }
     }
-    match service::set_mapping(&s.db, &session.caller, &slug, &mapping).await {
+    match s
+        .service
+        .set_mapping(&session.caller, &slug, &mapping)
+        .await
+    {
         Ok(_) => {
             tracing::info!(audit = true, token = %session.label, tenant = %slug, "mapping saved from the admin screens");
             Ok(Redirect::to(&format!("/ui/t/{slug}/connection?saved=1")).into_response())
         }
         Err(ServiceError::Invalid(why)) => {
-            let t = service::tenant(&s.db, &session.caller, &slug)
+            let t = s
+                .service
+                .tenant(&session.caller, &slug)
                 .await
                 .map_err(failed)?;
             let profile: Vec<String> = t.profile_fields.keys().cloned().collect();

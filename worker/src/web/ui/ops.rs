@@ -4,9 +4,7 @@ use super::*;
 use crate::web::ui::pages::Col;
 
 pub(super) async fn ops(State(s): State<WebState>, session: Session) -> Page {
-    let o = service::overview(&s.db, &session.caller)
-        .await
-        .map_err(failed)?;
+    let o = s.service.overview(&session.caller).await.map_err(failed)?;
     let q = &o.queue;
     let body = html! {
         h2 { "Backlog" }

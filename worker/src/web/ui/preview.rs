@@ -8,7 +8,8 @@ pub(super) async fn preview_form(
     Path(slug): Path<String>,
 ) -> Page {
     reach(&session, &slug)?;
-    service::tenant(&s.db, &session.caller, &slug)
+    s.service
+        .tenant(&session.caller, &slug)
         .await
         .map_err(failed)?;
     Ok(page(
@@ -35,20 +36,16 @@ pub(super) async fn preview(
     form: Multipart,
 ) -> Page {
     reach(&session, &slug)?;
-    service::tenant(&s.db, &session.caller, &slug)
+    s.service
+        .tenant(&session.caller, &slug)
         .await
         .map_err(failed)?;
     let file = read_file_form(&s, &session, form).await?;
-    let r = service::preview(
-        &s.db,
-        &session.caller,
-        &slug,
-        &file.path,
-        s.files.batch_size,
-        s.files.limits,
-    )
-    .await
-    .map_err(failed)?;
+    let r = s
+        .service
+        .preview(&session.caller, &slug, &file.path)
+        .await
+        .map_err(failed)?;
     let p = &r.progress;
     let body = html! {
         (pages::notice("Nothing has changed: this is what the file would do."))

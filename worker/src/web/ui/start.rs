@@ -8,7 +8,8 @@ pub(super) async fn start(
     Path(slug): Path<String>,
 ) -> Page {
     reach(&session, &slug)?;
-    service::tenant(&s.db, &session.caller, &slug)
+    s.service
+        .tenant(&session.caller, &slug)
         .await
         .map_err(failed)?;
     Ok(page(
@@ -35,11 +36,15 @@ pub(super) async fn start_sample(
     form: Multipart,
 ) -> Page {
     reach(&session, &slug)?;
-    let t = service::tenant(&s.db, &session.caller, &slug)
+    let t = s
+        .service
+        .tenant(&session.caller, &slug)
         .await
         .map_err(failed)?;
     let file = read_file_form(&s, &session, form).await?;
-    let suggested = service::suggest_mapping_for(&s.db, &session.caller, &slug, &file.path)
+    let suggested = s
+        .service
+        .suggest_mapping_for(&session.caller, &slug, &file.path)
         .await
         .map_err(failed)?;
     let profile: Vec<String> = t.profile_fields.keys().cloned().collect();

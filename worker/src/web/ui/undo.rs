@@ -8,7 +8,7 @@ pub(super) async fn undo_confirm(
     Path((slug, id)): Path<(String, i64)>,
 ) -> Page {
     tenant_upload(&s, &session, &slug, id).await?;
-    let body = match service::undo(&s.db, &session.caller, id, true).await {
+    let body = match s.service.undo(&session.caller, id, true).await {
         Ok(r) => html! {
             p { "Undoing upload #" (id) " would do this. Nothing has changed yet." }
             (undo_summary(&r))
@@ -62,7 +62,9 @@ pub(super) async fn undo(
 ) -> Page {
     session.check_csrf(f.csrf.as_deref())?;
     tenant_upload(&s, &session, &slug, id).await?;
-    let r = service::undo(&s.db, &session.caller, id, false)
+    let r = s
+        .service
+        .undo(&session.caller, id, false)
         .await
         .map_err(failed)?;
     tracing::info!(audit = true, token = %session.label, upload = id, "upload undone from the admin screens");

@@ -19,7 +19,9 @@ pub(super) async fn tenant_upload(
     id: i64,
 ) -> Result<crate::report::UploadDetail, Response> {
     reach(session, slug)?;
-    let d = service::upload(&s.db, &session.caller, id, 0)
+    let d = s
+        .service
+        .upload(&session.caller, id, 0)
         .await
         .map_err(failed)?;
     if d.tenant != slug {
@@ -37,10 +39,14 @@ pub(super) async fn upload(
     let d = tenant_upload(&s, &session, &slug, id).await?;
     let p_after = cursor::<crate::report::ProblemCursor>(q.problems_after.as_deref())?;
     let c_after = cursor::<crate::report::ChangeCursor>(q.changes_after.as_deref())?;
-    let problems = service::problems_page(&s.db, &session.caller, id, p_after, PAGE)
+    let problems = s
+        .service
+        .problems_page(&session.caller, id, p_after, PAGE)
         .await
         .map_err(failed)?;
-    let (changes, next_change) = service::changes_page(&s.db, &session.caller, id, c_after, PAGE)
+    let (changes, next_change) = s
+        .service
+        .changes_page(&session.caller, id, c_after, PAGE)
         .await
         .map_err(failed)?;
     let u = &d.upload;
@@ -112,7 +118,9 @@ pub(super) async fn problems_csv(
     Path((slug, id)): Path<(String, i64)>,
 ) -> Page {
     tenant_upload(&s, &session, &slug, id).await?;
-    let all = service::problems_page(&s.db, &session.caller, id, None, u64::MAX)
+    let all = s
+        .service
+        .problems_page(&session.caller, id, None, u64::MAX)
         .await
         .map_err(failed)?;
     Ok((
@@ -159,10 +167,10 @@ pub(super) async fn resolve_hold(
     session.check_csrf(f.csrf.as_deref())?;
     tenant_upload(s, session, slug, id).await?;
     let (r, done) = if approve {
-        let r = service::approve(&s.db, &session.caller, id).await;
+        let r = s.service.approve(&session.caller, id).await;
         (r, "Approved: {} users deactivated.")
     } else {
-        let r = service::reject(&s.db, &session.caller, id).await;
+        let r = s.service.reject(&session.caller, id).await;
         (r, "Rejected: {} users stay active.")
     };
     let r = r.map_err(failed)?;
