@@ -108,6 +108,30 @@ async fn a_tenant_is_set_up_fed_and_read_back_through_the_commands_in_process() 
     );
 }
 
+/// Imports 40 people into acme, then a file of 5 of them with `--json`:
+/// more leave than the cap allows, so the second upload is held. Its
+/// error and what it printed.
+async fn held_import(db: &TestDb) -> (String, String) {
+    let first = temp_file("day1.csv", employees_csv(40, false).as_bytes());
+    run(db, &["import", "--tenant", "acme", first.to_str().unwrap()])
+        .await
+        .unwrap();
+    // Everyone but five left: more than the cap, so the upload is held.
+    let second = temp_file("day2.csv", employees_csv(5, false).as_bytes());
+    run(
+        db,
+        &[
+            "import",
+            "--tenant",
+            "acme",
+            second.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .await
+    .unwrap_err()
+}
+
 #[tokio::test]
 async fn an_import_that_is_held_or_fails_prints_its_summary_and_exits_with_an_error() {
     let db = TestDb::new().await.unwrap();
@@ -119,28 +143,7 @@ async fn an_import_that_is_held_or_fails_prints_its_summary_and_exits_with_an_er
         MAPPING,
     )
     .await;
-    let first = temp_file("day1.csv", employees_csv(40, false).as_bytes());
-    run(
-        &db,
-        &["import", "--tenant", "acme", first.to_str().unwrap()],
-    )
-    .await
-    .unwrap();
-
-    // Everyone but five left: more than the cap, so the upload is held.
-    let second = temp_file("day2.csv", employees_csv(5, false).as_bytes());
-    let (err, printed) = run(
-        &db,
-        &[
-            "import",
-            "--tenant",
-            "acme",
-            second.to_str().unwrap(),
-            "--json",
-        ],
-    )
-    .await
-    .unwrap_err();
+    let (err, printed) = held_import(&db).await;
     assert!(
         err.contains("is held") && err.contains("uploads approve"),
         "{err}"
@@ -244,26 +247,7 @@ async fn commands_that_read_or_change_data_print_json_with_json() {
     let json = |text: String| -> serde_json::Value {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     };
-    let first = temp_file("json1.csv", employees_csv(40, false).as_bytes());
-    run(
-        &db,
-        &["import", "--tenant", "acme", first.to_str().unwrap()],
-    )
-    .await
-    .unwrap();
-    let second = temp_file("json2.csv", employees_csv(5, false).as_bytes());
-    let (_, printed) = run(
-        &db,
-        &[
-            "import",
-            "--tenant",
-            "acme",
-            second.to_str().unwrap(),
-            "--json",
-        ],
-    )
-    .await
-    .unwrap_err();
+    let (_, printed) = held_import(&db).await;
     let held = json(printed)["id"].as_i64().unwrap().to_string();
 
     let approved = json(

@@ -26,6 +26,14 @@ fn config(fake: &FakeXero) -> Config {
     cfg
 }
 
+/// The service with the deployment's Xero, as the daemon and the CLI build it.
+fn with_xero(db: &TestDb, x: &userfeed::xero::XeroService) -> service::Service {
+    service::Service {
+        xero: Some(x.clone()),
+        ..service::Service::new(db.db.clone())
+    }
+}
+
 /// Runs `userfeed <args>` in-process.
 async fn run(db: &TestDb, cfg: &Config, args: &[&str]) -> Result<String, String> {
     let cli = userfeed::cli::parse_args(std::iter::once("userfeed").chain(args.iter().copied()))
@@ -52,13 +60,10 @@ async fn connect(db: &TestDb, fake: &FakeXero, cfg: &Config, slug: &str) -> Xero
     let x = XeroService::new(&cfg.xero).unwrap();
     let pending = Pending::new();
     let code = browser_code(&pending.authorize_url(&cfg.xero), &pending).await;
-    service::Service {
-        xero: Some(x.clone()),
-        ..service::Service::new(db.db.clone())
-    }
-    .xero_connect(&Caller::Platform, slug, &pending, &code, None)
-    .await
-    .unwrap();
+    with_xero(db, &x)
+        .xero_connect(&Caller::Platform, slug, &pending, &code, None)
+        .await
+        .unwrap();
     let _ = fake;
     x
 }
@@ -219,13 +224,10 @@ async fn au_employees_are_read_across_pages_and_each_unimportable_one_has_its_re
     let cfg = config(&fake);
     let x = connect(&db, &fake, &cfg, "acme").await;
 
-    let p = service::Service {
-        xero: Some(x.clone()),
-        ..service::Service::new(db.db.clone())
-    }
-    .xero_preview(&Caller::Platform, "acme")
-    .await
-    .unwrap();
+    let p = with_xero(&db, &x)
+        .xero_preview(&Caller::Platform, "acme")
+        .await
+        .unwrap();
     let pages: Vec<String> = fake
         .calls()
         .into_iter()
@@ -279,13 +281,10 @@ async fn uk_leavers_by_a_past_end_date_are_skipped_and_v2_pagination_is_followed
     let fake = FakeXero::start(vec![FakeOrg::new("Corgi Ltd", "GB", people)]).await;
     let cfg = config(&fake);
     let x = connect(&db, &fake, &cfg, "acme").await;
-    let p = service::Service {
-        xero: Some(x.clone()),
-        ..service::Service::new(db.db.clone())
-    }
-    .xero_preview(&Caller::Platform, "acme")
-    .await
-    .unwrap();
+    let p = with_xero(&db, &x)
+        .xero_preview(&Caller::Platform, "acme")
+        .await
+        .unwrap();
     assert_eq!(
         fake.calls()
             .into_iter()
@@ -324,13 +323,10 @@ async fn a_us_organisation_is_refused_because_xero_has_no_us_payroll_api() {
     let x = XeroService::new(&cfg.xero).unwrap();
     let pending = Pending::new();
     let code = browser_code(&pending.authorize_url(&cfg.xero), &pending).await;
-    let err = service::Service {
-        xero: Some(x.clone()),
-        ..service::Service::new(db.db.clone())
-    }
-    .xero_connect(&Caller::Platform, "acme", &pending, &code, None)
-    .await
-    .unwrap_err();
+    let err = with_xero(&db, &x)
+        .xero_connect(&Caller::Platform, "acme", &pending, &code, None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ServiceError::Refused(_)), "{err:?}");
     assert!(
         err.to_string()
@@ -353,13 +349,10 @@ async fn a_429_is_waited_for_as_long_as_retry_after_says_and_then_succeeds() {
     let x = connect(&db, &fake, &cfg, "acme").await;
     fake.throttle_next(&[2]);
     let started = std::time::Instant::now();
-    let p = service::Service {
-        xero: Some(x.clone()),
-        ..service::Service::new(db.db.clone())
-    }
-    .xero_preview(&Caller::Platform, "acme")
-    .await
-    .unwrap();
+    let p = with_xero(&db, &x)
+        .xero_preview(&Caller::Platform, "acme")
+        .await
+        .unwrap();
     assert_eq!(p.importable.len(), 5);
     let st = fake.state.lock().unwrap();
     let tries: Vec<usize> = st
@@ -393,13 +386,10 @@ async fn an_expired_access_token_is_refreshed_and_the_rotated_refresh_token_is_k
     let first_refresh = fake.state.lock().unwrap().issued_refresh[0].clone();
     fake.expire_access_tokens();
 
-    let p = service::Service {
-        xero: Some(x.clone()),
-        ..service::Service::new(db.db.clone())
-    }
-    .xero_preview(&Caller::Platform, "acme")
-    .await
-    .unwrap();
+    let p = with_xero(&db, &x)
+        .xero_preview(&Caller::Platform, "acme")
+        .await
+        .unwrap();
     assert_eq!(p.importable.len(), 5);
     let calls = fake.calls();
     assert_eq!(
@@ -496,13 +486,10 @@ async fn the_cap_counts_the_tenants_xero_imported_users_across_runs() {
             .collect(),
     );
     let x = XeroService::new(&cfg.xero).unwrap();
-    let p = service::Service {
-        xero: Some(x.clone()),
-        ..service::Service::new(db.db.clone())
-    }
-    .xero_preview(&Caller::Platform, "acme")
-    .await
-    .unwrap();
+    let p = with_xero(&db, &x)
+        .xero_preview(&Caller::Platform, "acme")
+        .await
+        .unwrap();
     assert_eq!(
         (p.importable.len(), p.present.len(), p.imported_before),
         (0, 200, 200)
