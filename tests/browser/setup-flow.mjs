@@ -71,7 +71,7 @@ try {
   await signIn(env('UF_TOKEN'));
   check(page.url().endsWith('/ui/t/acme'), 'the tenant admin lands on their history');
   const cookies = await context.cookies();
-  const session = cookies.find((c) => c.name === 'userfeed_session');
+  const session = cookies.find((c) => c.name === '__Host-userfeed_session');
   check(session && session.httpOnly && session.sameSite === 'Strict', 'the session cookie is HTTP-only and SameSite=Strict');
   check(/No uploads yet/.test(await text()), 'an empty history says so');
 

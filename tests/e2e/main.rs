@@ -9,6 +9,7 @@ use userfeed_tests::*;
 
 mod drop_folder;
 mod faults;
+mod hostile;
 mod production;
 mod ui;
 

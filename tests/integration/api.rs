@@ -81,6 +81,7 @@ impl Api {
             tokens: Arc::new(tokens),
             timeout: Duration::from_secs(10),
             limiter,
+            guard: Default::default(),
             notify: Arc::new(notify),
             files: Arc::new(files),
             session: userfeed::web::session::SessionSettings::from_config(
@@ -999,6 +1000,68 @@ async fn a_json_body_over_one_mib_not_json_or_not_an_object_is_refused_with_a_pr
     assert_eq!((status, body["hold_over_count"].as_i64()), (200, Some(3)));
 }
 
+/// Issue 30, item 1: a tenant token pointed its webhook at loopback, the
+/// private ranges, the metadata address and cluster names, and read each
+/// attempt back: a port scanner of the inside. Every spelling is now a 422
+/// when set. The tenant has no upload that could end, so nothing would be
+/// sent to these addresses even if the guard broke.
+#[tokio::test]
+async fn a_tenant_token_cannot_point_its_webhook_inside_the_network_in_any_spelling() {
+    let db = TestDb::new().await.unwrap();
+    tenant(&db, "acme", "acme-bucket", MatchKey::Email, MAPPING).await;
+    let mut notify = Config::load(None).unwrap().notify;
+    notify.signing_key = "api-test-signing-key-0123456789abcdef".into();
+    // http:// on, as in the probe; no allow-list.
+    notify.allow_http = true;
+    let api = Api::start_full(
+        &db,
+        userfeed::web::spool::Files::new(userfeed::parse::Limits::default(), 500),
+        None,
+        notify,
+        None,
+    )
+    .await;
+    let long = format!("https://hooks.example.com/{}", "a".repeat(100 * 1024));
+    for (url, why) in [
+        ("http://127.0.0.1:9090/metrics", "loopback"),
+        ("http://[::1]/", "loopback"),
+        ("http://2130706433/", "loopback"),
+        ("http://0x7f000001/", "loopback"),
+        ("http://10.0.0.1/", "private"),
+        ("http://172.16.5.4/", "private"),
+        ("http://192.168.0.10/", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[::ffff:169.254.169.254]/", "link-local"),
+        ("http://[fd12::1]/", "unique-local"),
+        ("http://100.64.0.1/", "CGNAT"),
+        ("http://metadata.google.internal/", "internal host name"),
+        ("http://kubernetes.default.svc/", "internal host name"),
+        ("http://localhost:8080/", "internal host name"),
+        (long.as_str(), "longer than 2048"),
+    ] {
+        let body = serde_json::json!({ "url": url }).to_string();
+        let (status, _, problem) = api
+            .send(
+                "PUT",
+                "/api/v1/tenants/acme/webhook",
+                Some(&api.acme),
+                &body,
+            )
+            .await;
+        assert_eq!(status, 422, "{url}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(why), "{url}: {detail}");
+        assert!(
+            !detail.contains("notify."),
+            "no configuration key: {detail}"
+        );
+    }
+    let (_, _, t) = api
+        .call("GET", "/api/v1/tenants/acme", Some(&api.acme))
+        .await;
+    assert_eq!(t["webhook_url"], serde_json::Value::Null, "nothing was set");
+}
+
 #[tokio::test]
 async fn webhook_endpoints_set_rotate_and_clear_and_an_uploads_attempts_show_under_notifications() {
     let db = TestDb::new().await.unwrap();
@@ -1007,6 +1070,9 @@ async fn webhook_endpoints_set_rotate_and_clear_and_an_uploads_attempts_show_und
     let mut notify = Config::load(None).unwrap().notify;
     notify.signing_key = "api-test-signing-key-0123456789abcdef".into();
     notify.allow_http = true;
+    // The receivers here listen on loopback, which only the allow-list
+    // admits.
+    notify.allowed_hosts = vec!["127.0.0.1".into()];
     let api = Api::start_full(
         &db,
         userfeed::web::spool::Files::new(userfeed::parse::Limits::default(), 500),
@@ -1039,6 +1105,7 @@ async fn webhook_endpoints_set_rotate_and_clear_and_an_uploads_attempts_show_und
         secret.as_str(),
         "asking again shows the same secret"
     );
+    let old_secret = secret;
     let (_, _, rotated) = put(true).await;
     let secret = rotated["secret"].as_str().unwrap().to_string();
     assert_ne!(first["secret"], rotated["secret"], "rotation replaces it");
@@ -1077,6 +1144,16 @@ async fn webhook_endpoints_set_rotate_and_clear_and_an_uploads_attempts_show_und
         now,
         300
     ));
+    assert!(
+        !userfeed::notify::verify(
+            &old_secret,
+            got[0].header("userfeed-signature").unwrap(),
+            got[0].body.as_bytes(),
+            now,
+            300
+        ),
+        "after rotation the old secret no longer verifies"
+    );
     let (status, _, list) = api
         .call(
             "GET",

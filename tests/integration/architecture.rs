@@ -19,7 +19,15 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "vocabulary: the upload's domain types, leaf validators, texts, parsing",
-        &["upload", "validate", "rules::text", "parse", "health"],
+        &[
+            "upload",
+            "validate",
+            "outbound",
+            "listen",
+            "rules::text",
+            "parse",
+            "health",
+        ],
     ),
     ("rules: mappings and the feed's rules", &["map", "rules"]),
     ("configuration", &["config"]),

@@ -12,6 +12,7 @@ mod digests;
 mod docs;
 mod equivalence;
 mod holds;
+mod hostile;
 mod import;
 mod intake;
 mod isolation;

@@ -18,6 +18,9 @@ each_backend!(
     a_refused_delivery_is_retried_with_the_same_signed_body_until_accepted,
     a_pending_notification_survives_its_deliverer_and_the_next_one_delivers_it,
     a_notification_is_given_up_after_the_retry_window_and_says_why,
+    a_name_resolving_to_loopback_is_refused_at_delivery_and_nothing_is_sent,
+    a_stored_url_to_loopback_is_given_up_at_delivery_without_a_call,
+    a_redirect_is_not_followed,
 );
 
 const KEY: &str = "test-signing-key-0123456789abcdef0123456789";
@@ -26,6 +29,9 @@ fn notify_cfg(retry_for_hours: f64) -> NotifyConfig {
     let mut n = Config::load(None).unwrap().notify;
     n.signing_key = KEY.into();
     n.allow_http = true;
+    // The receivers here listen on loopback, which only the allow-list
+    // admits.
+    n.allowed_hosts = vec!["127.0.0.1".into()];
     n.timeout_seconds = 5;
     n.backoff_base_seconds = 0.05;
     n.backoff_max_seconds = 0.2;
@@ -275,5 +281,97 @@ async fn a_notification_is_given_up_after_the_retry_window_and_says_why(backend:
         ))
         .await,
         ["the receiver answered 500 Internal Server Error"]
+    );
+}
+
+/// DNS rebinding: a public-looking name passes when set, then resolves to
+/// loopback. The deliverer's resolver (answering this name from its own
+/// hosts table, as `/etc/hosts` would) checks the answer it connects with,
+/// so nothing reaches the receiver on loopback, which is not allow-listed.
+async fn a_name_resolving_to_loopback_is_refused_at_delivery_and_nothing_is_sent(
+    backend: DbBackend,
+) {
+    let mut e = env(backend, 1.0).await;
+    let receiver = Receiver::start("127.0.0.1:0", &[200]).await;
+    let port = receiver.addr.rsplit_once(':').unwrap().1;
+    e.webhook(&format!("hooks.rebind.example:{port}")).await;
+    // From here on, loopback is not allowed.
+    e.cfg.allowed_hosts.clear();
+    e.apply("acme/1.csv", bad_row_file()).await;
+    let id = e.db.scalar("SELECT max(id) FROM notifications").await;
+    let hosts = [(
+        "hooks.rebind.example".to_string(),
+        vec!["127.0.0.1".parse().unwrap()],
+    )]
+    .into();
+    let d = Deliverer::with_hosts(e.db.db.clone(), e.cfg.clone(), e.cfg.key().unwrap(), hosts);
+    assert!(d.deliver_next().await.unwrap());
+    assert_eq!(
+        e.db.rows(&format!(
+            "SELECT error FROM notification_attempts WHERE notification_id = {id}"
+        ))
+        .await,
+        ["not sent: the host name resolves only to addresses Userfeed does not call"]
+    );
+    assert!(receiver.received().is_empty(), "nothing reached loopback");
+
+    // The same name, allow-listed by the operator, is delivered.
+    e.cfg.allowed_hosts = vec!["hooks.rebind.example".into()];
+    let hosts = [(
+        "hooks.rebind.example".to_string(),
+        vec!["127.0.0.1".parse().unwrap()],
+    )]
+    .into();
+    let d = Deliverer::with_hosts(e.db.db.clone(), e.cfg.clone(), e.cfg.key().unwrap(), hosts);
+    assert_eq!(e.until_settled(&d, id).await, "delivered");
+    assert_eq!(receiver.received().len(), 1);
+}
+
+/// A URL stored before the guard existed (or an allow-list narrowed since)
+/// is refused at delivery too: given up at once, saying why, with no call.
+async fn a_stored_url_to_loopback_is_given_up_at_delivery_without_a_call(backend: DbBackend) {
+    let mut e = env(backend, 1.0).await;
+    let receiver = Receiver::start("127.0.0.1:0", &[200]).await;
+    e.webhook(&receiver.addr).await;
+    e.cfg.allowed_hosts.clear();
+    e.apply("acme/1.csv", bad_row_file()).await;
+    let id = e.db.scalar("SELECT max(id) FROM notifications").await;
+    assert_eq!(e.until_settled(&e.deliverer(), id).await, "failed");
+    assert_eq!(
+        e.db.rows(&format!(
+            "SELECT last_error FROM notifications WHERE id = {id}"
+        ))
+        .await,
+        ["not sent: the webhook URL points at a loopback address, which Userfeed does not call"]
+    );
+    assert!(receiver.received().is_empty());
+}
+
+/// A receiver answering 302 to another address is not followed: the
+/// attempt records the 302, and the other address gets nothing.
+async fn a_redirect_is_not_followed(backend: DbBackend) {
+    let e = env(backend, 1.0).await;
+    let elsewhere = Receiver::start("127.0.0.1:0", &[200]).await;
+    let redirect = Receiver::start_with(
+        "127.0.0.1:0",
+        &[302],
+        &[("Location", &format!("http://{}/stolen", elsewhere.addr))],
+    )
+    .await;
+    e.webhook(&redirect.addr).await;
+    e.apply("acme/1.csv", bad_row_file()).await;
+    let id = e.db.scalar("SELECT max(id) FROM notifications").await;
+    assert!(e.deliverer().deliver_next().await.unwrap());
+    assert_eq!(
+        e.db.rows(&format!(
+            "SELECT status || ' ' || error FROM notification_attempts WHERE notification_id = {id}"
+        ))
+        .await,
+        ["302 the receiver answered 302 Found"]
+    );
+    assert_eq!(redirect.received().len(), 1);
+    assert!(
+        elsewhere.received().is_empty(),
+        "the redirect was not followed"
     );
 }

@@ -101,7 +101,7 @@ async fn a_preview_changes_nothing_and_the_real_import_then_does_exactly_what_it
     mark_tenant_busy(&db, t.id).await;
     let before = snapshot(&db).await;
     let t = userfeed::tenants::by_slug(&db.db, "acme").await.unwrap();
-    let shown = preview(&db.db, &t, &file, 4, Default::default())
+    let shown = preview(&db.db, &t, &file, 4, Default::default(), None)
         .await
         .unwrap();
     assert_eq!(
@@ -162,7 +162,7 @@ async fn a_preview_says_the_file_would_be_held_and_lists_who_would_wait_for_appr
     let file = temp_file("short.csv", employees_csv(5, false).as_bytes());
     let t = userfeed::tenants::by_slug(&db.db, "acme").await.unwrap();
     let before = snapshot(&db).await;
-    let shown = preview(&db.db, &t, &file, 7, Default::default())
+    let shown = preview(&db.db, &t, &file, 7, Default::default(), None)
         .await
         .unwrap();
     assert_eq!(snapshot(&db).await, before);
@@ -207,7 +207,7 @@ async fn preview_on_the_command_line_prints_the_outcome_and_names_a_failing_file
 
     let broken = temp_file("broken.csv", b"Employee ID,Email\nE1,a@example.com\n");
     let t = userfeed::tenants::by_slug(&db.db, "acme").await.unwrap();
-    match preview(&db.db, &t, &broken, 100, Default::default()).await {
+    match preview(&db.db, &t, &broken, 100, Default::default(), None).await {
         Err(PreviewError::WouldFail(reason)) => {
             assert!(reason.contains("missing mapped column"), "{reason}")
         }

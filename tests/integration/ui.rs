@@ -23,6 +23,7 @@ async fn start(db: &TestDb, entries: &str) -> (String, tokio_util::sync::DropGua
         tokens: Arc::new(Tokens::parse(entries).unwrap()),
         timeout: Duration::from_secs(10),
         limiter: None,
+        guard: Default::default(),
         notify: Arc::new(cfg.notify.clone()),
         files: Arc::new(userfeed::web::spool::Files::new(
             userfeed::parse::Limits::default(),
@@ -60,7 +61,7 @@ async fn sign_in(addr: &str, token: &str) -> (u16, Option<String>, String) {
     let (_, h, form) = http_request(addr, "GET", "/ui/sign-in", &[], b"")
         .await
         .unwrap();
-    let pre = cookie(&h, "userfeed_sign_in").unwrap();
+    let pre = cookie(&h, "__Host-userfeed_sign_in").unwrap();
     let pre = pre.split(';').next().unwrap().to_string();
     let csrf = pre.split_once('=').unwrap().1.to_string();
     assert!(form.contains(&csrf), "the form carries the cookie's token");
@@ -77,7 +78,7 @@ async fn sign_in(addr: &str, token: &str) -> (u16, Option<String>, String) {
     )
     .await
     .unwrap();
-    let session = cookie(&h, "userfeed_session").map(|c| c.to_string());
+    let session = cookie(&h, "__Host-userfeed_session").map(|c| c.to_string());
     (status, session, text)
 }
 
@@ -95,9 +96,18 @@ async fn a_session_is_an_http_only_strict_cookie_whose_secret_is_stored_only_has
     let (status, session, _) = sign_in(&addr, &token).await;
     assert_eq!(status, 303);
     let session = session.expect("a session cookie");
-    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/ui"] {
-        assert!(session.contains(attr), "{attr} missing: {session}");
+    // `__Host-`: only this host may set it, over HTTPS, for path `/`, so
+    // a sibling subdomain cannot plant a session (issue 30, item 7).
+    let attrs: Vec<&str> = session.split(';').map(str::trim).collect();
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(attrs.contains(&attr), "{attr} missing: {session}");
     }
+    assert!(
+        !attrs
+            .iter()
+            .any(|a| a.to_ascii_lowercase().starts_with("domain=")),
+        "{session}"
+    );
     let pair = session.split(';').next().unwrap();
     let secret = pair.split_once('=').unwrap().1;
     let stored = db
@@ -136,6 +146,7 @@ async fn a_session_is_an_http_only_strict_cookie_whose_secret_is_stored_only_has
     );
     assert_eq!(header(&h, "x-content-type-options"), ["nosniff"]);
     assert_eq!(header(&h, "cache-control"), ["no-store"]);
+    assert_eq!(header(&h, "referrer-policy"), ["same-origin"]);
     // Not found, for a page of another tenant, with the same headers.
     let (status, h, _) = http_request(&addr, "GET", "/ui/t/globex", &[("Cookie", pair)], b"")
         .await
@@ -162,7 +173,7 @@ async fn a_sign_in_without_its_form_token_is_refused_and_a_removed_token_ends_it
     .await
     .unwrap();
     assert_eq!(status, 403);
-    assert!(cookie(&h, "userfeed_session").is_none());
+    assert!(cookie(&h, "__Host-userfeed_session").is_none());
 
     let (_, session, _) = sign_in(&addr, &token).await;
     let session = session.unwrap();
@@ -175,9 +186,11 @@ async fn a_sign_in_without_its_form_token_is_refused_and_a_removed_token_ends_it
         .await
         .unwrap();
     assert_eq!((status, header(&h, "location")), (303, vec!["/ui/sign-in"]));
-    // While the first still honours it.
-    let (status, _, _) = http_request(&addr, "GET", "/ui/t/acme", &[("Cookie", &pair)], b"")
+    // The row went with it: a daemon that lists the same token again (the
+    // first one here) does not bring the session back (issue 30, item 7).
+    assert!(db.rows("SELECT label FROM ui_sessions").await.is_empty());
+    let (status, h, _) = http_request(&addr, "GET", "/ui/t/acme", &[("Cookie", &pair)], b"")
         .await
         .unwrap();
-    assert_eq!(status, 200);
+    assert_eq!((status, header(&h, "location")), (303, vec!["/ui/sign-in"]));
 }

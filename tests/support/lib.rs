@@ -1155,7 +1155,17 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on `addr` (e.g. `127.0.0.1:0`), answering with `statuses`.
     pub async fn start(addr: &str, statuses: &[u16]) -> Receiver {
+        Self::start_with(addr, statuses, &[]).await
+    }
+
+    /// Like [`Receiver::start`], adding `headers` to every answer (a
+    /// redirect's `Location`).
+    pub async fn start_with(addr: &str, statuses: &[u16], headers: &[(&str, &str)]) -> Receiver {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -1210,7 +1220,7 @@ impl Receiver {
                 let _ = s
                     .write_all(
                         format!(
-                            "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            "HTTP/1.1 {status} X\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
                         )
                         .as_bytes(),
                     )

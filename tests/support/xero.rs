@@ -180,6 +180,8 @@ impl FakeXero {
         cfg.token_url = format!("{}/identity/connect/token", self.base);
         cfg.revoke_url = format!("{}/identity/connect/revocation", self.base);
         cfg.api_url = self.base.clone();
+        // The fake listens on plain http on loopback.
+        cfg.allow_http = true;
         cfg.max_attempts = 3;
         cfg.timeout_seconds = 10;
         cfg

@@ -107,6 +107,7 @@ pub async fn run(
             health: health.clone(),
             metrics: Some(metrics),
         },
+        cfg.http.hygiene(),
         http_stop.clone(),
     ));
 
@@ -126,6 +127,17 @@ pub async fn run(
             None
         }
     };
+    if let Some((_, tokens)) = &api {
+        // Sessions of tokens taken out of the file end for good.
+        match crate::web::session::end_removed(&db, tokens).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                sessions = n,
+                "ended the screen sessions of removed API tokens"
+            ),
+            Err(e) => warn!(error = %e, "could not end the sessions of removed API tokens"),
+        }
+    }
     let api_task = api.map(|(listener, tokens)| {
         tokio::spawn(crate::web::serve(
             listener,
@@ -135,6 +147,7 @@ pub async fn run(
                 tokens,
                 timeout: Duration::from_secs(cfg.api.request_timeout_seconds),
                 limiter: crate::web::rate_limiter(cfg.api.rate_per_second, cfg.api.rate_burst),
+                guard: crate::web::guard::Guard::from_config(&cfg.api, &cfg.http),
                 notify: Arc::new(cfg.notify.clone()),
                 session: crate::web::session::SessionSettings::from_config(&cfg.api),
                 xero: xero.clone(),
@@ -144,6 +157,10 @@ pub async fn run(
                     grace: Duration::from_secs_f64(cfg.credentials.rotation_grace_hours * 3600.0),
                 }),
                 files: Arc::new(crate::web::spool::Files {
+                    pace: crate::web::spool::Pace {
+                        grace: Duration::from_secs(cfg.http.header_timeout_seconds),
+                        min_bytes_per_second: cfg.api.min_upload_bytes_per_second,
+                    },
                     deliver: crate::intake::manual::ManualUploads {
                         s3: (!cfg.intake.queue_url.is_empty())
                             .then(|| crate::aws::s3_client(&sdk, &cfg.aws)),

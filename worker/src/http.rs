@@ -99,9 +99,8 @@ async fn metrics(State(s): State<HttpState>) -> (StatusCode, String) {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: HttpState,
+    hygiene: crate::listen::Hygiene,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    crate::listen::serve(listener, router(state), hygiene, stop).await
 }

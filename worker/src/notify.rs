@@ -181,13 +181,24 @@ pub struct Deliverer {
 impl Deliverer {
     /// A deliverer with `cfg` (its key already checked by [`NotifyConfig::key`]).
     pub fn new(db: DatabaseConnection, cfg: NotifyConfig, key: Option<Vec<u8>>) -> Self {
+        Self::with_hosts(db, cfg, key, Default::default())
+    }
+
+    /// Like [`Deliverer::new`], resolving `hosts`' names from it before
+    /// the system resolver (tests), still through the guard.
+    pub fn with_hosts(
+        db: DatabaseConnection,
+        cfg: NotifyConfig,
+        key: Option<Vec<u8>>,
+        hosts: crate::outbound::Hosts,
+    ) -> Self {
         crate::install_tls_provider();
-        let client = reqwest::Client::builder()
+        // Tenants choose the URL: only public addresses (or the operator's
+        // allow-list), checked where the connection is made, no redirects.
+        let resolver = crate::outbound::GuardedResolver::with_hosts(Arc::new(cfg.allowed()), hosts);
+        let client = crate::outbound::guarded_client(resolver)
             .timeout(Duration::from_secs(cfg.timeout_seconds))
             .connect_timeout(Duration::from_secs(cfg.timeout_seconds.min(5)))
-            // A webhook must answer itself; a redirect could leave the
-            // tenant's URL for anywhere.
-            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("userfeed/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client builds");
@@ -311,6 +322,28 @@ impl Deliverer {
             }
         };
 
+        // A URL set before the guard, or an allow-list since narrowed, is
+        // refused here too: the attempt is recorded and the notification
+        // given up, as a URL does not change by waiting.
+        if let Err(refusal) = self.cfg.check_url(&url) {
+            let why = format!("not sent: the webhook URL {refusal}");
+            notification_attempt::ActiveModel {
+                notification_id: Set(id),
+                attempted_at: Set(chrono::Utc::now()),
+                url: Set(url),
+                status: Set(None),
+                error: Set(Some(why.clone())),
+                duration_ms: Set(0),
+                ..Default::default()
+            }
+            .insert(&self.db)
+            .await?;
+            self.db
+                .execute_raw(finish("failed", Some(why.clone())))
+                .await?;
+            events::notification(NotifyOutcome::GaveUp, id, upload_id, &why);
+            return Ok(true);
+        }
         let secret = tenant_secret(key, tenant.id, tenant.webhook_secret_version);
         let t = chrono::Utc::now().timestamp();
         let started = Instant::now();
@@ -375,9 +408,16 @@ impl Deliverer {
     }
 }
 
-/// A send error in words: timeout, connection, or other.
+/// A send error in words: refused by the guard, timeout, connection, or
+/// other. Never an address: the tenant reads these.
 fn describe(e: reqwest::Error) -> String {
-    if e.is_timeout() {
+    let refused = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .find_map(|e| e.downcast_ref::<crate::outbound::Refusal>());
+    if let Some(r) = refused {
+        format!("not sent: {r}")
+    } else if e.is_timeout() {
         "no answer within notify.timeout_seconds".into()
     } else if e.is_connect() {
         "could not connect to the receiver".into()

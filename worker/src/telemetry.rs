@@ -58,6 +58,8 @@ pub const INTAKE_LAST_SUCCESS: &str = "userfeed_intake_last_success_timestamp_se
 pub const DROP_FILES: &str = "userfeed_drop_files_total";
 /// Webhook delivery attempts and their outcome.
 pub const NOTIFICATIONS: &str = "userfeed_notifications_total";
+/// Admin API and screen requests refused to protect the service, by reason.
+pub const API_REFUSED: &str = "userfeed_api_refused_total";
 /// Always 1; its labels say which build runs (`version`, `commit`).
 pub const BUILD_INFO: &str = "userfeed_build_info";
 
@@ -167,6 +169,9 @@ fn preset_zero() {
     for outcome in events::NotifyOutcome::ALL {
         counter!(NOTIFICATIONS, "outcome" => outcome.as_str()).increment(0);
     }
+    for reason in events::ApiRefusal::ALL {
+        counter!(API_REFUSED, "reason" => reason.as_str()).increment(0);
+    }
     counter!(SQS_MESSAGES_RECEIVED).increment(0);
     counter!(SQS_MESSAGES_DELETED).increment(0);
     counter!(LEASES_LOST).increment(0);
@@ -229,6 +234,10 @@ fn describe() {
         "Webhook notifications handled, by outcome of the attempt."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the labels name the build.");
+    describe_counter!(
+        API_REFUSED,
+        "Admin API and screen requests refused to protect the service (rate limits, failed sign-ins, busy previews), by reason."
+    );
 }
 
 /// Typed events: each logs and counts in one call.
@@ -441,6 +450,79 @@ pub mod events {
             _ => info!(outcome, notification = id, upload_id, detail, "webhook"),
         }
         counter!(NOTIFICATIONS, "outcome" => outcome).increment(1);
+    }
+
+    /// Why the API or the screens refused a request to protect the service.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum ApiRefusal {
+        /// A token went past its rate limit.
+        TokenRate,
+        /// A client address without a valid token went past its limit.
+        AddressRate,
+        /// A client address tried to sign in too often.
+        SignInRate,
+        /// A sign-in with a token that is not valid.
+        SignInFailed,
+        /// A preview while the tenant's or every preview slot was taken.
+        PreviewBusy,
+    }
+
+    impl ApiRefusal {
+        /// Every reason, for pre-set counters.
+        pub const ALL: [ApiRefusal; 5] = [
+            ApiRefusal::TokenRate,
+            ApiRefusal::AddressRate,
+            ApiRefusal::SignInRate,
+            ApiRefusal::SignInFailed,
+            ApiRefusal::PreviewBusy,
+        ];
+
+        /// The `reason` label.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                ApiRefusal::TokenRate => "token_rate",
+                ApiRefusal::AddressRate => "address_rate",
+                ApiRefusal::SignInRate => "sign_in_rate",
+                ApiRefusal::SignInFailed => "sign_in_failed",
+                ApiRefusal::PreviewBusy => "preview_busy",
+            }
+        }
+    }
+
+    /// A request was refused (see [`ApiRefusal`]); `who` is a token's label
+    /// or a client address. Counted every time; logged at most once per
+    /// reason every 10 s, with how many were refused since the last line,
+    /// so a flood of refusals cannot flood the log.
+    pub fn api_refused(reason: ApiRefusal, who: &str) {
+        use std::sync::Mutex;
+        use std::time::{Duration, Instant};
+        static LAST: Mutex<Vec<(ApiRefusal, Instant, u64)>> = Mutex::new(Vec::new());
+        counter!(API_REFUSED, "reason" => reason.as_str()).increment(1);
+        let now = Instant::now();
+        let due = {
+            let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+            match last.iter_mut().find(|(r, ..)| *r == reason) {
+                Some((_, at, n)) if now.duration_since(*at) < Duration::from_secs(10) => {
+                    *n += 1;
+                    None
+                }
+                Some((_, at, n)) => {
+                    let since = std::mem::take(n) + 1;
+                    *at = now;
+                    Some(since)
+                }
+                None => {
+                    last.push((reason, now, 0));
+                    Some(1)
+                }
+            }
+        };
+        if let Some(refused) = due {
+            warn!(
+                reason = reason.as_str(),
+                who, refused, "admin API refusing requests (one line per reason every 10 s)"
+            );
+        }
     }
 
     /// The `result` labels of the recorded-uploads counter: a new upload, or

@@ -1,5 +1,5 @@
 //! Leaf validators: the syntax of values that configuration and the domain
-//! both check (a tenant slug, a webhook URL, a 256-bit key). They import
+//! both check (a tenant slug, a 256-bit key; webhook URLs are `outbound`'s). They import
 //! nothing of the crate, so `config` can use them without importing the
 //! modules that own the values.
 
@@ -15,21 +15,62 @@ pub fn is_valid_slug(slug: &str) -> bool {
         && !slug.starts_with('-')
 }
 
-/// Whether `url` may be a webhook URL: absolute `https://` (or `http://`
-/// with `allow_http`), with a host, no credentials.
-pub fn webhook_url(url: &str, allow_http: bool) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    match parsed.scheme() {
-        "https" => {}
-        "http" if allow_http => {}
-        "http" => return Err("must be https:// (notify.allow_http permits http://)".into()),
-        other => return Err(format!("scheme {other:?} is not https")),
+/// The longest text of each kind a request may carry. The OpenAPI schema
+/// states the same numbers (`maxLength`), which a test holds equal to these.
+pub mod max {
+    /// A CSV column name in a mapping.
+    pub const COLUMN: usize = 255;
+    /// A custom profile field's key.
+    pub const PROFILE_KEY: usize = 64;
+    /// A group's ID, as files name it.
+    pub const GROUP_ID: usize = 255;
+    /// A group's name.
+    pub const GROUP_NAME: usize = 255;
+    /// An S3 bucket name (S3's own limit).
+    pub const BUCKET: usize = 63;
+    /// An S3 key prefix.
+    pub const PREFIX: usize = 512;
+    /// A webhook URL.
+    pub const URL: usize = 2048;
+    /// A token typed into the sign-in form.
+    pub const TOKEN: usize = 256;
+}
+
+/// What is wrong with one text field of a request, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextProblem {
+    /// Longer than its kind allows.
+    #[error("{field} is longer than {max} characters")]
+    TooLong {
+        /// The field, as the request names it.
+        field: String,
+        /// Its maximum length.
+        max: usize,
+    },
+    /// Carries a NUL, a line break or another control character.
+    #[error(
+        "{field} contains a control character (such as NUL or a line break), which is not allowed"
+    )]
+    Control {
+        /// The field, as the request names it.
+        field: String,
+    },
+}
+
+/// Checks one single-line text field: at most `max` characters and no
+/// control characters. The database would refuse a NUL with an error that
+/// says nothing to the caller; this says which field.
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), TextProblem> {
+    if value.chars().any(char::is_control) {
+        return Err(TextProblem::Control {
+            field: field.to_string(),
+        });
     }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("must not carry credentials; the signature authenticates".into());
+    if value.chars().count() > max {
+        return Err(TextProblem::TooLong {
+            field: field.to_string(),
+            max,
+        });
     }
     Ok(())
 }
@@ -55,13 +96,24 @@ mod tests {
     }
 
     #[test]
-    fn webhook_urls_are_https_with_a_host_and_no_credentials() {
-        assert!(webhook_url("https://hooks.example.com/userfeed", false).is_ok());
-        assert!(webhook_url("http://hooks.example.com/x", false).is_err());
-        assert!(webhook_url("http://127.0.0.1:9000/x", true).is_ok());
-        assert!(webhook_url("https://user:pw@example.com/", false).is_err());
-        assert!(webhook_url("ftp://example.com/", true).is_err());
-        assert!(webhook_url("not a url", true).is_err());
+    fn text_fields_refuse_control_characters_and_excess_length_naming_the_field() {
+        assert!(text("name", "Sales – EMEA", 20).is_ok());
+        assert_eq!(
+            text("name", "a\u{0}b", 20).unwrap_err().to_string(),
+            "name contains a control character (such as NUL or a line break), which is not allowed"
+        );
+        assert!(text("name", "a\nb", 20).is_err());
+        assert_eq!(
+            text("columns.email", &"é".repeat(21), 20).unwrap_err(),
+            TextProblem::TooLong {
+                field: "columns.email".into(),
+                max: 20
+            }
+        );
+        assert!(
+            text("x", &"é".repeat(20), 20).is_ok(),
+            "characters, not bytes"
+        );
     }
 
     #[test]

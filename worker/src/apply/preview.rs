@@ -66,15 +66,25 @@ impl From<DbErr> for PreviewError {
     }
 }
 
-/// Previews `file` for `tenant`, in batches of `batch_size` rows.
+/// Previews `file` for `tenant`, in batches of `batch_size` rows; on
+/// PostgreSQL no statement of it may take longer than `deadline`.
 pub async fn preview(
     db: &DatabaseConnection,
     tenant: &Tenant,
     file: &Path,
     batch_size: usize,
     limits: crate::parse::Limits,
+    deadline: Option<std::time::Duration>,
 ) -> Result<PreviewReport, PreviewError> {
     let txn = db.begin().await?;
+    if let (Some(d), sea_orm::DbBackend::Postgres) = (deadline, txn.get_database_backend()) {
+        txn.execute_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            queries::PREVIEW_DEADLINE,
+            [d.as_millis().max(1).to_string().into()],
+        ))
+        .await?;
+    }
     let up = crate::intake::local::record(
         &txn,
         tenant.id,

@@ -162,6 +162,21 @@ pub struct ApplyConfig {
 pub struct HttpConfig {
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub bind: SocketAddr,
+    /// Seconds a client may take to send a request's head, or leave a
+    /// kept-alive connection idle, on both listeners.
+    pub header_timeout_seconds: u64,
+    /// Connections each listener serves at once; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl HttpConfig {
+    /// The connection hygiene of both listeners.
+    pub fn hygiene(&self) -> crate::listen::Hygiene {
+        crate::listen::Hygiene {
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_seconds),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// `[log]`
@@ -280,6 +295,23 @@ impl Config {
         self.api.validate()?;
         self.aws.validate()?;
         self.credentials.validate()?;
+        if self.http.header_timeout_seconds == 0 || self.http.max_connections == 0 {
+            return bad(
+                "http.header_timeout_seconds",
+                "header_timeout_seconds and max_connections must be at least 1",
+            );
+        }
+        // A preview holds a connection for its whole file: previews may
+        // take at most half the pool, so reads and workers always find one.
+        if self.api.previews_at_once > self.database.max_connections / 2 {
+            return bad(
+                "api.previews_at_once",
+                format!(
+                    "must be at most half of database.max_connections ({})",
+                    self.database.max_connections
+                ),
+            );
+        }
         Ok(())
     }
 

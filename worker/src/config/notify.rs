@@ -32,6 +32,10 @@ pub struct NotifyConfig {
     /// Allow `http://` webhook URLs (for a receiver inside the cluster or
     /// tests); otherwise only `https://`.
     pub allow_http: bool,
+    /// Non-public networks (CIDRs, addresses) and host names webhooks may
+    /// reach anyway: a receiver inside the cluster, on purpose
+    /// (`outbound::Allowed`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for NotifyConfig {
@@ -50,6 +54,8 @@ impl std::fmt::Debug for NotifyConfig {
             .field("signing_key_file", &self.signing_key_file)
             .field("timeout_seconds", &self.timeout_seconds)
             .field("retry_for_hours", &self.retry_for_hours)
+            .field("allow_http", &self.allow_http)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +89,17 @@ impl NotifyConfig {
 }
 
 impl NotifyConfig {
+    /// The allow-list of `allowed_hosts` (checked by [`Self::validate`]).
+    pub fn allowed(&self) -> crate::outbound::Allowed {
+        crate::outbound::Allowed::parse(&self.allowed_hosts).unwrap_or_default()
+    }
+
+    /// Checks a webhook URL a tenant or the operator sets against the
+    /// scheme rule and the allow-list.
+    pub fn check_url(&self, url: &str) -> Result<url::Url, crate::outbound::Refusal> {
+        crate::outbound::check_url(url, self.allow_http, &self.allowed())
+    }
+
     /// Checks the `[notify]` section; the error names the key.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let n = self;
@@ -107,10 +124,13 @@ impl NotifyConfig {
                 "retry_for_hours and poll_seconds must be above 0",
             );
         }
+        if let Err(e) = crate::outbound::Allowed::parse(&n.allowed_hosts) {
+            return bad("notify.allowed_hosts", e);
+        }
         if !n.default_url.is_empty()
-            && let Err(e) = crate::validate::webhook_url(&n.default_url, n.allow_http)
+            && let Err(e) = n.check_url(&n.default_url)
         {
-            return bad("notify.default_url", e);
+            return bad("notify.default_url", format!("the URL {e}"));
         }
         Ok(())
     }

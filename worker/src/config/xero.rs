@@ -44,6 +44,10 @@ pub struct XeroConfig {
     pub concurrency: usize,
     /// The longest `Retry-After` waited for; a longer one fails the call.
     pub max_retry_after_seconds: u64,
+    /// Accept `http://` for Xero's endpoints: only for tests against a
+    /// local server. Otherwise they must be `https://`, since the token
+    /// endpoint is sent the client secret.
+    pub allow_http: bool,
 }
 
 impl std::fmt::Debug for XeroConfig {
@@ -114,16 +118,35 @@ impl XeroConfig {
                 "must be 64 hexadecimal characters (e.g. `openssl rand -hex 32`)",
             );
         }
+        // The redirect URI is where the person's browser comes back to
+        // `xero connect` on loopback: http is normal there (RFC 8252).
+        match url::Url::parse(&x.redirect_uri) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return bad(
+                    "xero.redirect_uri",
+                    format!("{:?} is not an http(s) URL", x.redirect_uri),
+                );
+            }
+        }
+        // Xero's own endpoints receive the client secret and the tokens:
+        // https only, unless a test opts in.
         for (key, u) in [
-            ("xero.redirect_uri", &x.redirect_uri),
             ("xero.authorize_url", &x.authorize_url),
             ("xero.token_url", &x.token_url),
             ("xero.revoke_url", &x.revoke_url),
             ("xero.api_url", &x.api_url),
         ] {
             match url::Url::parse(u) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                _ => return bad(key, format!("{u:?} is not an http(s) URL")),
+                Ok(p) if p.scheme() == "https" => {}
+                Ok(p) if p.scheme() == "http" && x.allow_http => {}
+                Ok(p) if p.scheme() == "http" => {
+                    return bad(
+                        key,
+                        format!("{u:?} must be https:// (xero.allow_http is for tests only)"),
+                    );
+                }
+                _ => return bad(key, format!("{u:?} is not an https URL")),
             }
         }
         if x.timeout_seconds == 0 || x.max_attempts == 0 || x.concurrency == 0 {
@@ -133,5 +156,26 @@ impl XeroConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn xero_endpoints_must_be_https_unless_a_test_opts_in() {
+        let mut x = crate::config::Config::built_in().xero;
+        assert!(x.validate().is_ok(), "the defaults are Xero's https URLs");
+        x.token_url = "http://identity.xero.com/connect/token".into();
+        let err = x.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("xero.token_url") && err.contains("https"),
+            "{err}"
+        );
+        x.allow_http = true;
+        assert!(x.validate().is_ok());
+        x.allow_http = false;
+        x.token_url = "https://identity.xero.com/connect/token".into();
+        x.redirect_uri = "http://localhost:8765/callback".into();
+        assert!(x.validate().is_ok(), "a loopback redirect stays http");
     }
 }

@@ -60,33 +60,58 @@ pub struct Mapping {
     /// Platform field -> CSV header.
     #[serde(default)]
     pub columns: Columns,
-    /// Custom profile field -> CSV header.
+    /// Custom profile field -> CSV header (at most 255 characters).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, ColumnName>)]
     pub profile: BTreeMap<String, String>,
 }
+
+/// A CSV column's name, as a mapping holds it: the schema of the
+/// `profile` map's values (a string of at most 255 characters).
+pub struct ColumnName;
+
+impl utoipa::PartialSchema for ColumnName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(crate::validate::max::COLUMN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ColumnName {}
 
 /// The platform fields a CSV column can map to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Columns {
     /// Email address (required: every user needs one).
+    #[schema(max_length = 255)]
     pub email: Option<String>,
     /// The HR system's employee ID.
+    #[schema(max_length = 255)]
     pub external_id: Option<String>,
     /// Given name.
+    #[schema(max_length = 255)]
     pub first_name: Option<String>,
     /// Family name.
+    #[schema(max_length = 255)]
     pub last_name: Option<String>,
     /// `1`/`Active` or `0`/`Inactive`. When mapped, it decides each user's
     /// status and nobody is deactivated for being absent.
+    #[schema(max_length = 255)]
     pub status: Option<String>,
     /// Manager emails separated by `|`: the user's managers become exactly
     /// these (an empty cell clears them).
+    #[schema(max_length = 255)]
     pub managers: Option<String>,
     /// Platform group IDs separated by `|`: memberships are added, never removed.
+    #[schema(max_length = 255)]
     pub groups: Option<String>,
     /// Roles separated by `|` (Learner, Manager, Administrator): added to the
     /// roles the user holds, never removed.
+    #[schema(max_length = 255)]
     pub roles: Option<String>,
 }
 
@@ -153,6 +178,9 @@ pub enum MappingError {
     /// A profile field name is unusable.
     #[error("profile field name {0:?} must be 1-64 letters, digits or underscores")]
     BadProfileKey(String),
+    /// A column name is too long or holds a control character.
+    #[error(transparent)]
+    Text(#[from] crate::validate::TextProblem),
 }
 
 impl Mapping {
@@ -175,6 +203,10 @@ impl Mapping {
         }
         if key == MatchKey::ExternalId && self.columns.external_id.is_none() {
             return Err(MappingError::Required("external_id"));
+        }
+        use crate::validate::{max, text};
+        for (field, header) in self.mapped() {
+            text(&field.path(), header, max::COLUMN)?;
         }
         let mut seen = std::collections::HashSet::new();
         for (_, header) in self.mapped() {
@@ -235,6 +267,24 @@ enum Field {
     Groups,
     Roles,
     Profile(String),
+}
+
+impl Field {
+    /// Where the field is in a mapping (`columns.email`, `profile.team`).
+    fn path(&self) -> String {
+        let column = match self {
+            Field::Profile(k) => return format!("profile.{k}"),
+            Field::Email => "email",
+            Field::ExternalId => "external_id",
+            Field::FirstName => "first_name",
+            Field::LastName => "last_name",
+            Field::Status => "status",
+            Field::Managers => "managers",
+            Field::Groups => "groups",
+            Field::Roles => "roles",
+        };
+        format!("columns.{column}")
+    }
 }
 
 /// The type of a custom profile field.

@@ -105,12 +105,25 @@ impl Service {
                 "tenant {slug} has no mapping yet; set one first"
             )));
         }
-        preview::preview(db, &t, file, batch_size, limits)
-            .await
-            .map_err(|e| match e {
-                PreviewError::WouldFail(_) => ServiceError::Invalid(e.to_string()),
-                PreviewError::Other(m) => ServiceError::Db(DbErr::Custom(m)),
-            })
+        // One per tenant, a few at once, within a deadline that grows
+        // with the file (`service::fair`).
+        let _pass = self.previews.enter(t.id, slug)?;
+        let bytes = tokio::fs::metadata(file).await.map_or(0, |m| m.len());
+        let deadline = self.previews.deadline(bytes);
+        let run = preview::preview(db, &t, file, batch_size, limits, deadline);
+        let done = match deadline {
+            Some(d) => tokio::time::timeout(d, run).await.map_err(|_| {
+                ServiceError::Unavailable(format!(
+                    "the preview took longer than its {} s; try a smaller file, or upload it",
+                    d.as_secs()
+                ))
+            })?,
+            None => run.await,
+        };
+        done.map_err(|e| match e {
+            PreviewError::WouldFail(_) => ServiceError::Invalid(e.to_string()),
+            PreviewError::Other(m) => ServiceError::Db(DbErr::Custom(m)),
+        })
     }
 
     /// Delivers a manual upload where the tenant's drops go, so it is queued

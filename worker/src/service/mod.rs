@@ -49,6 +49,8 @@ pub struct Service {
     pub batch_size: usize,
     /// Where files sent by a person are delivered.
     pub deliver: crate::intake::manual::ManualUploads,
+    /// The gate of previews: one per tenant, a few at once, a deadline.
+    pub previews: std::sync::Arc<PreviewGate>,
 }
 
 impl Service {
@@ -64,6 +66,7 @@ impl Service {
             limits: Default::default(),
             batch_size: 500,
             deliver: Default::default(),
+            previews: Default::default(),
         }
     }
 
@@ -125,6 +128,9 @@ pub enum ServiceError {
     /// message names what, for the caller to try again later.
     #[error("{0}")]
     Unavailable(String),
+    /// Too much is running at once; the caller should try again shortly.
+    #[error("{0}")]
+    Busy(String),
     /// Database failure (logged; shown only as a generic message by the API).
     #[error("database error: {0}")]
     Db(#[from] DbErr),
@@ -174,8 +180,15 @@ impl From<RetryError> for ServiceError {
     }
 }
 
+/// One text field checked by [`crate::validate::text`], as a 422 naming it.
+fn text(field: &str, value: &str, max: usize) -> Result<(), ServiceError> {
+    crate::validate::text(field, value, max).map_err(|e| ServiceError::Invalid(e.to_string()))
+}
+
 fn no_tenant(slug: &str) -> ServiceError {
-    ServiceError::NotFound(TenantError::NotFound(slug.to_string()).to_string())
+    // Echo a slug no longer than a slug can be.
+    let shown: String = slug.chars().take(64).collect();
+    ServiceError::NotFound(TenantError::NotFound(shown).to_string())
 }
 
 fn no_upload(id: i64) -> ServiceError {
@@ -184,6 +197,7 @@ fn no_upload(id: i64) -> ServiceError {
 
 mod credentials;
 mod database;
+mod fair;
 mod files;
 mod local;
 mod overview;
@@ -194,6 +208,7 @@ mod xero;
 
 pub use credentials::*;
 pub use database::*;
+pub use fair::*;
 pub use files::*;
 pub use local::*;
 pub use overview::*;

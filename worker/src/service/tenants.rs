@@ -7,12 +7,15 @@ use super::*;
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Short unique name (lowercase letters, digits, dashes).
+    #[schema(max_length = 63)]
     pub slug: String,
     /// Bucket of its S3 drop location; empty for the drop folder only.
     #[serde(default)]
+    #[schema(max_length = 63)]
     pub bucket: String,
     /// Key prefix in the bucket; the slug when not given.
     #[serde(default)]
+    #[schema(max_length = 512)]
     pub prefix: Option<String>,
     /// How people are matched across files.
     pub match_on: MatchKey,
@@ -34,8 +37,10 @@ pub struct TenantSettings {
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     /// The ID files name it by.
+    #[schema(max_length = 255)]
     pub id: String,
     /// Its name on the platform.
+    #[schema(max_length = 255)]
     pub name: String,
 }
 
@@ -53,10 +58,28 @@ pub struct RemovedGroup {
 #[serde(deny_unknown_fields)]
 pub struct ProfileField {
     /// Its key, as mappings name it.
+    #[schema(max_length = 64)]
     pub key: String,
     /// Its type.
     #[serde(rename = "type")]
     pub field_type: FieldType,
+}
+
+impl NewTenant {
+    fn check(&self) -> Result<(), ServiceError> {
+        use crate::validate::max;
+        text("slug", &self.slug, 63)?;
+        text("bucket", &self.bucket, max::BUCKET)?;
+        text("prefix", self.prefix.as_deref().unwrap_or(""), max::PREFIX)
+    }
+}
+
+impl NewGroup {
+    fn check(&self) -> Result<(), ServiceError> {
+        use crate::validate::max;
+        text("id", &self.id, max::GROUP_ID)?;
+        text("name", &self.name, max::GROUP_NAME)
+    }
 }
 
 impl Service {
@@ -82,6 +105,7 @@ impl Service {
                 "only a platform token can create tenants".into(),
             ));
         }
+        new.check()?;
         let prefix = new
             .prefix
             .clone()
@@ -163,6 +187,7 @@ impl Service {
     ) -> Result<group::Model, ServiceError> {
         let db = &self.db;
         self.tenant(caller, slug).await?;
+        new.check()?;
         Ok(crate::groups::add(db, slug, &new.id, &new.name).await?)
     }
 
@@ -175,6 +200,7 @@ impl Service {
     ) -> Result<RemovedGroup, ServiceError> {
         let db = &self.db;
         self.tenant(caller, slug).await?;
+        text("the group id", key, crate::validate::max::GROUP_ID)?;
         let memberships = crate::groups::remove(db, slug, key).await?;
         Ok(RemovedGroup {
             id: key.to_string(),
@@ -191,6 +217,11 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let db = &self.db;
         self.tenant(caller, slug).await?;
+        text(
+            "the profile field key",
+            key,
+            crate::validate::max::PROFILE_KEY,
+        )?;
         Ok(crate::tenants::remove_profile_field(db, slug, key).await?)
     }
 
@@ -217,13 +248,16 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let db = &self.db;
         self.tenant(caller, slug).await?;
+        text("key", &field.key, crate::validate::max::PROFILE_KEY)?;
         Ok(crate::tenants::add_profile_field(db, slug, &field.key, field.field_type).await?)
     }
 
     /// One tenant.
     pub async fn tenant(&self, caller: &Caller, slug: &str) -> Result<Tenant, ServiceError> {
         let db = &self.db;
-        if !caller.reaches(slug) {
+        // A slug that cannot exist (a NUL, 1 MB) is not looked up: the
+        // database would refuse it with an error, not a "no tenant".
+        if !caller.reaches(slug) || !crate::validate::is_valid_slug(slug) {
             return Err(no_tenant(slug));
         }
         Ok(crate::tenants::by_slug(db, slug).await?)

@@ -16,7 +16,9 @@ pub struct Webhook {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookRequest {
-    /// The receiver's URL (`https://`, or `http://` with `notify.allow_http`).
+    /// The receiver's URL: `https://` (or `http://` where the deployment
+    /// allows it) to a public host, at most 2048 characters.
+    #[schema(max_length = 2048)]
     pub url: String,
     /// Replace the signing secret with a new one.
     #[serde(default)]
@@ -35,8 +37,10 @@ impl Service {
         let db = &self.db;
         let notify = &*self.notify;
         self.tenant(caller, slug).await?;
-        crate::validate::webhook_url(&req.url, notify.allow_http)
-            .map_err(|e| ServiceError::Invalid(format!("webhook URL: {e}")))?;
+        text("url", &req.url, crate::validate::max::URL)?;
+        notify
+            .check_url(&req.url)
+            .map_err(|e| ServiceError::Invalid(format!("the webhook URL {e}")))?;
         let Some(key) = notify
             .key()
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?

@@ -99,7 +99,7 @@ mod state;
 
 pub use lease::Lease;
 pub use object::ObjectCreated;
-pub use source::{UnknownSource, UploadSource};
+pub use source::{UnknownSource, UploadSource, drop_location};
 pub use state::{Resolution, UnknownState, UploadState};
 
 /// What the queue gauges show, across all pods.

@@ -31,16 +31,30 @@ impl UploadSource {
         matches!(self, UploadSource::Xero)
     }
 
-    /// Where an upload's file is, as its admin would name it: an S3 URL, or
-    /// a local path for the drop folder and `userfeed import`.
+    /// Where an upload's file is, as the tenant's admin names it: an S3
+    /// URL, or `drop/<tenant>/<file>` for the drop folder. Never a path
+    /// of the host: an imported or stored file shows its name only.
     pub fn location(self, bucket: &str, key: &str) -> String {
         match self {
             UploadSource::S3 => format!("s3://{bucket}/{key}"),
-            // The file moves on as its upload ends (intake::folder).
-            UploadSource::Folder => format!("{bucket}/{{processing,processed,failed}}/{key}"),
-            _ => std::path::Path::new(bucket).join(key).display().to_string(),
+            // `bucket` is the tenant's folder on the host; its last part is
+            // the tenant's slug, as the tenant's drop location reads.
+            UploadSource::Folder => drop_location(bucket, key),
+            _ => std::path::Path::new(key)
+                .file_name()
+                .map_or_else(|| key.to_string(), |n| n.to_string_lossy().into_owned()),
         }
     }
+}
+
+/// A file in a tenant's drop folder as the tenant names it:
+/// `drop/<tenant>/<file>`, from the host's `folder` of that tenant.
+pub fn drop_location(folder: &str, file: &str) -> String {
+    let tenant = std::path::Path::new(folder)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("drop/{tenant}/{file}")
 }
 
 #[cfg(test)]
@@ -57,6 +71,22 @@ mod tests {
             );
         }
         assert!("ftp".parse::<UploadSource>().is_err());
+    }
+
+    #[test]
+    fn locations_never_show_a_host_path() {
+        assert_eq!(
+            UploadSource::Folder.location("/var/lib/userfeed/drop/acme", "staff.csv"),
+            "drop/acme/staff.csv"
+        );
+        assert_eq!(
+            UploadSource::S3.location("hr-drops", "acme/staff.csv"),
+            "s3://hr-drops/acme/staff.csv"
+        );
+        assert_eq!(
+            UploadSource::Local.location("/home/ops/exports", "staff.csv"),
+            "staff.csv"
+        );
     }
 
     #[test]

@@ -5,12 +5,15 @@
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::guard::Guard;
 use super::problem::Problem;
 use super::state::WebState;
+use crate::listen::ClientAddr;
+use crate::telemetry::events::ApiRefusal;
 
 /// Answers 503 `#timeout` when the request takes longer than `limit`.
 pub async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
@@ -25,6 +28,29 @@ pub async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
     }
 }
 
+/// Refuses (422) a request whose path or query, once percent-decoded,
+/// holds a control character: no slug, id or cursor has one, and the
+/// database would refuse a NUL with an error that tells the caller
+/// nothing. Also past 2,048 characters of path and query.
+pub async fn plain_address(req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    let raw = uri.path_and_query().map_or("", |p| p.as_str());
+    let decoded = percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>();
+    let control = decoded.iter().any(|b| b.is_ascii_control())
+        || String::from_utf8_lossy(&decoded)
+            .chars()
+            .any(char::is_control);
+    if control || raw.len() > crate::validate::max::URL {
+        let why = if control {
+            "the address (path or query) contains a control character, such as NUL"
+        } else {
+            "the address (path and query) is longer than 2048 characters"
+        };
+        return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why).into_response();
+    }
+    next.run(req).await
+}
+
 /// Admits a request with a known bearer token; the handlers see its
 /// [`Token`]. Changes are logged with the token's label (the audit trail).
 pub async fn authenticate(State(s): State<WebState>, mut req: Request, next: Next) -> Response {
@@ -34,7 +60,22 @@ pub async fn authenticate(State(s): State<WebState>, mut req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    // A token longer than any token is not hashed: it is simply wrong.
+    let presented = presented.filter(|p| p.len() <= crate::validate::max::TOKEN);
     let Some(token) = presented.and_then(|p| s.tokens.verify(p)).cloned() else {
+        // Guessing tokens is limited per client address.
+        let addr = req
+            .extensions()
+            .get::<ClientAddr>()
+            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0);
+        if let Err(refused) = Guard::check(
+            s.guard.per_address.as_deref(),
+            &addr,
+            ApiRefusal::AddressRate,
+            &addr.to_string(),
+        ) {
+            return refused;
+        }
         let why = if presented.is_some() {
             "the bearer token is not valid"
         } else {
@@ -42,30 +83,32 @@ pub async fn authenticate(State(s): State<WebState>, mut req: Request, next: Nex
         };
         return Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response();
     };
-    if let Some(limiter) = &s.limiter
-        && let Err(wait) = limiter.check_key(&token.label)
-    {
-        use governor::clock::{Clock, DefaultClock};
-        let secs = wait
-            .wait_time_from(DefaultClock::default().now())
-            .as_secs_f64()
-            .ceil()
-            .max(1.0) as u64;
-        tracing::warn!(token = %token.label, retry_after_s = secs, "admin API rate limit reached");
-        let mut res = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            format!("too many requests with this token; try again in {secs} s"),
-        )
-        .into_response();
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return res;
+    if let Err(refused) = Guard::check(
+        s.limiter.as_deref(),
+        &token.label,
+        ApiRefusal::TokenRate,
+        &token.label,
+    ) {
+        return refused;
     }
     let changes = req.method() != axum::http::Method::GET;
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    // The path as the client sent it: under `nest` the request's own URI
+    // has lost its `/api/v1`.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
+    let method = req.method().clone();
     req.extensions_mut().insert(token.clone());
-    let res = next.run(req).await;
+    let mut res = next.run(req).await;
+    // Answers carry tenants' data and, for webhooks and credentials,
+    // secrets: no cache along the way may keep them.
+    if !res.headers().contains_key(header::CACHE_CONTROL) {
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
     if changes {
         tracing::info!(
             audit = true,

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod api;
 pub mod auth;
+pub mod guard;
 pub mod middleware;
 pub mod problem;
 pub mod session;
@@ -34,6 +35,7 @@ pub fn router(state: WebState) -> Router {
             "/ui/",
             get(|| async { axum::response::Redirect::to("/ui") }),
         )
+        .layer(axum::middleware::from_fn(middleware::plain_address))
 }
 
 /// Serves the API and the screens on `listener` until `stop` fires.
@@ -42,7 +44,6 @@ pub async fn serve(
     state: WebState,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    let hygiene = state.guard.hygiene;
+    crate::listen::serve(listener, router(state), hygiene, stop).await
 }

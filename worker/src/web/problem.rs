@@ -60,6 +60,7 @@ impl From<ServiceError> for Problem {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m)
             }
             ServiceError::Forbidden(m) => Problem::new(StatusCode::FORBIDDEN, "forbidden", m),
+            ServiceError::Busy(m) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "busy", m),
             ServiceError::Unavailable(m) => {
                 tracing::warn!(detail = %m, "admin API request failed on a dependency");
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)

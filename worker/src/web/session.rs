@@ -4,8 +4,16 @@
 //! HTTP-only, `SameSite=Strict` cookie, stored only as its SHA-256 in
 //! `ui_sessions`, with the token named by its own SHA-256. Every request
 //! looks the token up in the current tokens file, so removing a token ends
-//! its sessions and its scope is never copied. Sessions live in the
-//! database, so any pod behind the load balancer serves any session.
+//! its sessions and its scope is never copied; the rows of a removed token
+//! are deleted (when the daemon starts, and when one is presented), so
+//! they cannot come back to life if the same token is listed again. A
+//! token has at most `api.sessions_per_token` sessions; signing in past it
+//! ends the oldest. Sessions live in the database, so any pod behind the
+//! load balancer serves any session.
+//!
+//! With `api.secure_cookies` (the default) the cookies carry the
+//! `__Host-` prefix: browsers then take them only from this host, over
+//! HTTPS, for path `/`, so a sibling subdomain cannot plant one.
 //!
 //! Cross-site request forgery: every form carries the session's
 //! synchronizer token (`csrf`), compared in constant time; the sign-in form,
@@ -45,12 +53,23 @@ impl SessionSettings {
         }
     }
 
+    /// The name a cookie of the screens goes by: `__Host-` and `name`
+    /// when cookies are secure, `name` alone otherwise.
+    pub fn cookie_name(&self, name: &str) -> String {
+        if self.secure {
+            format!("__Host-{name}")
+        } else {
+            name.to_string()
+        }
+    }
+
     /// A cookie with the attributes every cookie of the screens has.
     pub fn cookie(&self, name: &'static str, value: String) -> Cookie<'static> {
-        let mut c = Cookie::new(name, value);
+        let mut c = Cookie::new(self.cookie_name(name), value);
         c.set_http_only(true);
         c.set_same_site(SameSite::Strict);
-        c.set_path("/ui");
+        // `__Host-` requires path `/` and `Secure`, and no domain.
+        c.set_path(if self.secure { "/" } else { "/ui" });
         c.set_secure(self.secure);
         c
     }
@@ -95,11 +114,13 @@ impl Session {
     }
 }
 
-/// Opens a session for `token`; returns the cookie value.
+/// Opens a session for `token`, ending its oldest past `keep` sessions;
+/// returns the cookie value.
 pub async fn open(
     db: &sea_orm::DatabaseConnection,
     token: &Token,
     settings: &SessionSettings,
+    keep: u32,
 ) -> Result<String, DbErr> {
     let secret = random_hex();
     let now = Utc::now();
@@ -119,7 +140,49 @@ pub async fn open(
         .filter(ui_session::Column::ExpiresAt.lt(now))
         .exec(db)
         .await?;
+    // The token's newest `keep` stay; older ones end.
+    use sea_orm::{QueryOrder, QuerySelect};
+    let older: Vec<i64> = ui_session::Entity::find()
+        .select_only()
+        .column(ui_session::Column::Id)
+        .filter(ui_session::Column::TokenSha256.eq(token.sha256_hex()))
+        .order_by_desc(ui_session::Column::Id)
+        .offset(u64::from(keep.max(1)))
+        .into_tuple()
+        .all(db)
+        .await?;
+    if !older.is_empty() {
+        ui_session::Entity::delete_many()
+            .filter(ui_session::Column::Id.is_in(older))
+            .exec(db)
+            .await?;
+    }
     Ok(secret)
+}
+
+/// Deletes the sessions of tokens no longer in `tokens` (the daemon's
+/// start, after the token file changed); how many.
+pub async fn end_removed(db: &sea_orm::DatabaseConnection, tokens: &Tokens) -> Result<u64, DbErr> {
+    use sea_orm::QuerySelect;
+    let held: Vec<String> = ui_session::Entity::find()
+        .select_only()
+        .column(ui_session::Column::TokenSha256)
+        .distinct()
+        .into_tuple()
+        .all(db)
+        .await?;
+    let gone: Vec<String> = held
+        .into_iter()
+        .filter(|h| tokens.by_hash(h).is_none())
+        .collect();
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    Ok(ui_session::Entity::delete_many()
+        .filter(ui_session::Column::TokenSha256.is_in(gone))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 /// Ends a session.
@@ -135,9 +198,11 @@ pub async fn close(db: &sea_orm::DatabaseConnection, session: &Session) -> Resul
 pub async fn current(
     db: &sea_orm::DatabaseConnection,
     tokens: &Tokens,
+    settings: &SessionSettings,
     jar: &CookieJar,
 ) -> Result<Option<Session>, DbErr> {
-    let Some(secret) = jar.get(COOKIE).map(|c| c.value().to_string()) else {
+    let name = settings.cookie_name(COOKIE);
+    let Some(secret) = jar.get(&name).map(|c| c.value().to_string()) else {
         return Ok(None);
     };
     let Some(row) = ui_session::Entity::find()
@@ -149,6 +214,9 @@ pub async fn current(
         return Ok(None);
     };
     let Some(token) = tokens.by_hash(&row.token_sha256) else {
+        // Its token left the file: the row goes, so listing the token
+        // again does not bring the session back.
+        ui_session::Entity::delete_by_id(row.id).exec(db).await?;
         return Ok(None);
     };
     Ok(Some(Session {

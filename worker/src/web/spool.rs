@@ -2,6 +2,11 @@
 //! spool file (in the system's temporary directory) as it arrives, with
 //! `limits.max_object_bytes` enforced chunk by chunk, so no file is ever
 //! held in memory whole; the spool file is deleted when the request ends.
+//!
+//! A body must also keep a minimum pace ([`Pace`]): after a grace period,
+//! the bytes received must keep up with `api.min_upload_bytes_per_second`,
+//! so a client trickling a file (or stalling mid-way) is cut with a 408
+//! instead of holding a task, a spool file and a connection for ever.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +31,38 @@ pub struct Files {
     pub spool: PathBuf,
     /// Where manual uploads go.
     pub deliver: ManualUploads,
+    /// The slowest a body may arrive.
+    pub pace: Pace,
+}
+
+/// The slowest a file body may arrive: `grace` plus a second per
+/// `min_bytes_per_second` of what has arrived so far.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Time allowed before the first byte counts.
+    pub grace: std::time::Duration,
+    /// The minimum average rate after it.
+    pub min_bytes_per_second: u64,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            grace: std::time::Duration::from_secs(10),
+            min_bytes_per_second: 8192,
+        }
+    }
+}
+
+impl Pace {
+    /// How long, from the start, a body that has sent `bytes` may take to
+    /// send its next chunk.
+    fn allowed(&self, bytes: u64) -> std::time::Duration {
+        self.grace
+            + std::time::Duration::from_secs_f64(
+                bytes as f64 / self.min_bytes_per_second.max(1) as f64,
+            )
+    }
 }
 
 impl Files {
@@ -37,6 +74,7 @@ impl Files {
             batch_size,
             spool: std::env::temp_dir(),
             deliver: ManualUploads::default(),
+            pace: Pace::default(),
         }
     }
 }
@@ -85,7 +123,20 @@ where
     };
     let mut file = tokio::fs::File::create(&path).await.map_err(unavailable)?;
     let mut spooled = Spooled { path, bytes: 0 };
-    while let Some(chunk) = stream.next().await {
+    let started = tokio::time::Instant::now();
+    loop {
+        let until = started + files.pace.allowed(spooled.bytes);
+        let Ok(next) = tokio::time::timeout_at(until, stream.next()).await else {
+            return Err(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "too-slow",
+                format!(
+                    "the file arrived too slowly (slower than {} bytes a second); send it again",
+                    files.pace.min_bytes_per_second
+                ),
+            ));
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             Problem::new(
                 StatusCode::BAD_REQUEST,

@@ -26,6 +26,9 @@ pub struct WebState {
     pub notify: Arc<crate::config::NotifyConfig>,
     /// Requests per token (by label); `None` for no limit.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// Per-address and sign-in limits, the session cap, connection
+    /// hygiene and the file routes' pace.
+    pub guard: super::guard::Guard,
     /// Tenants' upload credentials.
     pub credentials: Arc<CredentialsState>,
     /// How the admin screens' sessions behave.
@@ -71,6 +74,10 @@ impl WebState {
             limits: self.files.limits,
             batch_size: self.files.batch_size,
             deliver: self.files.deliver.clone(),
+            previews: Arc::new(crate::service::PreviewGate::new(
+                self.guard.previews_at_once,
+                Some((self.timeout, self.guard.file_bytes_per_second)),
+            )),
         };
         self
     }

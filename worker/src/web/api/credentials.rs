@@ -7,7 +7,7 @@ use super::*;
     path = "/tenants/{slug}/credentials",
     tag = "credentials",
     summary = "Connection details: bucket, prefix, upload command and the tenant's key IDs",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the connection details", body = crate::credentials::Connection),
         errors::Authenticated,
@@ -29,7 +29,7 @@ pub(super) async fn get_credentials(
     path = "/tenants/{slug}/credentials",
     tag = "credentials",
     summary = "Make the tenant's write-only upload user and key; the secret is in this answer only",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 201, description = "the new key, with its secret (shown once)", body = crate::credentials::NewKey),
         errors::Authenticated,
@@ -53,7 +53,7 @@ pub(super) async fn create_credentials(
     path = "/tenants/{slug}/credentials/rotate",
     tag = "credentials",
     summary = "Make a new key; the old one works for the grace period (credentials.rotation_grace_hours)",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the new key, with its secret (shown once), and the retiring one", body = crate::credentials::NewKey),
         errors::Authenticated,
@@ -81,7 +81,7 @@ pub(super) async fn rotate_credentials(
     path = "/tenants/{slug}/credentials",
     tag = "credentials",
     summary = "Delete every key of the tenant now",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the key IDs that no longer work", body = service::Revoked),
         errors::Authenticated,

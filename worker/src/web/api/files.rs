@@ -21,7 +21,7 @@ use crate::web::spool::spool;
     path = "/tenants/{slug}/preview",
     tag = "files",
     summary = "What a CSV would do; nothing changes",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     request_body(content = String, content_type = "text/csv", description = "the CSV file"),
     responses(
         (status = 200, description = "the preview", body = crate::apply::preview::PreviewReport),
@@ -43,8 +43,27 @@ pub(super) async fn preview(
     // The tenant is checked before the body is read.
     s.service.tenant(&t.caller, &slug).await?;
     let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
-    let r = s.service.preview(&t.caller, &slug, &f.path).await?;
+    let r = within(&s, f.bytes, s.service.preview(&t.caller, &slug, &f.path)).await?;
     Ok(Json(r))
+}
+
+/// Runs a file route's work on a file of `bytes` under the deadline that
+/// grows with it (`api.request_timeout_seconds` plus a second per
+/// `api.file_bytes_per_second`); past it, 503 `#timeout`.
+async fn within<T>(
+    s: &WebState,
+    bytes: u64,
+    work: impl Future<Output = Result<T, service::ServiceError>>,
+) -> Result<T, Problem> {
+    let limit = s.guard.file_deadline(s.timeout, bytes);
+    match tokio::time::timeout(limit, work).await {
+        Ok(done) => Ok(done?),
+        Err(_) => Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs()),
+        )),
+    }
 }
 
 /// The query of a manual upload: `?name=` names the file.
@@ -53,6 +72,7 @@ pub(super) async fn preview(
 #[into_params(parameter_in = Query)]
 pub(super) struct UploadQuery {
     /// The file's name (letters, digits, `.`, `-`, `_`); `upload.csv` when left out.
+    #[param(max_length = 255)]
     name: Option<String>,
 }
 
@@ -64,7 +84,7 @@ pub(super) struct UploadQuery {
     path = "/tenants/{slug}/files",
     tag = "files",
     summary = "Deliver a CSV where the tenant's drops go, to be queued like one",
-    params(("slug" = String, Path, description = "the tenant's slug"), UploadQuery),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug"), UploadQuery),
     request_body(content = String, content_type = "text/csv", description = "the CSV file"),
     responses(
         (status = 202, description = "delivered", body = crate::intake::manual::Delivered),
@@ -92,10 +112,13 @@ pub(super) async fn upload(
     crate::intake::manual::delivered_name(q.name.as_deref())
         .map_err(|e| Problem::from(service::ServiceError::Invalid(e.to_string())))?;
     let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
-    let done = s
-        .service
-        .deliver_file(&t.caller, &slug, q.name.as_deref(), &f.path, f.bytes)
-        .await?;
+    let done = within(
+        &s,
+        f.bytes,
+        s.service
+            .deliver_file(&t.caller, &slug, q.name.as_deref(), &f.path, f.bytes),
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(done)).into_response())
 }
 
@@ -106,7 +129,7 @@ pub(super) async fn upload(
     path = "/tenants/{slug}/mapping/suggest",
     tag = "mapping",
     summary = "A mapping suggested from a sample file or header line",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     request_body(content = String, content_type = "text/csv", description = "a sample CSV, or just its header line"),
     responses(
         (status = 200, description = "the suggestion", body = service::SuggestedMapping),
@@ -127,9 +150,12 @@ pub(super) async fn suggest(
     s.service.tenant(&t.caller, &slug).await?;
     let f = spool(&s.files, body, s.files.limits.max_object_bytes).await?;
     Ok(Json(
-        s.service
-            .suggest_mapping_for(&t.caller, &slug, &f.path)
-            .await?,
+        within(
+            &s,
+            f.bytes,
+            s.service.suggest_mapping_for(&t.caller, &slug, &f.path),
+        )
+        .await?,
     ))
 }
 
@@ -140,7 +166,7 @@ pub(super) async fn suggest(
     path = "/tenants/{slug}/mapping/template",
     tag = "mapping",
     summary = "The CSV template for the mapping",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "a CSV header and example row", body = String, content_type = "text/csv"),
         errors::Authenticated,

@@ -7,7 +7,7 @@ use super::*;
     path = "/tenants/{slug}/groups",
     tag = "groups",
     summary = "Groups files can add people to",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the groups", body = Vec<crate::db::entity::group::Model>),
         errors::Authenticated,
@@ -29,7 +29,7 @@ pub(super) async fn list_groups(
     path = "/tenants/{slug}/groups",
     tag = "groups",
     summary = "Add a group",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     request_body = service::NewGroup,
     responses(
         (status = 201, description = "created", body = crate::db::entity::group::Model),
@@ -59,7 +59,7 @@ pub(super) async fn add_group(
     path = "/tenants/{slug}/groups/{key}",
     tag = "groups",
     summary = "Remove a group and its memberships",
-    params(("slug" = String, Path, description = "the tenant's slug"), ("key" = String, Path, description = "the group's ID")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug"), ("key" = String, Path, max_length = 255, description = "the group's ID")),
     responses(
         (status = 200, description = "removed", body = service::RemovedGroup),
         errors::Authenticated,

@@ -7,7 +7,7 @@ use super::*;
     path = "/tenants/{slug}/mapping",
     tag = "mapping",
     summary = "The mapping",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the mapping", body = crate::map::Mapping),
         errors::Authenticated,
@@ -30,7 +30,7 @@ pub(super) async fn get_mapping(
     path = "/tenants/{slug}/mapping",
     tag = "mapping",
     summary = "Replace the mapping",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     request_body = crate::map::Mapping,
     responses(
         (status = 200, description = "the mapping", body = crate::map::Mapping),

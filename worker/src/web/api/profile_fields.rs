@@ -7,7 +7,7 @@ use super::*;
     path = "/tenants/{slug}/profile-fields",
     tag = "profile fields",
     summary = "Custom profile fields",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the fields", body = Vec<service::ProfileField>),
         errors::Authenticated,
@@ -29,7 +29,7 @@ pub(super) async fn list_profile_fields(
     path = "/tenants/{slug}/profile-fields",
     tag = "profile fields",
     summary = "Add a profile field",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     request_body = service::ProfileField,
     responses(
         (status = 201, description = "created", body = service::ProfileField),
@@ -61,7 +61,7 @@ pub(super) async fn add_profile_field(
     path = "/tenants/{slug}/profile-fields/{key}",
     tag = "profile fields",
     summary = "Remove a profile field (refused while the mapping fills it)",
-    params(("slug" = String, Path, description = "the tenant's slug"), ("key" = String, Path, description = "the field")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug"), ("key" = String, Path, max_length = 64, description = "the field")),
     responses(
         (status = 204, description = "removed"),
         errors::Authenticated,

@@ -55,7 +55,7 @@ pub(super) async fn add_tenant(
     path = "/tenants/{slug}",
     tag = "tenants",
     summary = "One tenant",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the tenant", body = crate::tenants::Tenant),
         errors::Authenticated,
@@ -77,7 +77,7 @@ pub(super) async fn get_tenant(
     path = "/tenants/{slug}",
     tag = "tenants",
     summary = "Change the safety cap",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     request_body = service::TenantSettings,
     responses(
         (status = 200, description = "the tenant", body = crate::tenants::Tenant),

@@ -23,7 +23,7 @@ pub(super) struct UploadsQuery {
     path = "/tenants/{slug}/uploads",
     tag = "uploads",
     summary = "Upload history, newest first, a page at a time",
-    params(("slug" = String, Path, description = "the tenant's slug"), UploadsQuery),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug"), UploadsQuery),
     responses(
         (status = 200, description = "a page of uploads", body = Page<crate::db::entity::upload::Model>),
         errors::Malformed,
@@ -102,6 +102,7 @@ pub(super) struct PageQuery {
     /// Entries per page, 1 to 1000 (default 100).
     limit: Option<u64>,
     /// The cursor a page's `next` carries.
+    #[param(max_length = 255)]
     after: Option<String>,
     /// `json` (default) or, for problems, `csv`.
     format: Option<Format>,

@@ -7,7 +7,7 @@ use super::*;
     path = "/tenants/{slug}/users",
     tag = "users",
     summary = "Users with roles, managers and groups",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the users", body = Vec<crate::report::UserListing>),
         errors::Authenticated,

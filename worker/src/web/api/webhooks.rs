@@ -7,7 +7,7 @@ use super::*;
     path = "/tenants/{slug}/webhook",
     tag = "webhooks",
     summary = "Set where the tenant's notifications go",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     request_body = service::WebhookRequest,
     responses(
         (status = 200, description = "the URL and the signing secret", body = service::Webhook),
@@ -37,7 +37,7 @@ pub(super) async fn put_webhook(
     path = "/tenants/{slug}/webhook",
     tag = "webhooks",
     summary = "Remove the tenant's webhook URL",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 204, description = "removed"),
         errors::Authenticated,

@@ -45,7 +45,7 @@ pub fn routes() -> Router<WebState> {
     path = "/tenants/{slug}/xero",
     tag = "xero",
     summary = "The tenant's Xero connection (never its tokens)",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the connection, or null", body = XeroStatus),
         errors::Authenticated,
@@ -68,7 +68,7 @@ pub(super) async fn get_xero(
     path = "/tenants/{slug}/xero/preview",
     tag = "xero",
     summary = "What an import would do now: employees to import, those that cannot be (with reasons), those already users",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "the three groups", body = crate::xero::XeroPreview),
         errors::Authenticated,
@@ -91,7 +91,7 @@ pub(super) async fn preview_xero(
     path = "/tenants/{slug}/xero/import",
     tag = "xero",
     summary = "Queue an import of the organisation's employees (an upload of source xero: creates users only)",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 202, description = "the queued upload and what it was built from", body = XeroImport),
         errors::Authenticated,
@@ -118,7 +118,7 @@ pub(super) async fn import_xero(
     path = "/tenants/{slug}/xero",
     tag = "xero",
     summary = "Revoke the grant in Xero and delete the tenant's connection",
-    params(("slug" = String, Path, description = "the tenant's slug")),
+    params(("slug" = String, Path, max_length = 63, description = "the tenant's slug")),
     responses(
         (status = 200, description = "whether there was a connection", body = Disconnected),
         errors::Authenticated,

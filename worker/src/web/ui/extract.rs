@@ -34,8 +34,18 @@ impl FromRequestParts<WebState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, s: &WebState) -> Result<Self, Response> {
         let jar = CookieJar::from_headers(&parts.headers);
-        match current(&s.db, &s.tokens, &jar).await {
-            Ok(Some(session)) => Ok(session),
+        match current(&s.db, &s.tokens, &s.session, &jar).await {
+            // A session spends its token's requests: signing in is no way
+            // around the token's limit.
+            Ok(Some(session)) => {
+                crate::web::guard::Guard::check(
+                    s.limiter.as_deref(),
+                    &session.label,
+                    crate::telemetry::events::ApiRefusal::TokenRate,
+                    &session.label,
+                )?;
+                Ok(session)
+            }
             Ok(None) => Err(Redirect::to("/ui/sign-in").into_response()),
             Err(e) => {
                 tracing::error!(error = %e, "reading an admin screen session failed");

@@ -1,6 +1,10 @@
 //! Signing in with a token, and signing out.
 
 use super::*;
+use crate::listen::ClientAddr;
+use crate::telemetry::events::{self, ApiRefusal};
+use crate::web::guard::Guard;
+use axum::Extension;
 
 pub(super) async fn sign_in_form(State(s): State<WebState>, jar: CookieJar) -> Response {
     let csrf = session::random_hex();
@@ -16,11 +20,21 @@ pub(super) struct SignIn {
 
 pub(super) async fn sign_in(
     State(s): State<WebState>,
+    client: Option<Extension<ClientAddr>>,
     jar: CookieJar,
     Form(f): Form<SignIn>,
 ) -> Response {
+    let addr = client.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.0);
+    if let Err(refused) = Guard::check(
+        s.guard.sign_in.as_deref(),
+        &addr,
+        ApiRefusal::SignInRate,
+        &addr.to_string(),
+    ) {
+        return refused;
+    }
     let expected = jar
-        .get(session::SIGN_IN_COOKIE)
+        .get(&s.session.cookie_name(session::SIGN_IN_COOKIE))
         .map(|c| c.value().to_string());
     let again = |status, why: &str| {
         let csrf = session::random_hex();
@@ -35,11 +49,14 @@ pub(super) async fn sign_in(
             "The sign-in form was too old or not sent from this page. Try again.",
         );
     }
-    let Some(token) = s.tokens.verify(f.token.trim()).cloned() else {
-        tracing::warn!("admin screen sign-in with a token that is not valid");
+    let token = (f.token.len() <= crate::validate::max::TOKEN)
+        .then(|| s.tokens.verify(f.token.trim()).cloned())
+        .flatten();
+    let Some(token) = token else {
+        events::api_refused(ApiRefusal::SignInFailed, &addr.to_string());
         return again(StatusCode::UNAUTHORIZED, "That token is not valid.");
     };
-    match session::open(&s.db, &token, &s.session).await {
+    match session::open(&s.db, &token, &s.session, s.guard.sessions_per_token).await {
         Ok(secret) => {
             tracing::info!(audit = true, token = %token.label, "signed in to the admin screens");
             let jar = jar

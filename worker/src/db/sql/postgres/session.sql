@@ -110,3 +110,13 @@ SET LOCAL userfeed.feed_writer = 'on';
 -- users in 2,001 tenants, where the tenant index answers at once).
 SET LOCAL enable_nestloop = off;
 SET LOCAL plan_cache_mode = force_custom_plan;
+
+-- name: preview_deadline
+-- A preview's transaction may take at most `$1` milliseconds in any one
+-- statement, or in waiting idle between statements (text, as
+-- `set_config` takes it). A preview holds a pooled connection and row
+-- locks for its whole file; the deadline makes sure it gives both back
+-- even if its caller has gone (`service::fair`). `SET LOCAL` cannot take
+-- a parameter; `set_config(..., true)` is its form that can.
+SELECT set_config('statement_timeout', $1, true),
+       set_config('idle_in_transaction_session_timeout', $1, true);
