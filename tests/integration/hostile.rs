@@ -404,7 +404,8 @@ async fn every_string_field_has_a_maximum_length_and_a_longer_value_is_refused()
         ),
     ] {
         let (status, _, p) = s.json(method, path, &s.acme, &body.to_string()).await;
-        assert_eq!(status, 422, "{method} {path}: {p}");
+        let shown: String = p.to_string().chars().take(300).collect();
+        assert_eq!(status, 422, "{method} {path}: {shown}");
         assert!(p["detail"].as_str().unwrap().contains(why), "{p}");
     }
     // Exactly the limit is fine.
@@ -891,4 +892,48 @@ async fn past_the_connection_cap_a_new_connection_waits_until_one_closes() {
         .unwrap();
     assert_eq!(status, 200);
     drop(hold2);
+}
+
+#[tokio::test]
+async fn a_tenant_sees_its_uploads_locations_as_it_names_them_never_a_host_folder() {
+    let db = TestDb::new().await.unwrap();
+    two_tenants(&db).await;
+    for (bucket, key, source) in [
+        ("/var/lib/userfeed/drop/acme", "staff.csv", "folder"),
+        ("/home/ops/exports", "one-off.csv", "local"),
+    ] {
+        db.scalar(&format!(
+            "INSERT INTO uploads (tenant_id, bucket, object_key, object_identity, state, source) \
+             SELECT id, '{bucket}', '{key}', '{key}', 'failed', '{source}' \
+             FROM tenants WHERE slug = 'acme' RETURNING id"
+        ))
+        .await;
+    }
+    let s = serve(&db, |_| {}).await;
+    let (status, _, page) = s
+        .json("GET", "/api/v1/tenants/acme/uploads", &s.acme, "")
+        .await;
+    assert_eq!(status, 200);
+    let text = page.to_string();
+    assert!(
+        !text.contains("/var/lib") && !text.contains("/home/ops"),
+        "{text}"
+    );
+    let buckets: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["bucket"].as_str().unwrap())
+        .collect();
+    assert_eq!(buckets, ["", "drop/acme"], "newest first");
+    let id = page["items"][1]["id"].as_i64().unwrap();
+    let (_, _, one) = s
+        .json("GET", &format!("/api/v1/uploads/{id}"), &s.acme, "")
+        .await;
+    assert_eq!(one["bucket"], "drop/acme");
+    // The operator still sees where the file is on the host.
+    let (_, _, ops) = s
+        .json("GET", &format!("/api/v1/uploads/{id}"), &s.ops, "")
+        .await;
+    assert_eq!(ops["bucket"], "/var/lib/userfeed/drop/acme");
 }

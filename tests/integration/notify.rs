@@ -21,6 +21,8 @@ each_backend!(
     a_name_resolving_to_loopback_is_refused_at_delivery_and_nothing_is_sent,
     a_stored_url_to_loopback_is_given_up_at_delivery_without_a_call,
     a_redirect_is_not_followed,
+    a_receiver_that_does_not_answer_in_time_is_retried,
+    a_delivery_whose_lease_expires_mid_call_is_retried_and_the_late_end_changes_nothing,
 );
 
 const KEY: &str = "test-signing-key-0123456789abcdef0123456789";
@@ -374,4 +376,62 @@ async fn a_redirect_is_not_followed(backend: DbBackend) {
         elsewhere.received().is_empty(),
         "the redirect was not followed"
     );
+}
+
+async fn a_receiver_that_does_not_answer_in_time_is_retried(backend: DbBackend) {
+    let mut e = env(backend, 1.0).await;
+    e.cfg.timeout_seconds = 1;
+    let receiver = Receiver::start("127.0.0.1:0", &[0, 200]).await;
+    e.webhook(&receiver.addr).await;
+    e.apply("acme/1.csv", bad_row_file()).await;
+    let id = e.db.scalar("SELECT max(id) FROM notifications").await;
+    assert_eq!(e.until_settled(&e.deliverer(), id).await, "delivered");
+    assert_eq!(
+        e.db.rows(&format!(
+            "SELECT COALESCE(error, 'ok') FROM notification_attempts \
+             WHERE notification_id = {id} ORDER BY id"
+        ))
+        .await,
+        ["the receiver did not answer in time", "ok"]
+    );
+    assert_eq!(receiver.received().len(), 2);
+}
+
+/// A deliverer whose call outlives its lease: the next deliverer claims
+/// the notification and delivers it; the first one's late end (its call
+/// timing out) must not undo that.
+async fn a_delivery_whose_lease_expires_mid_call_is_retried_and_the_late_end_changes_nothing(
+    backend: DbBackend,
+) {
+    let mut e = env(backend, 1.0).await;
+    e.cfg.timeout_seconds = 3;
+    let receiver = Receiver::start("127.0.0.1:0", &[0, 200]).await;
+    e.webhook(&receiver.addr).await;
+    e.apply("acme/1.csv", bad_row_file()).await;
+    let id = e.db.scalar("SELECT max(id) FROM notifications").await;
+    let first = e.deliverer();
+    let stuck = tokio::spawn(async move { first.deliver_next().await });
+    wait_for(
+        "the first call to arrive",
+        Duration::from_secs(10),
+        || async { (receiver.received().len() == 1).then_some(()) },
+    )
+    .await;
+    // The lease runs out while the call hangs (the clock moved by the row).
+    e.db.scalar(&format!(
+        "UPDATE notifications SET lease_expires_at = '2000-01-01T00:00:00.000Z' \
+         WHERE id = {id} RETURNING id"
+    ))
+    .await;
+    assert_eq!(e.until_settled(&e.deliverer(), id).await, "delivered");
+    // The first call times out now; its end finds the notification taken.
+    assert!(stuck.await.unwrap().unwrap());
+    assert_eq!(
+        e.db.rows(&format!(
+            "SELECT state || ' ' || attempts FROM notifications WHERE id = {id}"
+        ))
+        .await,
+        ["delivered 2"]
+    );
+    assert_eq!(receiver.received().len(), 2);
 }

@@ -1153,7 +1153,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Listens on `addr` (e.g. `127.0.0.1:0`), answering with `statuses`.
+    /// Listens on `addr` (e.g. `127.0.0.1:0`), answering with `statuses`;
+    /// a status of 0 never answers (a receiver that hangs).
     pub async fn start(addr: &str, statuses: &[u16]) -> Receiver {
         Self::start_with(addr, statuses, &[]).await
     }
@@ -1172,6 +1173,7 @@ impl Receiver {
         let stop = tokio_util::sync::CancellationToken::new();
         let (seen, statuses, halt) = (got.clone(), statuses.to_vec(), stop.clone());
         tokio::spawn(async move {
+            let mut held = Vec::new();
             loop {
                 let (mut s, _) = tokio::select! {
                     () = halt.cancelled() => return,
@@ -1217,6 +1219,12 @@ impl Receiver {
                     g.len()
                 };
                 let status = statuses[(n - 1).min(statuses.len() - 1)];
+                if status == 0 {
+                    // Never answers: the connection is held open until the
+                    // receiver stops.
+                    held.push(s);
+                    continue;
+                }
                 let _ = s
                     .write_all(
                         format!(

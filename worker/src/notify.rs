@@ -144,7 +144,11 @@ fn payload(id: i64, event: &str, tenant: &Tenant, up: &upload::Model) -> String 
             id: up.id,
             state: up.state.as_str(),
             source: up.source.as_str(),
-            object: up.source.location(&up.bucket, &up.object_key),
+            // As the tenant names it, never a folder of the host.
+            object: up.source.location(
+                &up.source.shown_bucket(&up.bucket, &tenant.slug),
+                &up.object_key,
+            ),
             counts: Counts {
                 read: up.rows_read,
                 created: up.rows_created,
@@ -275,7 +279,7 @@ impl Deliverer {
             Statement::from_sql_and_values(
                 backend,
                 q.finish_notification,
-                [id.into(), state.into(), why.into()],
+                [id.into(), state.into(), why.into(), attempts.into()],
             )
         };
         let tenant = match tenants::by_id(&self.db, tenant_id).await {
@@ -394,14 +398,23 @@ impl Deliverer {
                     self.backoff(attempts).into(),
                     (self.cfg.retry_for_hours * 3600.0).into(),
                     error.clone().into(),
+                    attempts.into(),
                 ],
             ))
             .await?;
         let state: Option<String> = row.map(|r| r.try_get("", "state")).transpose()?;
-        let outcome = if state.as_deref() == Some("failed") {
-            NotifyOutcome::GaveUp
-        } else {
-            NotifyOutcome::Retried
+        let outcome = match state.as_deref() {
+            Some("failed") => NotifyOutcome::GaveUp,
+            Some(_) => NotifyOutcome::Retried,
+            // Our lease expired during the call and another deliverer has
+            // the notification now; it decides.
+            None => {
+                tracing::info!(
+                    notification = id,
+                    "webhook attempt ended after its lease; another deliverer has it"
+                );
+                return Ok(true);
+            }
         };
         events::notification(outcome, id, upload_id, &error);
         Ok(true)
@@ -418,7 +431,7 @@ fn describe(e: reqwest::Error) -> String {
     if let Some(r) = refused {
         format!("not sent: {r}")
     } else if e.is_timeout() {
-        "no answer within notify.timeout_seconds".into()
+        "the receiver did not answer in time".into()
     } else if e.is_connect() {
         "could not connect to the receiver".into()
     } else {

@@ -123,7 +123,7 @@ impl ManualUploads {
                 .await
                 .map_err(|e| failed(&e))?;
             return Ok(Delivered {
-                location: crate::upload::drop_location(&folder.display().to_string(), name),
+                location: crate::upload::drop_location(&tenant.slug, name),
                 name: name.to_string(),
                 bytes,
             });

@@ -31,6 +31,15 @@ pub fn hold_pending(u: &Upload) -> bool {
     u.state == UploadState::Held && u.hold_resolution.is_none()
 }
 
+/// An upload as `caller` may see it: a tenant's admin never sees a folder
+/// of the host (the drop folder's place, a CLI import's directory), only
+/// the location as the tenant names it (`drop/acme`, the S3 bucket).
+fn as_seen_by(caller: &Caller, slug: &str, up: &mut upload::Model) {
+    if let Caller::Tenant(_) = caller {
+        up.bucket = up.source.shown_bucket(&up.bucket, slug);
+    }
+}
+
 impl Service {
     /// A tenant's uploads, newest first.
     pub async fn uploads(
@@ -54,7 +63,11 @@ impl Service {
     ) -> Result<Vec<upload::Model>, ServiceError> {
         let db = &self.db;
         let t = self.tenant(caller, slug).await?;
-        Ok(report::uploads_page(db, t.id, filter, limit).await?)
+        let mut page = report::uploads_page(db, t.id, filter, limit).await?;
+        for up in &mut page {
+            as_seen_by(caller, &t.slug, up);
+        }
+        Ok(page)
     }
 
     /// The upload `id` if the caller reaches its tenant.
@@ -92,9 +105,12 @@ impl Service {
     ) -> Result<UploadDetail, ServiceError> {
         let db = &self.db;
         self.reachable_upload(caller, id).await?;
-        report::upload_detail(db, id, problems)
+        let mut detail = report::upload_detail(db, id, problems)
             .await?
-            .ok_or_else(|| no_upload(id))
+            .ok_or_else(|| no_upload(id))?;
+        let slug = detail.tenant.clone();
+        as_seen_by(caller, &slug, &mut detail.upload);
+        Ok(detail)
     }
 
     /// A page of an upload's row problems, by line, after `after`.

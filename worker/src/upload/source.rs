@@ -37,9 +37,15 @@ impl UploadSource {
     pub fn location(self, bucket: &str, key: &str) -> String {
         match self {
             UploadSource::S3 => format!("s3://{bucket}/{key}"),
-            // `bucket` is the tenant's folder on the host; its last part is
-            // the tenant's slug, as the tenant's drop location reads.
-            UploadSource::Folder => drop_location(bucket, key),
+            // `bucket` is the tenant's folder (on the host, or as
+            // [`Self::shown_bucket`] gives it): its last part names it.
+            UploadSource::Folder => drop_location(
+                &std::path::Path::new(bucket)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                key,
+            ),
             _ => std::path::Path::new(key)
                 .file_name()
                 .map_or_else(|| key.to_string(), |n| n.to_string_lossy().into_owned()),
@@ -47,13 +53,22 @@ impl UploadSource {
     }
 }
 
+impl UploadSource {
+    /// The `bucket` of an upload as its tenant may see it: the S3 bucket,
+    /// `drop/<tenant>` for the drop folder, and nothing for the others,
+    /// whose `bucket` is a folder of the host.
+    pub fn shown_bucket(self, bucket: &str, tenant: &str) -> String {
+        match self {
+            UploadSource::S3 => bucket.to_string(),
+            UploadSource::Folder => format!("drop/{tenant}"),
+            _ => String::new(),
+        }
+    }
+}
+
 /// A file in a tenant's drop folder as the tenant names it:
-/// `drop/<tenant>/<file>`, from the host's `folder` of that tenant.
-pub fn drop_location(folder: &str, file: &str) -> String {
-    let tenant = std::path::Path::new(folder)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+/// `drop/<tenant>/<file>`.
+pub fn drop_location(tenant: &str, file: &str) -> String {
     format!("drop/{tenant}/{file}")
 }
 

@@ -37,6 +37,12 @@ RETURNING n.id, n.upload_id, n.tenant_id, n.event, n.payload, n.attempts;
 -- After a failed attempt: due again in `$2` seconds, or `failed` when that
 -- would be past `$3` seconds after the notification was made (the bounded
 -- time retries may take). `$1` id, `$4` the error. Returns the new state.
+--
+-- `$5` fences: the attempt count the deliverer claimed with. A deliverer
+-- whose lease expired mid-call (its call outlived `timeout_seconds + 30`)
+-- may end only after another has claimed the notification again; its
+-- late answer then matches no row and changes nothing, instead of
+-- undoing the other's `delivered`.
 UPDATE notifications
 SET state = CASE WHEN created_at + make_interval(secs => $3) < now() + make_interval(secs => $2)
                  THEN 'failed' ELSE 'pending' END,
@@ -45,12 +51,13 @@ SET state = CASE WHEN created_at + make_interval(secs => $3) < now() + make_inte
     next_attempt_at = now() + make_interval(secs => $2),
     lease_expires_at = NULL,
     last_error = $4
-WHERE id = $1
+WHERE id = $1 AND state = 'pending' AND attempts = $5
 RETURNING state;
 
 -- name: finish_notification
--- Ends a notification: `$2` `delivered` or `skipped`, `$3` why (for skipped).
--- `$1` id.
+-- Ends a notification: `$2` `delivered`, `skipped` or `failed`, `$3` why.
+-- `$1` id, `$4` the attempt count claimed with (fencing, as for
+-- [`RETRY_NOTIFICATION`]).
 UPDATE notifications
 SET state = $2, finished_at = now(), lease_expires_at = NULL, last_error = $3
-WHERE id = $1;
+WHERE id = $1 AND state = 'pending' AND attempts = $4;

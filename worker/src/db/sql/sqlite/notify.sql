@@ -30,6 +30,7 @@ RETURNING id, upload_id, tenant_id, event, payload, attempts;
 -- name: retry_notification
 -- After a failed attempt: due again in `?2` seconds, or `failed` past `?3`
 -- seconds after it was made. `?1` id, `?4` the error. Returns the state.
+-- `?5` fences: the attempt count claimed with (see PostgreSQL's).
 UPDATE notifications
 SET state = CASE WHEN strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '+' || ?3 || ' seconds')
                       < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ?2 || ' seconds')
@@ -40,11 +41,12 @@ SET state = CASE WHEN strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '+' || ?3 || ' 
     next_attempt_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ?2 || ' seconds'),
     lease_expires_at = NULL,
     last_error = ?4
-WHERE id = ?1
+WHERE id = ?1 AND state = 'pending' AND attempts = ?5
 RETURNING state;
 
 -- name: finish_notification
--- Ends a notification: `?2` `delivered` or `skipped`, `?3` why. `?1` id.
+-- Ends a notification: `?2` `delivered`, `skipped` or `failed`, `?3` why.
+-- `?1` id, `?4` the attempt count claimed with (fencing).
 UPDATE notifications
 SET state = ?2, finished_at = {{> now}}, lease_expires_at = NULL, last_error = ?3
-WHERE id = ?1;
+WHERE id = ?1 AND state = 'pending' AND attempts = ?4;
