@@ -200,7 +200,12 @@ impl Service {
     ) -> Result<RemovedGroup, ServiceError> {
         let db = &self.db;
         self.tenant(caller, slug).await?;
-        text("the group id", key, crate::validate::max::GROUP_ID)?;
+        // A key no group can have names none (as a missing one does).
+        if crate::validate::text("id", key, crate::validate::max::GROUP_ID).is_err() {
+            return Err(ServiceError::NotFound(format!(
+                "tenant {slug:?} has no group with that id"
+            )));
+        }
         let memberships = crate::groups::remove(db, slug, key).await?;
         Ok(RemovedGroup {
             id: key.to_string(),
@@ -217,11 +222,12 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let db = &self.db;
         self.tenant(caller, slug).await?;
-        text(
-            "the profile field key",
-            key,
-            crate::validate::max::PROFILE_KEY,
-        )?;
+        // A key no field can have names none (as a missing one does).
+        if crate::validate::text("key", key, crate::validate::max::PROFILE_KEY).is_err() {
+            return Err(ServiceError::NotFound(format!(
+                "tenant {slug:?} has no profile field with that key"
+            )));
+        }
         Ok(crate::tenants::remove_profile_field(db, slug, key).await?)
     }
 

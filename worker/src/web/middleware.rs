@@ -28,25 +28,25 @@ pub async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
     }
 }
 
-/// Refuses (422) a request whose path or query, once percent-decoded,
-/// holds a control character: no slug, id or cursor has one, and the
-/// database would refuse a NUL with an error that tells the caller
-/// nothing. Also past 2,048 characters of path and query.
-pub async fn plain_address(req: Request, next: Next) -> Response {
-    let uri = req.uri();
-    let raw = uri.path_and_query().map_or("", |p| p.as_str());
-    let decoded = percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>();
-    let control = decoded.iter().any(|b| b.is_ascii_control())
+/// Answers 404 for a path that, once percent-decoded, holds a control
+/// character or is longer than 2,048 characters: no slug, key or id has
+/// one, and the database would refuse a NUL with an error that tells the
+/// caller nothing. (Query values are each checked by their own parser: a
+/// cursor, a state, a file name.)
+pub async fn plain_path(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let decoded = percent_encoding::percent_decode_str(path).collect::<Vec<u8>>();
+    let control = decoded.iter().any(u8::is_ascii_control)
         || String::from_utf8_lossy(&decoded)
             .chars()
             .any(char::is_control);
-    if control || raw.len() > crate::validate::max::URL {
-        let why = if control {
-            "the address (path or query) contains a control character, such as NUL"
-        } else {
-            "the address (path and query) is longer than 2048 characters"
-        };
-        return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why).into_response();
+    if control || path.len() > crate::validate::max::URL {
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "no such resource: the path holds a control character or is too long",
+        )
+        .into_response();
     }
     next.run(req).await
 }

@@ -35,7 +35,7 @@ pub fn router(state: WebState) -> Router {
             "/ui/",
             get(|| async { axum::response::Redirect::to("/ui") }),
         )
-        .layer(axum::middleware::from_fn(middleware::plain_address))
+        .layer(axum::middleware::from_fn(middleware::plain_path))
 }
 
 /// Serves the API and the screens on `listener` until `stop` fires.

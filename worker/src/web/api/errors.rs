@@ -39,10 +39,11 @@ macro_rules! problems {
 }
 
 problems! {
-    /// Every authenticated operation: no or a wrong token, or over its rate.
+    /// Every authenticated operation: no or a wrong token, or over its
+    /// rate (the token's, or the client address's without a valid token).
     Authenticated {
         "401" => "no or a wrong bearer token",
-        "429" => "over the token's rate",
+        "429" => "over the token's rate, or the address's without a valid token",
     }
     /// A body or query that is not what the operation reads.
     Malformed { "400" => "the request is malformed" }
@@ -53,7 +54,10 @@ problems! {
     /// A JSON body over the limit.
     BodyTooLarge { "413" => "the body is over 1 MiB" }
     /// A file over the limit.
-    FileTooLarge { "413" => "the file is over limits.max_object_bytes" }
+    FileTooLarge {
+        "408" => "the file arrived slower than api.min_upload_bytes_per_second",
+        "413" => "the file is over limits.max_object_bytes",
+    }
     /// A body sent as something other than JSON.
     NotJson { "415" => "the body is not sent as application/json" }
     /// A value that is wrong.
