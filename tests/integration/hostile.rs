@@ -130,6 +130,15 @@ impl Server {
     }
 }
 
+/// The form token a screen's page carries.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a form with its token")
+        .to_string()
+}
+
 /// The `name=value` of the `Set-Cookie` for `name`.
 fn set_cookie(h: &[(String, String)], name: &str) -> Option<String> {
     h.iter()
@@ -345,12 +354,7 @@ async fn the_screens_mapping_form_refuses_a_nul_with_the_field_named() {
     let (_, cookie) = s.sign_in(&s.acme).await;
     let cookie = cookie.unwrap();
     let (_, _, page) = s.page("/ui/t/acme/mapping", &cookie).await;
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&page);
     let (status, _, page) = http_request(
         &s.addr,
         "POST",
@@ -555,12 +559,7 @@ async fn signing_out_ends_the_session_on_the_server_so_the_old_cookie_no_longer_
     let cookie = s.sign_in(&s.acme).await.1.unwrap();
     let (status, _, page) = s.page("/ui/t/acme", &cookie).await;
     assert_eq!(status, 200);
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_string();
+    let csrf = csrf_of(&page);
     let (status, _, _) = http_request(
         &s.addr,
         "POST",

@@ -120,6 +120,18 @@ impl Guard {
         ))
     }
 
+    /// [`Guard::check`] keyed by the client's address (unspecified when the
+    /// listener did not say, as for a router called in-process).
+    #[allow(clippy::result_large_err)]
+    pub fn check_address(
+        limiter: Option<&AddressLimiter>,
+        client: Option<crate::listen::ClientAddr>,
+        reason: ApiRefusal,
+    ) -> Result<(), Response> {
+        let addr = client.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0);
+        Self::check(limiter, &addr, reason, &addr.to_string())
+    }
+
     /// The deadline of a file route whose body had `bytes`: `base` plus a
     /// second per `file_bytes_per_second`.
     pub fn file_deadline(&self, base: Duration, bytes: u64) -> Duration {

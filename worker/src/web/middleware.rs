@@ -64,15 +64,10 @@ pub async fn authenticate(State(s): State<WebState>, mut req: Request, next: Nex
     let presented = presented.filter(|p| p.len() <= crate::validate::max::TOKEN);
     let Some(token) = presented.and_then(|p| s.tokens.verify(p)).cloned() else {
         // Guessing tokens is limited per client address.
-        let addr = req
-            .extensions()
-            .get::<ClientAddr>()
-            .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0);
-        if let Err(refused) = Guard::check(
+        if let Err(refused) = Guard::check_address(
             s.guard.per_address.as_deref(),
-            &addr,
+            req.extensions().get::<ClientAddr>().copied(),
             ApiRefusal::AddressRate,
-            &addr.to_string(),
         ) {
             return refused;
         }

@@ -24,13 +24,10 @@ pub(super) async fn sign_in(
     jar: CookieJar,
     Form(f): Form<SignIn>,
 ) -> Response {
-    let addr = client.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.0);
-    if let Err(refused) = Guard::check(
-        s.guard.sign_in.as_deref(),
-        &addr,
-        ApiRefusal::SignInRate,
-        &addr.to_string(),
-    ) {
+    let client = client.map(|c| c.0);
+    if let Err(refused) =
+        Guard::check_address(s.guard.sign_in.as_deref(), client, ApiRefusal::SignInRate)
+    {
         return refused;
     }
     let expected = jar
@@ -53,7 +50,8 @@ pub(super) async fn sign_in(
         .then(|| s.tokens.verify(f.token.trim()).cloned())
         .flatten();
     let Some(token) = token else {
-        events::api_refused(ApiRefusal::SignInFailed, &addr.to_string());
+        let who = client.map_or_else(String::new, |c| c.0.to_string());
+        events::api_refused(ApiRefusal::SignInFailed, &who);
         return again(StatusCode::UNAUTHORIZED, "That token is not valid.");
     };
     match session::open(&s.db, &token, &s.session, s.guard.sessions_per_token).await {
