@@ -15,12 +15,20 @@
 //   UF_CHROMIUM      the browser binary
 //
 // Every step checks what the page says; the first failed check ends the
-// run with a non-zero exit and the reason. Screenshots: 1280x800 viewport.
+// run with a non-zero exit and the reason. At every screenshot the page is
+// also checked at 1280x800 and at 800x900 (a screenshot of each): no page
+// scrolls sideways (a wide table scrolls inside its own box), and axe-core
+// finds no serious or critical accessibility violation.
 
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+
+// axe-core's browser build, evaluated in each page (through the DevTools
+// protocol, which the screens' strict CSP does not govern).
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const env = (k) => {
   const v = process.env[k];
@@ -46,11 +54,39 @@ const context = await browser.newContext({
 });
 const page = await context.newPage();
 let shot = 0;
+const WIDE = { width: 1280, height: 800 };
+const NARROW = { width: 800, height: 900 };
+async function noSidewaysScroll(size, name) {
+  const { scroll, inner, widest } = await page.evaluate(() => {
+    // What sticks out, to say in the failure.
+    const out = [...document.querySelectorAll('main *')]
+      .filter((e) => e.getBoundingClientRect().right > window.innerWidth)
+      .map((e) => `${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className ? '.' + e.className : ''}`);
+    return { scroll: document.documentElement.scrollWidth, inner: window.innerWidth, widest: out.slice(0, 5).join(' ') };
+  });
+  check(scroll <= inner, `${name} fits ${size.width} px without scrolling sideways (${scroll} <= ${inner}) ${widest}`);
+}
+async function accessible(name) {
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  check(violations.length === 0, `${name} has no serious accessibility violation ${violations.join('; ')}`);
+}
 async function screenshot(name) {
   shot += 1;
-  const file = join(SHOTS, `${String(shot).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file });
-  console.log(`screenshot ${file}`);
+  const base = `${String(shot).padStart(2, '0')}-${name}`;
+  await noSidewaysScroll(WIDE, name);
+  await accessible(name);
+  await page.screenshot({ path: join(SHOTS, `${base}.png`) });
+  await page.setViewportSize(NARROW);
+  await noSidewaysScroll(NARROW, name);
+  await page.screenshot({ path: join(SHOTS, `${base}-800.png`) });
+  await page.setViewportSize(WIDE);
+  console.log(`screenshot ${join(SHOTS, base)}.png (and -800)`);
 }
 const text = async () => (await page.locator('main').innerText()).replace(/\s+/g, ' ');
 
@@ -126,8 +162,9 @@ try {
   }
   const first = await waitInHistory('first.csv', 'succeeded');
   const cells = (await first.locator('td').allInnerTexts()).map((c) => c.trim());
-  // Upload, file, state, received, finished, then the six counts.
-  check(cells.slice(5, 11).join(',') === '30,29,0,0,0,1', 'the history shows the six counts with its rejected row');
+  // Upload, file, state, received, then the six counts.
+  check(cells.slice(4, 10).join(',') === '30,29,0,0,0,1', 'the history shows the six counts with its rejected row');
+  check(cells[1] === 'first.csv', 'the history shows the name the customer gave the file');
   await screenshot('history');
 
   // Its row problems, and the CSV download.
@@ -146,10 +183,20 @@ try {
   const held = await waitInHistory('shrunk.csv', 'held');
   await held.getByRole('link', { name: /^#/ }).click();
   check(/20 users would be deactivated/.test(await text()), 'the hold shows its numbers');
+  const people = page.getByRole('table', { name: 'Who would be deactivated' }).locator('tbody tr');
+  check((await people.count()) === 20, 'the hold lists the 20 people it would deactivate');
+  check(/@/.test(await people.first().innerText()), 'each with their email');
   await screenshot('held');
+  const [heldCsv] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('link', { name: 'Download everyone as CSV' }).click(),
+  ]);
+  check(readFileSync(await heldCsv.path(), 'utf8').trim().split('\n').length === 21, 'the held people download as CSV');
   await page.getByRole('button', { name: 'Approve deactivations' }).click();
   check(/Approved: 20 users deactivated/.test(await text()), 'approving deactivates them');
   await screenshot('approved');
+  await page.goto(`${BASE}/ui/t/acme`);
+  check(/approved \(20 deactivated\)/.test(await text()), 'the history says the hold was approved for 20, not "succeeded"');
 
   // Preview a file: what it would do, nothing changed.
   await page.getByRole('link', { name: 'Preview a file' }).click();
@@ -198,7 +245,7 @@ try {
   await screenshot('ops-overview');
   console.log('the whole flow passed');
 } catch (e) {
-  await screenshot('failure').catch(() => {});
+  await page.screenshot({ path: join(SHOTS, 'failure.png'), fullPage: true }).catch(() => {});
   console.error(e.stack || String(e));
   console.error(`page: ${page.url()}`);
   process.exitCode = 1;

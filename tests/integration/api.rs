@@ -1430,3 +1430,78 @@ async fn the_xero_endpoints_preview_and_queue_an_import_a_worker_runs_for_the_to
         .await;
     assert_eq!((status, body["disconnected"].as_bool()), (200, Some(true)));
 }
+
+#[tokio::test]
+async fn held_deactivations_name_each_person_a_hold_would_deactivate_and_other_tenants_get_404() {
+    let db = TestDb::new().await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
+    tenant(&db, "beta", &aws.bucket, MatchKey::Email, MAPPING).await;
+    let api = Api::start(&db).await;
+    let w = workers(&db, &aws, Duration::from_secs(30), 100);
+    for (key, n) in [("beta/1.csv", 20), ("beta/2.csv", 2)] {
+        aws.put(key, employees_csv(n, false)).await.unwrap();
+        intake_all(&db, &aws).await;
+        run_next(&w).await;
+    }
+    let held = db.scalar("SELECT max(id) FROM uploads").await;
+    assert_eq!(upload(&db, held).await.state, "held");
+
+    // Page by page, everyone the hold would deactivate, named.
+    let mut people = Vec::new();
+    let mut next = Some(format!("/api/v1/uploads/{held}/held-deactivations?limit=7"));
+    while let Some(path) = next {
+        let (status, _, page) = api.call("GET", &path, Some(&api.ops)).await;
+        assert_eq!(status, 200, "{page}");
+        people.extend(page["items"].as_array().unwrap().iter().cloned());
+        next = page["next"].as_str().map(str::to_string);
+    }
+    let mut emails: Vec<&str> = people
+        .iter()
+        .map(|p| p["email"].as_str().unwrap())
+        .collect();
+    emails.sort();
+    let mut want: Vec<String> = (2..20).map(|i| format!("user{i}@example.com")).collect();
+    want.sort();
+    assert_eq!(
+        emails, want,
+        "the 18 absent from the second file, no one else"
+    );
+    let p = people
+        .iter()
+        .find(|p| p["email"] == "user7@example.com")
+        .unwrap();
+    assert_eq!(
+        (&p["first_name"], &p["last_name"]),
+        (&Value::from("First7"), &Value::from("Last7"))
+    );
+
+    let (status, h, csv) = api
+        .csv(
+            "GET",
+            &format!("/api/v1/uploads/{held}/held-deactivations?format=csv"),
+            &api.ops,
+            b"",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(header(&h, "content-type").unwrap().starts_with("text/csv"));
+    assert_eq!(
+        csv.lines().next(),
+        Some("email,external_id,first_name,last_name")
+    );
+    assert_eq!(csv.lines().count(), 19);
+
+    // Another tenant's token: not found, as a missing id.
+    let (status, _, p) = api
+        .call(
+            "GET",
+            &format!("/api/v1/uploads/{held}/held-deactivations"),
+            Some(&api.acme),
+        )
+        .await;
+    assert_eq!(
+        (status, p["detail"].as_str()),
+        (404, Some(format!("no upload {held}").as_str()))
+    );
+}

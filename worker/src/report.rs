@@ -504,6 +504,78 @@ pub fn problems_csv(list: &[upload_row_error::Model]) -> String {
     out
 }
 
+/// A person an upload names: who an approval would deactivate, whom an
+/// undo would change.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Person {
+    /// The user's id (the cursor of a page).
+    pub user_id: i64,
+    /// Email address.
+    pub email: String,
+    /// The HR system's employee ID.
+    pub external_id: Option<String>,
+    /// Given name.
+    pub first_name: String,
+    /// Family name.
+    pub last_name: String,
+}
+
+impl From<user::Model> for Person {
+    fn from(u: user::Model) -> Self {
+        Person {
+            user_id: u.id,
+            email: u.email,
+            external_id: u.external_id,
+            first_name: u.first_name,
+            last_name: u.last_name,
+        }
+    }
+}
+
+/// The people a held upload would deactivate if approved, by user id,
+/// after `after`, at most `limit`.
+pub async fn held_people<C: ConnectionTrait>(
+    db: &C,
+    upload_id: i64,
+    after: Option<i64>,
+    limit: u64,
+) -> Result<Vec<Person>, DbErr> {
+    use crate::db::entity::upload_deactivation;
+    use sea_orm::sea_query::Query;
+    let held = Query::select()
+        .column(upload_deactivation::Column::UserId)
+        .from(upload_deactivation::Entity)
+        .and_where(upload_deactivation::Column::UploadId.eq(upload_id))
+        .to_owned();
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.in_subquery(held))
+        .filter(user::Column::Id.gt(after.unwrap_or(0)))
+        .order_by_asc(user::Column::Id)
+        .limit(clamp(limit))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Person::from)
+        .collect())
+}
+
+/// People as CSV (email, external ID, first and last name), for a
+/// spreadsheet.
+pub fn people_csv(list: &[Person]) -> String {
+    use crate::map::tools::csv_cell;
+    let mut out = String::from("email,external_id,first_name,last_name\n");
+    for p in list {
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            csv_cell(&p.email),
+            csv_cell(p.external_id.as_deref().unwrap_or("")),
+            csv_cell(&p.first_name),
+            csv_cell(&p.last_name)
+        ));
+    }
+    out
+}
+
 /// A notification with its attempts, for an upload's detail.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct NotificationView {

@@ -113,6 +113,19 @@ impl Service {
         Ok(detail)
     }
 
+    /// The people a held upload would deactivate if approved, by user id
+    /// after `after` (none for an upload that holds nobody).
+    pub async fn held_people(
+        &self,
+        caller: &Caller,
+        id: i64,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<report::Person>, ServiceError> {
+        self.reachable_upload(caller, id).await?;
+        Ok(report::held_people(&self.db, id, after, limit).await?)
+    }
+
     /// A page of an upload's row problems, by line, after `after`.
     pub async fn problems_page(
         &self,

@@ -65,7 +65,7 @@ type ApiResult<T> = Result<Json<T>, Problem>;
         put_webhook, delete_webhook,
         get_credentials, create_credentials, rotate_credentials, revoke_credentials,
         get_overview,
-        get_upload, get_problems, get_changes, get_notifications,
+        get_upload, get_problems, get_held_people, get_changes, get_notifications,
         approve, reject, retry, undo,
         xero::get_xero, xero::preview_xero, xero::import_xero, xero::disconnect_xero,
     ),
@@ -140,6 +140,7 @@ pub fn router(state: WebState) -> Router {
         .route("/tenants/{slug}/uploads", get(list_uploads))
         .route("/uploads/{id}", get(get_upload))
         .route("/uploads/{id}/problems", get(get_problems))
+        .route("/uploads/{id}/held-deactivations", get(get_held_people))
         .route("/uploads/{id}/changes", get(get_changes))
         .route("/uploads/{id}/approve", post(approve))
         .route("/uploads/{id}/reject", post(reject))

@@ -204,6 +204,76 @@ pub(super) async fn get_problems(
     }
 }
 
+/// The people a held upload would deactivate if approved: a page of
+/// JSON, or with `format=csv` all of them as a CSV download.
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}/held-deactivations",
+    tag = "uploads",
+    summary = "Who a held upload would deactivate, a page at a time, or all as CSV",
+    params(("id" = i64, Path, description = "the upload's id"), PageQuery),
+    responses(
+        (status = 200, description = "a page of people, or with format=csv all of them as CSV", content(
+            (Page<crate::report::Person> = "application/json"),
+            (String = "text/csv")
+        )),
+        errors::Malformed,
+        errors::Authenticated,
+        errors::NotFound,
+        errors::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn get_held_people(
+    State(s): State<WebState>,
+    Extension(t): Extension<Token>,
+    Path(id): Path<String>,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let id = upload_id(&id)?;
+    let q = page_query(q)?;
+    let after = cursor::<UserCursor>(q.after.as_deref())?.map(|c| c.0);
+    if q.format == Some(Format::Csv) {
+        let all = s
+            .service
+            .held_people(&t.caller, id, after, u64::MAX)
+            .await?;
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"upload-{id}-held-deactivations.csv\""),
+                ),
+            ],
+            crate::report::people_csv(&all),
+        )
+            .into_response());
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let items = s.service.held_people(&t.caller, id, after, limit).await?;
+    let next = match items.last() {
+        Some(l) if items.len() as u64 == limit => Some(format!(
+            "/api/v1/uploads/{id}/held-deactivations?limit={limit}&after={}",
+            l.user_id
+        )),
+        _ => None,
+    };
+    Ok(Json(Page { items, next }).into_response())
+}
+
+/// A page cursor that is a user's id.
+struct UserCursor(i64);
+
+impl std::str::FromStr for UserCursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse()
+            .map(UserCursor)
+            .map_err(|_| format!("{s:?} is not a cursor this list gave"))
+    }
+}
+
 /// What an upload changed, a page at a time.
 #[utoipa::path(
     get,

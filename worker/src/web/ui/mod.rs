@@ -89,6 +89,7 @@ pub fn router(state: WebState) -> Router {
         )
         .route("/t/{slug}/uploads/{id}", get(upload))
         .route("/t/{slug}/uploads/{id}/problems.csv", get(problems_csv))
+        .route("/t/{slug}/uploads/{id}/held.csv", get(held_csv))
         .route("/t/{slug}/uploads/{id}/approve", post(approve))
         .route("/t/{slug}/uploads/{id}/reject", post(reject))
         .route("/t/{slug}/uploads/{id}/undo", get(undo_confirm).post(undo))

@@ -129,8 +129,11 @@ pub fn ago(t: DateTime<Utc>) -> String {
 /// A time as people read it, with the machine-readable value beside.
 pub fn when(t: Option<DateTime<Utc>>) -> Markup {
     match t {
+        // One line; the full time, with seconds and zone, as a tooltip.
         Some(t) => html! {
-            time datetime=(t.to_rfc3339()) { (t.format("%Y-%m-%d %H:%M UTC")) }
+            time datetime=(t.to_rfc3339()) title=(t.format("%Y-%m-%d %H:%M:%S UTC")) {
+                (t.format("%Y-%m-%d %H:%M"))
+            }
         },
         None => html! { "—" },
     }
@@ -139,6 +142,25 @@ pub fn when(t: Option<DateTime<Utc>>) -> Markup {
 /// An upload's state in words, with a class for colour on top.
 pub fn state(s: &UploadState) -> Markup {
     html! { span class={"state state-" (s)} { (s) } }
+}
+
+/// An upload's state as its admin reads it: a resolved hold says how it
+/// was resolved and for how many people, not "succeeded".
+pub fn upload_state(u: &upload::Model) -> Markup {
+    use crate::upload::Resolution;
+    match u
+        .hold_resolution
+        .as_deref()
+        .and_then(|r| r.parse::<Resolution>().ok())
+    {
+        Some(Resolution::Approved) => html! {
+            span class="state state-approved" { "approved (" (u.held_deactivations) " deactivated)" }
+        },
+        Some(Resolution::Rejected) => html! {
+            span class="state state-rejected" { "rejected (" (u.held_deactivations) " kept)" }
+        },
+        None => state(&u.state),
+    }
 }
 
 /// What happened to an upload, in one sentence.
@@ -177,7 +199,46 @@ pub fn counts(u: &upload::Model) -> [i64; 6] {
 
 /// The file's name within the tenant's drop location.
 pub fn file_name(u: &upload::Model) -> &str {
-    u.object_key.rsplit('/').next().unwrap_or(&u.object_key)
+    customer_name(u.object_key.rsplit('/').next().unwrap_or(&u.object_key))
+}
+
+/// The name the customer gave a file, without the time stamp Userfeed put
+/// before it: `api-20261207T210256.066Z-staff.csv` (a file sent through the
+/// API or the screens) and `20261207T210256.066210Z_staff.csv` (a file the
+/// drop folder moved on, `-2` before the `_` when two met) are `staff.csv`.
+pub fn customer_name(name: &str) -> &str {
+    /// The length of a `YYYYMMDDTHHMMSS.fffZ` stamp at the start of `s`.
+    fn stamp(s: &str) -> Option<usize> {
+        let b = s.as_bytes();
+        let digits =
+            |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+        if !(digits(0..8) && b.get(8) == Some(&b'T') && digits(9..15) && b.get(15) == Some(&b'.')) {
+            return None;
+        }
+        let frac = b[16..].iter().take_while(|c| c.is_ascii_digit()).count();
+        (frac > 0 && b.get(16 + frac) == Some(&b'Z')).then_some(17 + frac)
+    }
+    if let Some(rest) = name.strip_prefix("api-")
+        && let Some(n) = stamp(rest)
+        && let Some(given) = rest[n..].strip_prefix('-')
+        && !given.is_empty()
+    {
+        return given;
+    }
+    if let Some(n) = stamp(name) {
+        let rest = &name[n..];
+        // `-2_`, `-3_` … when two files met in the same instant.
+        let rest = rest
+            .strip_prefix('-')
+            .map(|r| r.trim_start_matches(|c: char| c.is_ascii_digit()))
+            .unwrap_or(rest);
+        if let Some(given) = rest.strip_prefix('_')
+            && !given.is_empty()
+        {
+            return given;
+        }
+    }
+    name
 }
 
 /// A table of row problems.
@@ -304,4 +365,26 @@ pub fn head_with_counts(before: &[Col], after: &[Col]) -> Markup {
         .chain(after.iter().copied())
         .collect();
     head(&cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::customer_name;
+
+    #[test]
+    fn a_file_shows_the_name_its_customer_gave_it() {
+        for (stored, shown) in [
+            ("api-20261207T210256.066Z-staff.csv", "staff.csv"),
+            (
+                "20261207T210256.066210Z_hr-export-semicolon.csv",
+                "hr-export-semicolon.csv",
+            ),
+            ("20261207T210256.066210Z-2_staff.csv", "staff.csv"),
+            ("staff.csv", "staff.csv"),
+            ("api-notastamp-staff.csv", "api-notastamp-staff.csv"),
+            ("20261207T210256.066210Z_", "20261207T210256.066210Z_"),
+        ] {
+            assert_eq!(customer_name(stored), shown, "{stored}");
+        }
+    }
 }

@@ -5,6 +5,7 @@ use super::*;
 #[derive(Deserialize)]
 pub(super) struct UploadQuery {
     problems_after: Option<String>,
+    held_after: Option<i64>,
     changes_after: Option<String>,
     done: Option<String>,
 }
@@ -52,11 +53,21 @@ pub(super) async fn upload(
     let u = &d.upload;
     let base = format!("/ui/t/{slug}/uploads/{id}");
     let held = service::hold_pending(u);
+    let held_after = q.held_after;
+    let people = if held {
+        s.service
+            .held_people(&session.caller, id, held_after, PAGE)
+            .await
+            .map_err(failed)?
+    } else {
+        Vec::new()
+    };
     let body = html! {
         @if let Some(done) = &q.done { (pages::notice(done)) }
         dl.facts {
-            dt { "File" } dd.mono { (u.object_key) }
-            dt { "State" } dd { (pages::state(&u.state)) }
+            dt { "File" } dd.mono { (pages::file_name(u)) }
+            dt { "Stored as" } dd.mono { (u.source.location(&u.bucket, &u.object_key)) }
+            dt { "State" } dd { (pages::upload_state(u)) }
             dt { "Received" } dd { (pages::when(Some(u.queued_at))) }
             dt { "Started" } dd { (pages::when(u.started_at)) }
             dt { "Finished" } dd { (pages::when(u.finished_at)) }
@@ -72,6 +83,28 @@ pub(super) async fn upload(
             section aria-labelledby="hold" {
                 h2 #hold { "Held for approval" }
                 p { (u.held_deactivations) " users would be deactivated. Approve to deactivate them, or reject to keep them active; the rest of the file has been applied." }
+                table {
+                    caption { "Who would be deactivated" }
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Email" } th scope="col" { "Employee ID" } } }
+                    tbody {
+                        @for p in &people {
+                            tr {
+                                td { (p.first_name) " " (p.last_name) }
+                                td.mono { (p.email) }
+                                td.mono { (p.external_id.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+                p.pager {
+                    @if people.len() as u64 == PAGE {
+                        @if let Some(last) = people.last() {
+                            a href={(base) "?held_after=" (last.user_id) "#hold"} { "More people" }
+                            " · "
+                        }
+                    }
+                    a href={(base) "/held.csv"} download { "Download everyone as CSV" }
+                }
                 (pages::button_form(&session, &format!("{base}/approve"), "Approve deactivations", ""))
                 (pages::button_form(&session, &format!("{base}/reject"), "Reject deactivations", "secondary"))
             }
@@ -132,6 +165,30 @@ pub(super) async fn problems_csv(
             ),
         ],
         crate::report::problems_csv(&all),
+    )
+        .into_response())
+}
+
+pub(super) async fn held_csv(
+    State(s): State<WebState>,
+    session: Session,
+    Path((slug, id)): Path<(String, i64)>,
+) -> Page {
+    tenant_upload(&s, &session, &slug, id).await?;
+    let all = s
+        .service
+        .held_people(&session.caller, id, None, u64::MAX)
+        .await
+        .map_err(failed)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"upload-{id}-held-deactivations.csv\""),
+            ),
+        ],
+        crate::report::people_csv(&all),
     )
         .into_response())
 }
