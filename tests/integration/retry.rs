@@ -13,6 +13,7 @@ each_backend!(
     retrying_a_file_older_than_one_that_has_since_succeeded_is_refused,
     only_a_failed_upload_can_be_retried_and_only_once_while_its_retry_waits,
     redelivering_a_failed_uploads_notification_is_absorbed_but_a_retry_is_not,
+    the_overview_lists_a_failure_only_until_a_later_upload_of_its_tenant_succeeds,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -177,4 +178,49 @@ async fn redelivering_a_failed_uploads_notification_is_absorbed_but_a_retry_is_n
     assert_eq!((replay.recorded.len(), replay.duplicates), (0, 1));
     let again = retry(&db.db, first.recorded[0]).await.unwrap();
     assert_eq!(upload(&db, again).await.state, "queued");
+}
+
+/// Issue 31: a failure that a later successful upload of the same tenant
+/// has replaced needs nobody, so the operators' overview stops listing it;
+/// another tenant's failure stays.
+async fn the_overview_lists_a_failure_only_until_a_later_upload_of_its_tenant_succeeds(
+    backend: DbBackend,
+) {
+    let db = TestDb::of(backend).await.unwrap();
+    let aws = Aws::new().await.unwrap();
+    tenant(&db, "acme", &aws.bucket, MatchKey::Email, MAPPING).await;
+    tenant(&db, "globex", &aws.bucket, MatchKey::Email, MAPPING).await;
+    let w = workers(&db, &aws, LEASE, 100);
+    let apply = |key: &'static str, body: String| {
+        let (db, aws, w) = (&db, &aws, w.clone());
+        async move {
+            aws.put(key, body).await.unwrap();
+            let ids = intake_all(db, aws).await;
+            run_next(&w).await;
+            upload(db, ids[0]).await
+        }
+    };
+    let broken = || "Nothing,Useful\n1,2\n".to_string();
+    let acme_failed = apply("acme/1.csv", broken()).await;
+    let globex_failed = apply("globex/1.csv", broken()).await;
+    assert_eq!(
+        (acme_failed.state.as_str(), globex_failed.state.as_str()),
+        ("failed", "failed")
+    );
+    let service = userfeed::service::Service::new(db.db.clone());
+    let listed = |o: userfeed::service::Overview| -> Vec<i64> {
+        o.attention.iter().map(|a| a.upload.id).collect()
+    };
+    let platform = userfeed::service::Caller::Platform;
+    assert_eq!(
+        listed(service.overview(&platform).await.unwrap()),
+        [globex_failed.id, acme_failed.id]
+    );
+    let fixed = apply("acme/2.csv", employees_csv(3, false)).await;
+    assert_eq!(fixed.state, "succeeded");
+    assert_eq!(
+        listed(service.overview(&platform).await.unwrap()),
+        [globex_failed.id],
+        "acme's failure was replaced by its later success"
+    );
 }

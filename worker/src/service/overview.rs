@@ -33,16 +33,15 @@ pub struct TenantUpload {
     pub upload: upload::Model,
 }
 
-/// How many failed or held uploads the overview lists.
+/// How many failed or held uploads the overview lists (a failure a later
+/// success of its tenant replaced is not one of them).
 pub const OVERVIEW_ATTENTION: u64 = 20;
 
 impl Service {
     /// The operators' overview; platform callers only.
     pub async fn overview(&self, caller: &Caller) -> Result<Overview, ServiceError> {
         let db = &self.db;
-        use sea_orm::{
-            ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-        };
+        use sea_orm::{ColumnTrait, ConnectionTrait, QueryFilter, Statement};
         if *caller != Caller::Platform {
             return Err(ServiceError::Forbidden(
                 "the overview of every tenant needs a platform token".into(),
@@ -79,9 +78,11 @@ impl Service {
             })
             .collect();
         let attention = upload::Entity::find()
-            .filter(upload::Column::State.is_in([UploadState::Failed, UploadState::Held]))
-            .order_by_desc(upload::Column::Id)
-            .limit(OVERVIEW_ATTENTION)
+            .from_raw_sql(Statement::from_sql_and_values(
+                backend,
+                crate::db::queries::of(backend).attention_uploads,
+                [(OVERVIEW_ATTENTION as i64).into()],
+            ))
             .all(db)
             .await?
             .into_iter()

@@ -50,3 +50,19 @@ SELECT lower(u.email) AS email
 FROM users u
 WHERE u.tenant_id = $1
   AND lower(u.email) IN (SELECT jsonb_array_elements_text($2::jsonb));
+
+-- name: attention_uploads
+-- What needs an operator, newest first, for the overview: held uploads,
+-- and failed ones that no later successful upload of the same tenant has
+-- replaced (a failure followed by a good file needs nobody). The
+-- `NOT EXISTS` probes `uploads_tenant_history_idx` (tenant_id, id DESC)
+-- from each failure. `$1` how many.
+SELECT u.*
+FROM uploads u
+WHERE u.state = 'held'
+   OR (u.state = 'failed'
+       AND NOT EXISTS (SELECT 1 FROM uploads l
+                       WHERE l.tenant_id = u.tenant_id AND l.id > u.id
+                         AND l.state = 'succeeded'))
+ORDER BY u.id DESC
+LIMIT $1;

@@ -42,3 +42,16 @@ SELECT lower(u.email) AS email
 FROM users u
 WHERE u.tenant_id = ?1
   AND lower(u.email) IN (SELECT value FROM json_each(?2));
+
+-- name: attention_uploads
+-- Held uploads and failures no later success of their tenant replaced,
+-- newest first (see postgres/report.sql). `?1` how many.
+SELECT u.*
+FROM uploads u
+WHERE u.state = 'held'
+   OR (u.state = 'failed'
+       AND NOT EXISTS (SELECT 1 FROM uploads l
+                       WHERE l.tenant_id = u.tenant_id AND l.id > u.id
+                         AND l.state = 'succeeded'))
+ORDER BY u.id DESC
+LIMIT ?1;
