@@ -205,10 +205,25 @@ try {
   check(/Nothing has changed/.test(await text()), 'the preview says nothing changed');
   await screenshot('preview');
 
+  // Upload a file from the screens: it goes where the drops go and applies.
+  await page.getByRole('link', { name: 'Upload a file' }).click();
+  await screenshot('upload-a-file');
+  await page.getByLabel('File to upload (CSV)').setInputFiles({
+    name: 'from the screens.csv',
+    mimeType: 'text/csv',
+    buffer: readFileSync(env('UF_FIRST')),
+  });
+  await page.getByRole('button', { name: 'Upload and apply' }).click();
+  check(/from-the-screens\.csv was sent/.test(await text()), 'the upload says the file was sent');
+  const sent = await waitInHistory('from-the-screens.csv', 'succeeded');
+  check(/from-the-screens\.csv/.test(await sent.innerText()), 'the sent file is applied and listed by its name');
+
   // Undo of the newest upload, behind a confirmation showing its preview.
   await page.goto(`${BASE}/ui/t/acme`);
   await page.getByRole('link', { name: 'Undo…' }).click();
   check(/Made active again/.test(await text()), "the confirmation shows the undo's preview");
+  check(/Would be made (inactive|active again) \(\d+\)/.test(await text()) && /@example\.com/.test(await text()),
+    'the confirmation names the people the undo would change');
   await screenshot('undo-confirm');
   await page.getByRole('button', { name: /^Undo upload/ }).click();
   check(/was undone/.test(await text()), 'the undo is done and reported');

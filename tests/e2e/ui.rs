@@ -131,7 +131,7 @@ async fn a_customer_admin_sets_up_the_feed_and_reads_its_history_in_a_real_brows
     assert!(out.contains("the whole flow passed"), "{out}");
 
     // What the screens did is what the database holds.
-    let ups = s.finished(5).await;
+    let ups = s.finished(6).await;
     let acme_ups: Vec<(&str, &str, Option<&str>)> = ups
         .iter()
         .filter(|u| u.object_key.starts_with("acme/") || u.source == "undo")
@@ -148,16 +148,22 @@ async fn a_customer_admin_sets_up_the_feed_and_reads_its_history_in_a_real_brows
         [
             ("succeeded", None),
             ("succeeded", Some("approved")),
+            ("succeeded", None),
             ("succeeded", None)
         ],
         "{acme_ups:?}"
     );
-    // The undo reactivated the 20 the approved hold had deactivated.
+    assert!(
+        acme_ups[2].0.starts_with("api-") && acme_ups[2].0.ends_with("-from-the-screens.csv"),
+        "the file sent from the screens went where the drops go: {acme_ups:?}"
+    );
+    // The file sent from the screens reactivated the 20 the approved hold
+    // had deactivated; the undo of it made them inactive again.
     assert_eq!(
         s.db
             .scalar("SELECT count(*) FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.slug = 'acme' AND u.active")
             .await,
-        29
+        9
     );
     let mapping = s.cli(&["mapping", "show", "acme"]).await;
     assert!(
@@ -182,6 +188,7 @@ async fn a_customer_admin_sets_up_the_feed_and_reads_its_history_in_a_real_brows
         "held",
         "approved",
         "preview",
+        "upload-a-file",
         "undo-confirm",
         "ops-overview",
     ] {

@@ -80,6 +80,12 @@ pub fn delivered_name(given: Option<&str>) -> Result<String, ManualError> {
 }
 
 impl ManualUploads {
+    /// Whether this daemon can deliver a file for `tenant`: to its bucket
+    /// (with S3), or into the drop folder.
+    pub fn can_deliver(&self, tenant: &Tenant) -> bool {
+        (self.s3.is_some() && !tenant.bucket.is_empty()) || self.drop.is_some()
+    }
+
     /// Delivers `file` (`bytes` long) for `tenant` under `name`.
     pub async fn deliver(
         &self,

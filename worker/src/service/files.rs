@@ -126,6 +126,13 @@ impl Service {
         })
     }
 
+    /// Whether files can be sent for the tenant from here (the API's and
+    /// the screens' manual upload): the screens offer it only then.
+    pub async fn can_deliver(&self, caller: &Caller, slug: &str) -> Result<bool, ServiceError> {
+        let t = self.tenant(caller, slug).await?;
+        Ok(self.deliver.can_deliver(&t))
+    }
+
     /// Delivers a manual upload where the tenant's drops go, so it is queued
     /// like one ([`crate::intake::manual`]).
     pub async fn deliver_file(

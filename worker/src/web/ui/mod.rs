@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 mod connection;
+mod deliver;
 mod extract;
 mod history;
 mod mapping;
@@ -27,6 +28,7 @@ mod undo;
 mod upload;
 
 use connection::*;
+use deliver::*;
 use history::*;
 use mapping::*;
 use ops::*;
@@ -78,9 +80,13 @@ pub fn router(state: WebState) -> Router {
         .route("/t/{slug}", get(history))
         .route(
             "/t/{slug}/start",
-            get(start).post(start_sample).layer(file_body),
+            get(start).post(start_sample).layer(file_body.clone()),
         )
         .route("/t/{slug}/mapping", get(mapping).post(save_mapping))
+        .route(
+            "/t/{slug}/files",
+            get(deliver_form).post(deliver).layer(file_body.clone()),
+        )
         .route("/t/{slug}/connection", get(connection))
         .route("/t/{slug}/credentials", post(credentials))
         .route(
@@ -188,8 +194,17 @@ fn file_form(session: &Session, action: &str, intro: &str, label: &str, button: 
 async fn read_file_form(
     s: &WebState,
     session: &Session,
-    mut form: Multipart,
+    form: Multipart,
 ) -> Result<crate::web::spool::Spooled, Response> {
+    read_named_file_form(s, session, form).await.map(|(f, _)| f)
+}
+
+/// [`read_file_form`], with the name the file had on the person's computer.
+async fn read_named_file_form(
+    s: &WebState,
+    session: &Session,
+    mut form: Multipart,
+) -> Result<(crate::web::spool::Spooled, Option<String>), Response> {
     let bad = |why: String| {
         pages::error_page(StatusCode::BAD_REQUEST, "The form could not be read", &why)
     };
@@ -199,12 +214,14 @@ async fn read_file_form(
             Some("csrf") => csrf = Some(field.text().await.map_err(|e| bad(e.body_text()))?),
             Some("file") => {
                 session.check_csrf(csrf.as_deref())?;
+                let name = field.file_name().map(str::to_string);
                 return crate::web::spool::spool_stream(
                     &s.files,
                     field,
                     s.files.limits.max_object_bytes,
                 )
                 .await
+                .map(|f| (f, name))
                 .map_err(|p| {
                     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_REQUEST);
                     pages::error_page(status, "The file was not accepted", &p.detail)

@@ -55,6 +55,7 @@ pub fn layout(
                                     li { a href={"/ui/t/" (t) "/mapping"} { "Mapping" } }
                                     li { a href={"/ui/t/" (t) "/connection"} { "Connection details" } }
                                     li { a href={"/ui/t/" (t) "/preview"} { "Preview a file" } }
+                                    li { a href={"/ui/t/" (t) "/files"} { "Upload a file" } }
                                 }
                                 @if s.caller == Caller::Platform {
                                     li { a href="/ui/ops" { "All tenants" } }

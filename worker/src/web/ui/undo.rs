@@ -45,10 +45,38 @@ pub(super) fn undo_summary(r: &crate::apply::undo::UndoReport) -> Markup {
             dt { "Links restored" } dd { (r.links_restored) }
             dt { "Left alone" } dd { (r.left_alone.len()) }
         }
+        // Who, before anyone decides: each list names its people (the first
+        // hundred; the API's undo preview has them all).
+        (people("Would be made inactive", "They were created or reactivated by this upload.", &r.deactivated))
+        (people("Would be made active again", "This upload deactivated them.", &r.reactivated))
+        (people(
+            "Would have fields put back",
+            "Their names or fields as they were before this upload.",
+            &r.updated.iter().map(|u| u.email.clone()).collect::<Vec<_>>(),
+        ))
         @if !r.left_alone.is_empty() {
             h2 { "Left alone" }
             ul {
                 @for l in &r.left_alone { li { (l.email) ", " (l.field) ": " (l.reason) } }
+            }
+        }
+    }
+}
+
+/// A titled list of the people one part of an undo touches.
+fn people(title: &str, why: &str, emails: &[String]) -> Markup {
+    const SHOWN: usize = 100;
+    html! {
+        @if !emails.is_empty() {
+            section {
+                h2 { (title) " (" (emails.len()) ")" }
+                p.hint { (why) }
+                ul.people {
+                    @for e in emails.iter().take(SHOWN) { li.mono { (e) } }
+                }
+                @if emails.len() > SHOWN {
+                    p.hint { "And " (emails.len() - SHOWN) " more: the API's undo preview (POST /api/v1/uploads/{id}/undo?preview=true) lists them all." }
+                }
             }
         }
     }
