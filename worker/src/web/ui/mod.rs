@@ -80,12 +80,12 @@ pub fn router(state: WebState) -> Router {
         .route("/t/{slug}", get(history))
         .route(
             "/t/{slug}/start",
-            get(start).post(start_sample).layer(file_body.clone()),
+            get(start).post(start_sample).layer(file_body),
         )
         .route("/t/{slug}/mapping", get(mapping).post(save_mapping))
         .route(
             "/t/{slug}/files",
-            get(deliver_form).post(deliver).layer(file_body.clone()),
+            get(deliver_form).post(deliver).layer(file_body),
         )
         .route("/t/{slug}/connection", get(connection))
         .route("/t/{slug}/credentials", post(credentials))
