@@ -15,6 +15,9 @@ use governor::{Quota, RateLimiter};
 use super::problem::Problem;
 use crate::telemetry::events::{self, ApiRefusal};
 
+/// Keys a limiter tracks before it forgets those back at full allowance.
+const MAX_TRACKED_KEYS: usize = 10_000;
+
 /// A limiter keyed by client address.
 pub type AddressLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
 
@@ -98,6 +101,14 @@ impl Guard {
         let Some(limiter) = limiter else {
             return Ok(());
         };
+        // A limiter keeps a state per key: clients spraying addresses (an
+        // IPv6 /64 has plenty) would grow it without end. Keys whose limit
+        // has fully recovered hold nothing worth keeping; drop them once
+        // there are many.
+        if limiter.len() > MAX_TRACKED_KEYS {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         let Err(wait) = limiter.check_key(key) else {
             return Ok(());
         };
@@ -150,4 +161,22 @@ pub fn too_many(what: &str, retry_after_secs: u64) -> Response {
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limiter_sprayed_with_addresses_stays_bounded() {
+        // 1,000 a second: a key is back at full allowance a millisecond
+        // after its one request, so all but the newest can be forgotten.
+        let limiter = address_limiter(1000, 1).unwrap();
+        for i in 0..(3 * MAX_TRACKED_KEYS as u32) {
+            let ip = IpAddr::from(std::net::Ipv6Addr::from(u128::from(i)));
+            let _ = Guard::check(Some(&limiter), &ip, ApiRefusal::AddressRate, "x");
+        }
+        // Without the pruning it would hold all 30,000.
+        assert!(limiter.len() <= MAX_TRACKED_KEYS + 1, "{}", limiter.len());
+    }
 }
